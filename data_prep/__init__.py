@@ -1,0 +1,1 @@
+"""Data preparation stages: corpus cleaning, vocab building, pretraining records."""

@@ -1,0 +1,76 @@
+"""Vocab files and the tokenisation settings that travel with them.
+
+A vocab directory holds `vocab.txt` (one token a line, id = line number),
+`tokenizer.json` (Hugging Face `tokenizers`) and `vocab_settings.json` (`VocabSettings`).
+Every later stage reads the settings from there, so the records, the training run and
+the export all split text the same way the vocab was built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from data_prep import fileio
+from data_prep.errors import UserError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+SETTINGS_FILE = "vocab_settings.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabSettings:
+    """How text is split before WordPiece. Cased, no accent stripping by default:
+    lower-casing with accent stripping decomposes Hangul into jamo (and then `[UNK]`)."""
+
+    do_lower_case: bool = False
+    strip_accents: bool = False
+    pretokenizer: str = "bert"  # "bert" (whitespace + punctuation) or "mecab" (morphemes first)
+    max_input_chars_per_word: int = 100  # longer words become [UNK]; HF default 100, original 200
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> "VocabSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in known:
+                raise UserError(f"unknown key '{key}' in {source}")
+        return cls(**d)
+
+
+def load_vocab(path: str) -> list[str]:
+    """Tokens of a vocab file in id order; checks the special tokens and duplicates."""
+    if not fileio.exists(path):
+        raise UserError(f"vocab file not found: {path}")
+    try:
+        tokens = fileio.read_text(path).split("\n")
+    except UserError:
+        raise
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    tokens = [t.rstrip("\r") for t in tokens]
+    if not tokens:
+        raise UserError(f"vocab file is empty: {path}")
+    missing = [t for t in SPECIAL_TOKENS if t not in set(tokens)]
+    if missing:
+        raise UserError(f"vocab file {path} lacks special token(s) {' '.join(missing)}")
+    seen: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        if tok in seen:
+            raise UserError(f"vocab file {path} line {i + 1}: duplicate token {tok!r} (first on line {seen[tok] + 1})")
+        seen[tok] = i
+    return tokens
+
+
+def load_settings(vocab_file: str) -> VocabSettings | None:
+    """The settings saved beside a vocab file, or None when there are none (e.g. KoELECTRA's)."""
+    path = fileio.join(os.path.dirname(vocab_file) or ".", SETTINGS_FILE)
+    if not fileio.exists(path):
+        return None
+    try:
+        d = json.loads(fileio.read_text(path))
+    except ValueError as exc:
+        raise UserError(f"corrupt settings file {path}: {exc}") from exc
+    return VocabSettings.from_dict(d, path)
