@@ -74,3 +74,38 @@ def load_settings(vocab_file: str) -> VocabSettings | None:
     except ValueError as exc:
         raise UserError(f"corrupt settings file {path}: {exc}") from exc
     return VocabSettings.from_dict(d, path)
+
+
+def make_hf_tokenizer(tokens: list[str], settings: VocabSettings):
+    """A `tokenizers.Tokenizer` that splits exactly as BERT/ELECTRA WordPiece with `settings`.
+
+    Unicode NFC first (Hangul stays composed syllables), then BERT's normaliser with the
+    settings' case and accent rules, whitespace-and-punctuation pre-tokenisation, WordPiece,
+    and `[CLS] A [SEP] B [SEP]` post-processing. The vocab builder, the record builder and the
+    export all use this one function, so `tokenizer.json` and `vocab.txt` cannot disagree.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tok = Tokenizer(
+        models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=settings.max_input_chars_per_word)
+    )
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.NFC(),
+            normalizers.BertNormalizer(
+                clean_text=True,
+                handle_chinese_chars=True,
+                strip_accents=settings.strip_accents,
+                lowercase=settings.do_lower_case,
+            ),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
