@@ -20,7 +20,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["data_prep", "data_prep.*", "pretrain", "pretrain.*", "cloudops", "cloudops.*"]),
     py_modules=["run_pretraining", "build_pretraining_dataset"],
-    package_data={"pretrain": ["../configs/*.json"]},
     install_requires=BASE,
     extras_require={
         "gcs": ["google-cloud-storage>=3,<4"],
