@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow bench venv clean tools
 
 venv: $(STAMP)
 
@@ -22,12 +22,18 @@ $(STAMP): requirements/base.txt requirements/test.txt setup.py
 demo: $(STAMP)
 	$(BIN)/electra-demo --out-dir runs/demo $(ARGS)
 
+## System tools the tests use: shellcheck (Debian) for the TPU VM scripts.
+tools:
+	@command -v shellcheck >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq shellcheck >/dev/null; fi; }
+
 ## The default test run (fast; what CI runs).
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
 
 ## Long tests: full trainings and larger data.
-test-slow: $(STAMP)
+test-slow: $(STAMP) tools
 	$(BIN)/python -m pytest -m slow -q $(ARGS)
 
 ## Benchmarks against the peers; regenerates the figures in BENCHMARKS.md.
