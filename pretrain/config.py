@@ -1,0 +1,279 @@
+"""Pretraining hyperparameters: the original ELECTRA keys with their meaning, plus ours.
+
+`from_hparams` reads a JSON file or string (the original's `--hparams`), rejects unknown
+keys by name, applies the `model_size` preset to every size key the user did not give, and
+validates once. Derived values (`max_predictions_per_seq`, the generator's sizes) come from
+named functions, not from parsing side effects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+from data_prep import fileio
+from data_prep.errors import UserError
+
+# The original's per-size defaults (configure_pretraining.py and Table 6 of the paper);
+# keys here win over the dataclass defaults unless the user sets them.
+PRESETS: dict[str, dict[str, Any]] = {
+    "small": dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, learning_rate=5e-4,
+                  train_batch_size=128, max_seq_length=128, generator_hidden_size=0.25, mask_prob=0.15),
+    "base": dict(embedding_size=768, hidden_size=768, num_hidden_layers=12, learning_rate=2e-4,
+                 train_batch_size=256, max_seq_length=512, generator_hidden_size=0.33333, mask_prob=0.15),
+    "large": dict(embedding_size=1024, hidden_size=1024, num_hidden_layers=24, learning_rate=2e-4,
+                  train_batch_size=2048, max_seq_length=512, generator_hidden_size=0.25, mask_prob=0.25),
+}
+# Encoder keys that the original took through `model_hparam_overrides`.
+MODEL_OVERRIDE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                       "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                       "type_vocab_size", "embedding_size", "vocab_size")
+OPTIMIZERS = ("adamw", "lamb")
+PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderDims:
+    """Sizes of one transformer encoder (the generator's or the discriminator's)."""
+
+    vocab_size: int
+    embedding_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    hidden_dropout_prob: float
+    attention_probs_dropout_prob: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Resolved hyperparameters of one pretraining run (see docs/pretraining.md)."""
+
+    # objective (original keys)
+    electra_objective: bool = True
+    gen_weight: float = 1.0
+    disc_weight: float = 50.0
+    mask_prob: float = 0.15
+    masking_with_replacement: bool = False  # True = the original's sampler (masks slightly fewer)
+    # optimisation (original keys)
+    learning_rate: float = 5e-4
+    lr_decay_power: float = 1.0
+    weight_decay_rate: float = 0.01
+    num_warmup_steps: int = 10000
+    # training (original keys)
+    iterations_per_loop: int = 200
+    save_checkpoints_steps: int = 1000
+    num_train_steps: int = 1000000
+    num_eval_steps: int = 100
+    keep_checkpoint_max: int = 5
+    # model (original keys; None = from the model_size preset)
+    model_size: str = "small"
+    vocab_size: int = 32200
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    do_lower_case: bool = False
+    # generator (original keys)
+    uniform_generator: bool = False
+    untied_generator_embeddings: bool = False
+    generator_layers: float = 1.0
+    generator_hidden_size: float = 0.25
+    disallow_correct: bool = False
+    temperature: float = 1.0
+    # batches (original keys)
+    max_seq_length: int = 128
+    train_batch_size: int = 128
+    eval_batch_size: int = 128
+    # TPU (original keys)
+    use_tpu: bool = False
+    num_tpu_cores: int = 8
+    tpu_name: str | None = None
+    tpu_zone: str | None = None
+    gcp_project: str | None = None
+    # ours
+    seed: int = 0
+    optimizer: str = "adamw"
+    clip_norm: float = 1.0
+    precision: str = "auto"  # bfloat16 on TPU, float16 on GPU, float32 on CPU
+    gradient_accumulation_steps: int = 1
+    jit_compile: bool = False
+    watchdog_seconds: float = 0.0  # 0 = no hang watchdog
+    num_gpus: int | None = None
+    log_every_steps: int = 10
+    shuffle_buffer: int = 10000
+
+    def discriminator_dims(self) -> EncoderDims:
+        return EncoderDims(
+            vocab_size=self.vocab_size, embedding_size=self.embedding_size, hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size, max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob)
+
+    def generator_dims(self) -> EncoderDims:
+        return generator_dims(self.discriminator_dims(), self.generator_hidden_size, self.generator_layers)
+
+    @property
+    def max_predictions_per_seq(self) -> int:
+        return max_predictions_per_seq(self.mask_prob, self.max_seq_length)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def max_predictions_per_seq(mask_prob: float, max_seq_length: int) -> int:
+    """N, the fixed number of masked slots per sequence, exactly as the original derives it.
+
+    (The original evaluates this before applying the size preset; here it uses the final values.)
+    """
+    return int((mask_prob + 0.005) * max_seq_length)
+
+
+def default_heads(hidden_size: int) -> int:
+    """The original: one attention head per 64 hidden units."""
+    return max(1, hidden_size // 64)
+
+
+def generator_dims(disc: EncoderDims, hidden_fraction: float, layer_fraction: float) -> EncoderDims:
+    """The generator's sizes as the original's `get_generator_config` scales them."""
+    hidden = int(round(disc.hidden_size * hidden_fraction))
+    return dataclasses.replace(
+        disc,
+        hidden_size=hidden,
+        num_hidden_layers=int(round(disc.num_hidden_layers * layer_fraction)),
+        intermediate_size=4 * hidden,
+        num_attention_heads=default_heads(hidden),
+    )
+
+
+def _is_comment(key: str) -> bool:
+    """Provenance keys (`_comment`, `_source`, `_source_learning_rate`, ...) are allowed and ignored."""
+    return key.startswith("_") or key in ("comment", "source")
+
+
+def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """A JSON file path, a JSON string, or a mapping -> dict (comment keys dropped)."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        raw = dict(source)
+        where = "hparams"
+    else:
+        text = str(source).strip()
+        where = "--hparams"
+        if not text.startswith("{"):
+            if not fileio.exists(text):
+                raise UserError(f"hparams file not found: {text}")
+            where = text
+            text = fileio.read_text(text)
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"hparams {where} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise UserError(f"hparams {where} must be a JSON object, got {type(raw).__name__}")
+    overrides = raw.pop("model_hparam_overrides", None) or {}
+    for key, value in overrides.items():
+        if key not in MODEL_OVERRIDE_KEYS:
+            raise UserError(f"unknown key 'model_hparam_overrides.{key}' in {where}")
+        raw[key] = value
+    return {k: v for k, v in raw.items() if not _is_comment(k)}
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(PretrainConfig)}
+_DERIVED = ("max_predictions_per_seq",)
+
+
+def from_hparams(source: str | Mapping[str, Any] | None, base: str | Mapping[str, Any] | None = None) -> PretrainConfig:
+    """The run's config: dataclass defaults <- model_size preset <- `base` <- `source`.
+
+    `base` and `source` are each a JSON file path, a JSON string or a dict; later ones win.
+    """
+    given = load_hparams(base)
+    given.update(load_hparams(source))
+    for key in given:
+        if key in _DERIVED:
+            raise UserError(f"hparam '{key}' is derived (from mask_prob and max_seq_length); remove it")
+        if key not in _FIELDS:
+            raise UserError(f"unknown hparam '{key}'")
+    size = given.get("model_size", PretrainConfig.model_size)
+    if size not in PRESETS:
+        raise UserError(f"hparam 'model_size' must be one of {', '.join(PRESETS)}, got {size!r}")
+    values: dict[str, Any] = dict(PRESETS[size])
+    values.update(given)
+    hidden = values["hidden_size"]
+    values.setdefault("num_attention_heads", default_heads(hidden))
+    values.setdefault("intermediate_size", 4 * hidden)
+    return validate(PretrainConfig(**{k: _coerce(k, v) for k, v in values.items()}))
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check a value's JSON type against the field (ints accepted where floats are expected)."""
+    annotation = str(_FIELDS[key].type)
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"hparam '{key}' must not be null")
+    kind = annotation.split("|")[0].strip()
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(kind, True)
+    if not ok:
+        raise UserError(f"hparam '{key}' must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def validate(cfg: PretrainConfig) -> PretrainConfig:
+    """All cross-field checks in one place; the message names the key and value."""
+    def need(cond: bool, key: str, why: str) -> None:
+        if not cond:
+            raise UserError(f"hparam '{key}' = {getattr(cfg, key)!r}: {why}")
+
+    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    need(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+    need(0.0 < cfg.mask_prob < 1.0, "mask_prob", "must be in (0, 1)")
+    need(cfg.max_predictions_per_seq >= 1, "mask_prob", "gives max_predictions_per_seq < 1 at this max_seq_length")
+    need(cfg.max_seq_length >= 4, "max_seq_length", "must be at least 4")
+    need(cfg.max_seq_length <= cfg.max_position_embeddings, "max_seq_length",
+         f"exceeds max_position_embeddings {cfg.max_position_embeddings}")
+    need(cfg.hidden_size % cfg.num_attention_heads == 0, "hidden_size",
+         f"must be divisible by num_attention_heads {cfg.num_attention_heads}")
+    need(cfg.vocab_size >= 5, "vocab_size", "must hold at least the 5 special tokens")
+    need(0.0 < cfg.generator_hidden_size <= 1.0, "generator_hidden_size", "is a fraction of hidden_size in (0, 1]")
+    need(cfg.generator_dims().hidden_size >= 1, "generator_hidden_size", "gives a generator hidden size < 1")
+    need(cfg.generator_dims().num_hidden_layers >= 1, "generator_layers", "gives a generator with no layers")
+    need(cfg.temperature > 0, "temperature", "must be positive")
+    for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
+                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
+        need(getattr(cfg, key) >= 1, key, "must be at least 1")
+    need(cfg.num_warmup_steps >= 0, "num_warmup_steps", "must not be negative")
+    need(cfg.learning_rate > 0, "learning_rate", "must be positive")
+    need(cfg.train_batch_size % cfg.gradient_accumulation_steps == 0, "train_batch_size",
+         f"must be divisible by gradient_accumulation_steps {cfg.gradient_accumulation_steps}")
+    need(cfg.electra_objective, "electra_objective", "only the ELECTRA objective is implemented")
+    need(not cfg.untied_generator_embeddings, "untied_generator_embeddings", "only tied embeddings are implemented")
+    need(not cfg.uniform_generator, "uniform_generator", "not implemented")
+    need(not cfg.disallow_correct, "disallow_correct", "not implemented")
+    return cfg
+
+
+def config_path(name: str) -> str:
+    """A bundled preset (`tiny`, `small`, `base`, `large`) under configs/."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.json")
