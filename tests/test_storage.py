@@ -1,0 +1,231 @@
+"""cloudops.storage against a real local Cloud Storage emulator (gcp-storage-emulator)."""
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from cloudops import storage
+from data_prep import records
+from data_prep.errors import UserError
+
+KiB = 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def emulator_host():
+    """A real gcp-storage-emulator process on 127.0.0.1 with a free port (in memory)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--in-memory", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("gcp-storage-emulator did not start")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def store(emulator_host, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_host)
+    return storage.connect()
+
+
+@pytest.fixture()
+def bucket(store) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    store.client.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, corpus_path, koelectra_vocab) -> pathlib.Path:
+    """A small built dataset: real TFRecord shards of corpus lines, its manifest, and the vocab."""
+    import tensorflow as tf
+
+    out = tmp_path_factory.mktemp("dataset")
+    (out / "pretrain_tfrecords").mkdir()
+    lines = [ln for ln in corpus_path.read_bytes().split(b"\n") if ln][:300]
+    seq = 64
+    counts = []
+    for shard in range(3):
+        mine = lines[shard::3]
+        with tf.io.TFRecordWriter(str(out / "pretrain_tfrecords" / records.shard_name(shard, 3))) as w:
+            for line in mine:
+                ids = list(line[:seq]) + [0] * (seq - len(line[:seq]))
+                mask = [1] * min(len(line), seq) + [0] * (seq - min(len(line), seq))
+                feats = {"input_ids": ids, "input_mask": mask, "segment_ids": [0] * seq}
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    k: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for k, v in feats.items()}))
+                w.write(example.SerializeToString())
+        counts.append(len(mine))
+    records.write_manifest(str(out / "pretrain_tfrecords"), records.Manifest(
+        max_seq_length=seq, vocab_size=256, vocab_sha256="0" * 64, num_shards=3,
+        examples_per_shard=tuple(counts), num_tokens=0, seed=0, flags={}))
+    (out / "vocab").mkdir()
+    (out / "vocab" / "vocab.txt").write_bytes(koelectra_vocab.read_bytes())
+    return out
+
+
+def _tree(root: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_parse_uri():
+    assert storage.parse_uri("gs://b/run/records/") == storage.GcsUri("b", "run/records")
+    assert str(storage.parse_uri("gs://b")) == "gs://b"
+    assert storage.parse_uri("gs://b/x").child("y/z") == storage.GcsUri("b", "x/y/z")
+    with pytest.raises(UserError, match="not a gs:// path: /tmp/x"):
+        storage.parse_uri("/tmp/x")
+    with pytest.raises(UserError, match="no bucket name in gs:///x"):
+        storage.parse_uri("gs:///x")
+
+
+def test_local_files_leave_out_unfinished_atomic_writes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_bytes(b"1")
+    (tmp_path / "y.txt.tmp-0123abcd").write_bytes(b"partial")
+    assert storage.local_files(str(tmp_path)) == [(str(tmp_path / "a" / "x.txt"), "a/x.txt")]
+    with pytest.raises(UserError, match="nothing to upload: .*missing does not exist"):
+        storage.local_files(str(tmp_path / "missing"))
+
+
+def test_upload_download_roundtrip_same_bytes(store, bucket, dataset_dir, tmp_path):
+    uri = storage.parse_uri(f"gs://{bucket}/run1")
+    expected = _tree(dataset_dir)
+    up = storage.upload(store, str(dataset_dir), uri, workers=4)
+    assert up == storage.TransferSummary(copied=5, skipped=0, bytes=sum(map(len, expected.values())))
+    names = [o.name for o in storage.list_objects(store, uri)]
+    assert names == sorted(f"run1/{rel}" for rel in expected)
+
+    down = storage.download(store, uri, str(tmp_path / "copy"), workers=4)
+    assert down.copied == 5 and down.skipped == 0
+    assert _tree(tmp_path / "copy") == expected
+    # The downloaded shards are still readable TFRecords with the manifest's counts.
+    manifest = records.read_manifest(str(tmp_path / "copy" / "pretrain_tfrecords"))
+    assert manifest.examples_per_shard == (100, 100, 100)
+
+
+def test_rerun_skips_identical_and_sends_only_changed(store, bucket, dataset_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for rel, data in _tree(dataset_dir).items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    uri = storage.parse_uri(f"gs://{bucket}/run2")
+    storage.upload(store, str(src), uri)
+    assert storage.upload(store, str(src), uri) == storage.TransferSummary(copied=0, skipped=5, bytes=0)
+
+    # Same size, different bytes: the CRC32C, not the size, tells them apart.
+    vocab = src / "vocab" / "vocab.txt"
+    data = bytearray(vocab.read_bytes())
+    data[10] ^= 1
+    vocab.write_bytes(bytes(data))
+    assert storage.upload(store, str(src), uri) == storage.TransferSummary(copied=1, skipped=4, bytes=len(data))
+    assert store.client.bucket(bucket).blob("run2/vocab/vocab.txt").download_as_bytes() == bytes(data)
+
+    storage.download(store, uri, str(tmp_path / "dst"))
+    assert storage.download(store, uri, str(tmp_path / "dst")).skipped == 5
+
+
+def test_interrupted_upload_resumes_where_it_stopped(store, bucket, corpus_path, tmp_path):
+    big = tmp_path / "corpus.txt"
+    big.write_bytes(corpus_path.read_bytes()[: 5 * 256 * KiB + 12345])  # 5 chunks and a bit
+    uri = storage.parse_uri(f"gs://{bucket}/run3/corpus/corpus.txt")
+    state = tmp_path / "state"
+    options = dict(state_dir=str(state), chunk_size=256 * KiB, resumable_threshold=KiB)
+
+    chunks = []
+
+    def killed_after_two_chunks(n):
+        chunks.append(n)
+        if len(chunks) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.upload_file(store, str(big), uri, progress=killed_after_two_chunks, **options)
+    assert store.client.bucket(bucket).get_blob(uri.name) is None  # nothing half-visible
+    assert len(list(state.iterdir())) == 1  # the session URL survives the "crash"
+
+    sent = storage.upload_file(store, str(big), uri, **options)
+    assert sent == big.stat().st_size - 2 * 256 * KiB  # only the rest went over the wire
+    assert store.client.bucket(bucket).blob(uri.name).download_as_bytes() == big.read_bytes()
+    assert list(state.iterdir()) == []
+
+
+def test_changed_file_does_not_resume_a_stale_session(store, bucket, tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * (600 * KiB))
+    uri = storage.parse_uri(f"gs://{bucket}/run4/f.bin")
+    options = dict(state_dir=str(tmp_path / "state"), chunk_size=256 * KiB, resumable_threshold=KiB)
+
+    def stop(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.upload_file(store, str(path), uri, progress=stop, **options)
+    path.write_bytes(b"b" * (700 * KiB))
+    assert storage.upload_file(store, str(path), uri, **options) == 700 * KiB
+    assert store.client.bucket(bucket).blob(uri.name).download_as_bytes() == b"b" * (700 * KiB)
+
+
+def test_missing_bucket_is_one_clear_line(store, emulator_host, tmp_path):
+    (tmp_path / "x.txt").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"bucket gs://no-such-bucket does not exist: create it with "
+                                        r"`gcloud storage buckets create gs://no-such-bucket --location=REGION`"):
+        storage.upload(store, str(tmp_path), storage.parse_uri("gs://no-such-bucket/run"))
+
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host)
+    proc = subprocess.run([sys.executable, "-m", "cloudops.storage", "ls", "gs://no-such-bucket/run"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: bucket gs://no-such-bucket does not exist")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_credentials_fail_before_any_transfer(monkeypatch, tmp_path):
+    for var in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no gcloud login here
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # and not on a GCE/TPU VM
+    with pytest.raises(UserError, match=r"no Google Cloud credentials found: run `gcloud auth application-default login`"):
+        storage.connect()
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    with pytest.raises(UserError, match="no Google Cloud credentials found"):
+        storage.connect()
+
+
+def test_cli_upload_ls_download(emulator_host, store, bucket, dataset_dir, tmp_path):
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "cloudops.storage", *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    up = run("upload", str(dataset_dir / "vocab"), f"gs://{bucket}/cli/vocab")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.splitlines()[-1].startswith(f"uploaded 1 files (0.2 MiB), skipped 0 identical: gs://{bucket}/cli/vocab")
+    ls = run("ls", f"gs://{bucket}/cli")
+    assert f"gs://{bucket}/cli/vocab/vocab.txt" in ls.stdout
+    assert ls.stdout.splitlines()[-1] == f"gs://{bucket}/cli: 1 objects, 0.2 MiB"
+    down = run("download", f"gs://{bucket}/cli", str(tmp_path / "d"))
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "d" / "vocab" / "vocab.txt").read_bytes() == (dataset_dir / "vocab" / "vocab.txt").read_bytes()
