@@ -1,0 +1,153 @@
+"""The NSMC probe on tiny real Hugging Face ELECTRA folders built here: real tokenizer, real
+fine-tuning, accuracies from real predictions on the bundled sentiment rows."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from data_prep.errors import UserError, run_cli  # noqa: E402
+from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer  # noqa: E402
+from pretrain import probe  # noqa: E402
+
+FAST = probe.ProbeConfig(max_train_rows=600, max_test_rows=300, epochs=2, batch_size=32, learning_rate=1e-3, seed=7)
+
+
+def _tiny_config(vocab_size: int):
+    return transformers.ElectraConfig(
+        vocab_size=vocab_size, embedding_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, koelectra_vocab, sentiment_dir):
+    """(untrained, trained-a-little) discriminator folders with the same architecture and tokenizer.
+
+    The trained copy's encoder saw 1,500 labelled rows (rows the probe later skips are not
+    involved: the probe uses the first 600); its head is dropped, as an export would.
+    """
+    tokens = load_vocab(str(koelectra_vocab))
+    tokenizer = transformers.ElectraTokenizerFast(
+        tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False
+    )
+    untrained_dir = tmp_path_factory.mktemp("untrained")
+    trained_dir = tmp_path_factory.mktemp("trained")
+    torch.manual_seed(0)
+    untrained = transformers.ElectraForPreTraining(_tiny_config(len(tokens)))
+    untrained.save_pretrained(untrained_dir)
+    tokenizer.save_pretrained(untrained_dir)
+
+    train = probe.read_split(str(sentiment_dir / "train.tsv"), 1500)
+    ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
+    classifier = transformers.ElectraForSequenceClassification(_tiny_config(len(tokens)))
+    classifier.electra.load_state_dict(untrained.electra.state_dict())
+    probe.fine_tune(classifier, ids, train.labels, tokenizer.pad_token_id,
+                    probe.ProbeConfig(epochs=3, learning_rate=2e-3, seed=1))
+    trained = transformers.ElectraForPreTraining(_tiny_config(len(tokens)))
+    trained.electra.load_state_dict(classifier.electra.state_dict())
+    trained.save_pretrained(trained_dir)
+    tokenizer.save_pretrained(trained_dir)
+    return str(untrained_dir), str(trained_dir)
+
+
+def test_trained_encoder_beats_random_init_and_is_deterministic(folders, sentiment_dir):
+    _, trained = folders
+    args = (trained, str(sentiment_dir / "train.tsv"), str(sentiment_dir / "test.tsv"), FAST)
+    first = probe.run_probe(*args)
+    assert first.train_rows == 600 and first.test_rows == 300
+    assert first.steps == 2 * 19  # ceil(600 / 32) batches per epoch
+    # accuracies are counts of correct predictions over 300 rows
+    for acc in (first.pretrained_accuracy, first.random_init_accuracy):
+        assert abs(acc * 300 - round(acc * 300)) < 1e-9
+    labels = probe.read_split(str(sentiment_dir / "test.tsv"), 300).labels
+    assert first.majority_accuracy == max(np.mean(labels), 1 - np.mean(labels))
+    assert first.pretrained_accuracy >= 0.65
+    assert first.pretrained_accuracy >= first.random_init_accuracy + 0.08
+    second = probe.run_probe(*args)
+    assert second._replace(seconds=0) == first._replace(seconds=0)
+
+
+def test_predictions_match_unpadded_forward_passes(folders, sentiment_dir):
+    """Batched, padded prediction equals one-row-at-a-time logits: the attention mask is right."""
+    _, trained = folders
+    tokenizer = transformers.AutoTokenizer.from_pretrained(trained)
+    model = transformers.ElectraForSequenceClassification.from_pretrained(trained, num_labels=2)
+    train = probe.read_split(str(sentiment_dir / "train.tsv"), 200)
+    test = probe.read_split(str(sentiment_dir / "test.tsv"), 40)
+    train_ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
+    test_ids = tokenizer(test.texts, truncation=True, max_length=64)["input_ids"]
+    loss = probe.fine_tune(model, train_ids, train.labels, tokenizer.pad_token_id, FAST)
+    assert 0 < loss < 1.0
+    batched = probe.predict(model, test_ids, tokenizer.pad_token_id, batch_size=16)
+    assert len({len(r) for r in test_ids}) > 1  # rows really needed padding
+    with torch.no_grad():
+        one_by_one = [int(model(input_ids=torch.tensor([row])).logits.argmax(-1)) for row in test_ids]
+    assert batched.tolist() == one_by_one
+
+
+def test_batch_order_depends_only_on_seed():
+    a = probe.batch_order(70, 32, 2, seed=3)
+    assert [len(b) for b in a] == [32, 32, 6, 32, 32, 6]
+    assert sorted(sum(a[:3], [])) == list(range(70)) == sorted(sum(a[3:], []))
+    assert a == probe.batch_order(70, 32, 2, seed=3)
+    assert a != probe.batch_order(70, 32, 2, seed=4)
+
+
+def test_cli_prints_summary_and_writes_json(folders, sentiment_dir, tmp_path, capsys):
+    untrained, _ = folders
+    out = tmp_path / "probe.json"
+    code = probe.main([untrained, "--max-train-rows", "64", "--max-test-rows", "50", "--epochs", "1",
+                       "--train-tsv", str(sentiment_dir / "train.tsv"), "--test-tsv", str(sentiment_dir / "test.tsv"),
+                       "--output-json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["train_rows"] == 64 and result["test_rows"] == 50 and result["steps"] == 2
+    assert f"pretrained {result['pretrained_accuracy']:.3f}" in capsys.readouterr().out
+
+
+def _tsv(tmp_path, text: str) -> str:
+    path = tmp_path / "bad.tsv"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("document\tlabel\nx\t1\n", "line 1: expected header"),
+        ("id\tdocument\tlabel\n1\t좋아요\t1\n2\t별로\n", "line 3: expected 3 tab-separated fields"),
+        ("id\tdocument\tlabel\n1\t좋아요\tpositive\n", "line 2: label must be 0 or 1, got 'positive'"),
+        ("id\tdocument\tlabel\n", "no data rows"),
+    ],
+)
+def test_malformed_tsv_names_file_and_line(tmp_path, text, message):
+    path = _tsv(tmp_path, text)
+    with pytest.raises(UserError, match=message) as info:
+        probe.read_split(path)
+    assert path in str(info.value)
+
+
+def test_bad_model_folder_is_a_one_line_error(tmp_path, sentiment_dir, capsys):
+    train, test = str(sentiment_dir / "train.tsv"), str(sentiment_dir / "test.tsv")
+    with pytest.raises(UserError, match="model folder not found"):
+        probe.run_probe(str(tmp_path / "missing"), train, test)
+    with pytest.raises(UserError, match="no config.json"):
+        probe.run_probe(str(tmp_path), train, test)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: probe.main([str(tmp_path / "missing")]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: model folder not found: {tmp_path / 'missing'}"
+
+
+def test_config_is_validated():
+    with pytest.raises(UserError, match="learning_rate"):
+        probe.ProbeConfig(learning_rate=0)
+    with pytest.raises(UserError, match="max_seq_length"):
+        probe.ProbeConfig(max_seq_length=2)
+    with pytest.raises(UserError, match="warmup_fraction"):
+        probe.ProbeConfig(warmup_fraction=1.0)
