@@ -1,0 +1,98 @@
+"""Which `tf.distribute` strategy and which precision a run uses, from its hparams.
+
+One training step serves every device: TPUStrategy for a Cloud TPU (a TPU VM's own TPU
+when `tpu_name` is "local"), MirroredStrategy when GPUs are visible, the default strategy
+on the CPU. Tests make two logical CPUs so the multi-replica path runs here too.
+"""
+from __future__ import annotations
+
+from data_prep.errors import UserError, quiet_tensorflow
+
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _tf():
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    return tf
+
+
+def set_logical_cpu_devices(n: int) -> None:
+    """Split the CPU into `n` logical devices; call before TensorFlow creates its devices.
+
+    A no-op when at least `n` logical CPUs already exist (e.g. a second test module).
+    """
+    tf = _tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) >= n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"cannot split the CPU into {n} logical devices: TensorFlow already initialised its devices "
+            "(call set_logical_cpu_devices before any TensorFlow op)") from exc
+
+
+def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
+    tf = _tf()
+    name = "local" if tpu_name in (None, "", "local") else tpu_name
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    except Exception as exc:  # resolver/connection errors come as many types (ValueError, NotFoundError, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; "
+            "check that the TPU is READY (`gcloud compute tpus tpu-vm list`), that tpu_name/tpu_zone/gcp_project "
+            "name it, or set tpu_name to 'local' on the TPU VM itself") from None
+    if strategy.num_replicas_in_sync != num_tpu_cores:
+        raise UserError(
+            f"TPU {name!r} has {strategy.num_replicas_in_sync} cores but num_tpu_cores={num_tpu_cores}; "
+            f"set num_tpu_cores to {strategy.num_replicas_in_sync}")
+    return strategy
+
+
+def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None,
+                  num_tpu_cores: int, num_gpus: int | None = None):
+    """The strategy for this run: TPU if asked, else all (or `num_gpus`) GPUs, else the CPU.
+
+    `num_gpus=None` uses every visible GPU; 0 forces the CPU.
+    """
+    tf = _tf()
+    if use_tpu:
+        return _tpu_strategy(tpu_name, tpu_zone, gcp_project, num_tpu_cores)
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is not None:
+        if num_gpus > len(gpus):
+            raise UserError(f"num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
+        gpus = gpus[:num_gpus]
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    return tf.distribute.get_strategy()
+
+
+def device_kind(strategy) -> str:
+    """"tpu", "gpu" or "cpu": where the strategy's replicas run."""
+    tf = _tf()
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    devices = getattr(strategy.extended, "worker_devices", ())
+    return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
+
+
+def resolve_precision(precision: str, strategy) -> str:
+    """"auto" -> bfloat16 on TPU, float16 (with loss scaling) on GPU, float32 on the CPU."""
+    if precision not in PRECISION_CHOICES:
+        raise UserError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return {"tpu": "bfloat16", "gpu": "float16", "cpu": "float32"}[device_kind(strategy)]
+
+
+def keras_policy(precision: str) -> str:
+    """The Keras dtype policy for a resolved precision: float32 variables, low-precision compute."""
+    return {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
