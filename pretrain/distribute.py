@@ -44,11 +44,11 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
     except Exception as exc:  # resolver/connection errors come as many types (ValueError, NotFoundError, ...)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; "
-            "check that the TPU is READY (`gcloud compute tpus tpu-vm list`), that tpu_name/tpu_zone/gcp_project "
-            "name it, or set tpu_name to 'local' on the TPU VM itself") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
+               "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
+               "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        raise UserError(f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; {fix}") from None
     if strategy.num_replicas_in_sync != num_tpu_cores:
         raise UserError(
             f"TPU {name!r} has {strategy.num_replicas_in_sync} cores but num_tpu_cores={num_tpu_cores}; "
@@ -80,7 +80,10 @@ def device_kind(strategy) -> str:
     tf = _tf()
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "tpu"
-    devices = getattr(strategy.extended, "worker_devices", ())
+    if strategy is tf.distribute.get_strategy():  # the default strategy places ops on a GPU if any
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    else:
+        devices = strategy.extended.worker_devices
     return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
 
 
