@@ -1,0 +1,183 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are used by the scripts that source it
+# Shared by every scripts/*.sh (sourced, not run): flags, the tpu.env config, --dry-run,
+# and the gcloud commands that address the TPU VM.
+#
+# Every script takes:  --config FILE (default: $TPU_ENV or ./tpu.env)  --dry-run  -h|--help
+# With --dry-run a script prints each command it would run, one per line on stdout, exactly
+# as it would run it (bash-quoted), and runs nothing; a check whose answer decides what runs
+# next is printed with a trailing "# check" comment and its dry-run answer.
+
+SCRIPTS_DIR="$(cd "${BASH_SOURCE[0]%/*}" && pwd)"
+REPO_DIR="${SCRIPTS_DIR%/*}"
+CONFIG_FILE="${TPU_ENV:-tpu.env}"
+DRY_RUN=0
+ASSUME_YES=0
+ARGS=()
+
+# Keys a tpu.env may set; anything else is a typo and an error.
+REQUIRED_KEYS=(PROJECT ZONE TPU_NAME ACCELERATOR_TYPE RUNTIME_VERSION BUCKET RUN_NAME)
+OPTIONAL_KEYS=(CAPACITY MODEL_NAME HPARAMS MAX_SEQ_LENGTH SOURCE SOURCE_REF TPU_TENSORFLOW TPU_WHEELS)
+
+# Paths on the TPU VM (in the ssh user's home), as they appear in remote commands.
+# shellcheck disable=SC2016  # expanded by the remote shell, not here
+REMOTE_SRC='$HOME/electra'
+# shellcheck disable=SC2016
+REMOTE_VENV='$HOME/electra-venv'
+
+die() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+note() {
+  echo "$*" >&2
+}
+
+# parse_args "$@": the common flags; everything else is left in ARGS for the script.
+parse_args() {
+  while (($#)); do
+    case "$1" in
+      --dry-run) DRY_RUN=1 ;;
+      --yes | -y) ASSUME_YES=1 ;;
+      --config)
+        (($# >= 2)) || die "--config needs a file"
+        CONFIG_FILE="$2"
+        shift
+        ;;
+      --config=*) CONFIG_FILE="${1#--config=}" ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) ARGS+=("$1") ;;
+    esac
+    shift
+  done
+}
+
+# load_config: read KEY=VALUE lines from $CONFIG_FILE (no code is executed), check them,
+# and derive DATA_DIR, REGION, WORKERS.
+load_config() {
+  [[ -f "$CONFIG_FILE" ]] || die "config file $CONFIG_FILE not found: copy scripts/tpu.env.example to tpu.env and fill it in (or pass --config FILE)"
+  local line key value n=0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    n=$((n + 1))
+    [[ "$line" =~ ^[[:space:]]*(#.*)?$ ]] && continue
+    [[ "$line" =~ ^[[:space:]]*([A-Z_][A-Z0-9_]*)=(.*)$ ]] || die "$CONFIG_FILE:$n: expected KEY=VALUE, got: $line"
+    key="${BASH_REMATCH[1]}"
+    value="${BASH_REMATCH[2]}"
+    value="${value%"${value##*[![:space:]]}"}"
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
+      value="${BASH_REMATCH[1]}"
+    fi
+    case " ${REQUIRED_KEYS[*]} ${OPTIONAL_KEYS[*]} " in
+      *" $key "*) printf -v "$key" '%s' "$value" ;;
+      *) die "$CONFIG_FILE:$n: unknown key $key (known: ${REQUIRED_KEYS[*]} ${OPTIONAL_KEYS[*]})" ;;
+    esac
+  done <"$CONFIG_FILE"
+
+  for key in "${REQUIRED_KEYS[@]}"; do
+    [[ -n "${!key:-}" ]] || die "$CONFIG_FILE: $key is not set (see scripts/tpu.env.example)"
+  done
+  CAPACITY="${CAPACITY:-on-demand}"
+  MODEL_NAME="${MODEL_NAME:-electra-small}"
+  HPARAMS="${HPARAMS:-configs/small.json}"
+  MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"
+  SOURCE_REF="${SOURCE_REF:-main}"
+  SOURCE="${SOURCE:-}"
+  TPU_TENSORFLOW="${TPU_TENSORFLOW:-}"
+  TPU_WHEELS="${TPU_WHEELS:-}"
+
+  [[ "$ZONE" =~ ^[a-z]+-[a-z]+[0-9]+-[a-z]$ ]] || die "$CONFIG_FILE: ZONE=$ZONE is not a zone like europe-west4-a"
+  [[ "$ACCELERATOR_TYPE" =~ ^v[0-9]+[a-z]*-([0-9]+)$ ]] || die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is not like v3-8 or v3-32"
+  [[ "$BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || die "$CONFIG_FILE: BUCKET=$BUCKET is not a bucket name (no gs://, no slashes)"
+  [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
+  [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
+  [[ "$MAX_SEQ_LENGTH" =~ ^[0-9]+$ ]] || die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH is not a number"
+  case "$CAPACITY" in
+    on-demand | spot | preemptible) ;;
+    *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
+  esac
+  if is_pod && [[ "$RUNTIME_VERSION" == tpu-vm-tf-* && "$RUNTIME_VERSION" != *-pod* ]]; then
+    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is a multi-host pod slice but RUNTIME_VERSION=$RUNTIME_VERSION is a single-host TensorFlow image: use its -pod variant (tpu-vm-tf-X.Y.Z-pod-pjrt)"
+  fi
+  DATA_DIR="gs://$BUCKET/$RUN_NAME"
+  REGION="${ZONE%-*}"
+  # A pod slice has several hosts, and setup/train must run the same command on each.
+  if is_pod; then WORKERS=all; else WORKERS=0; fi
+}
+
+# is_pod: true for a multi-host slice (more than 8 cores/chips, e.g. v3-32).
+is_pod() {
+  ((${ACCELERATOR_TYPE##*-} > 8))
+}
+
+require_gcloud() {
+  ((DRY_RUN)) && return 0
+  command -v gcloud >/dev/null 2>&1 || die "gcloud not found: install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install), then run: gcloud auth login"
+}
+
+# quote_cmd ARGS...: the command as one line that bash reads back as the same words;
+# an argument with spaces or shell characters is single-quoted (after `--flag=`), so a
+# remote --command stays readable.
+quote_cmd() {
+  local out=() arg flag
+  for arg in "$@"; do
+    flag=""
+    if [[ ! "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+      [[ "$arg" =~ ^(--[a-z-]+=)(.*)$ ]] && flag="${BASH_REMATCH[1]}" arg="${BASH_REMATCH[2]}"
+      arg="'${arg//\'/\'\\\'\'}'"
+    fi
+    out+=("$flag$arg")
+  done
+  echo "${out[*]}"
+}
+
+# run CMD...: print it (dry run) or announce it on stderr and run it.
+run() {
+  if ((DRY_RUN)); then
+    quote_cmd "$@"
+    return 0
+  fi
+  note "+ $(quote_cmd "$@")"
+  "$@"
+}
+
+# check yes|no CMD...: run a read-only query quietly; its exit status is the answer.
+# A dry run prints it and answers the given yes/no, so the rest of the plan is shown.
+check() {
+  local assume="$1"
+  shift
+  if ((DRY_RUN)); then
+    echo "$(quote_cmd "$@")  # check (dry run: $assume)"
+    [[ "$assume" == yes ]]
+    return
+  fi
+  "$@" >/dev/null 2>&1
+}
+
+GCLOUD_TPU=(gcloud compute tpus tpu-vm)
+
+tpu_exists() {
+  check "$1" "${GCLOUD_TPU[@]}" describe "$TPU_NAME" --project="$PROJECT" --zone="$ZONE"
+}
+
+# on_tpu WORKER 'remote shell command': run it over ssh on worker 0 or on all workers.
+on_tpu() {
+  run "${GCLOUD_TPU[@]}" ssh "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --worker="$1" --command="$2"
+}
+
+# remote_job_command NAME 'command': the remote command that starts it in the background
+# on the VM (once), its log copied to $DATA_DIR/logs/; see scripts/remote_job.sh.
+remote_job_command() {
+  echo "cd $REMOTE_SRC && PATH=$REMOTE_VENV/bin:\$PATH bash scripts/remote_job.sh $1 $DATA_DIR/logs -- $2"
+}
+
+# local_python: the local interpreter that has this package (the repo's venv if present).
+local_python() {
+  if [[ -x "$REPO_DIR/.venv/bin/python" ]]; then
+    echo "$REPO_DIR/.venv/bin/python"
+  else
+    echo python3
+  fi
+}

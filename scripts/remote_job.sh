@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs ON the TPU VM (train.sh and build_data.sh call it over ssh): start a long command
+# in the background under nohup, so it survives the ssh session, at most once at a time.
+#
+#   remote_job.sh NAME LOG_DIR -- COMMAND...     start (or report that it already runs)
+#   remote_job.sh --status NAME                  running or finished, and the log's tail
+#
+# The log is ~/electra-logs/NAME.log; it is copied to LOG_DIR/NAME-<host>.log (a gs://
+# folder, through cloudops.storage, or a local one) every LOG_SYNC_SECONDS (default 60)
+# and when the command ends, so it outlives the VM. Its last line is "exit status N".
+set -euo pipefail
+
+LOGS="$HOME/electra-logs"
+SYNC_SECONDS="${LOG_SYNC_SECONDS:-60}"
+
+die() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+running_pid() {
+  local pidfile="$LOGS/$1.pid"
+  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && cat "$pidfile"
+}
+
+copy_log() {
+  local log="$1" dest="$2"
+  case "$dest" in
+    gs://*) python -m cloudops.storage upload "$log" "$dest" >/dev/null 2>&1 || true ;;
+    *) mkdir -p "$dest" && cp "$log" "$dest/" ;;
+  esac
+}
+
+# The job itself, in the background process: run, keep the bucket copy fresh, record the status.
+inner() {
+  local name="$1" dest="$2"
+  shift 2
+  local log="$LOGS/$name.log" shipped status=0
+  shipped="$LOGS/ship/$name-$(hostname).log"
+  mkdir -p "$LOGS/ship"
+  echo "started $(date -u +%FT%TZ): $*" >>"$log"
+  (while sleep "$SYNC_SECONDS"; do cp "$log" "$shipped" && copy_log "$shipped" "$dest"; done) &
+  local syncer=$!
+  "$@" >>"$log" 2>&1 || status=$?
+  kill "$syncer" 2>/dev/null || true
+  echo "exit status $status" >>"$log"
+  cp "$log" "$shipped" && copy_log "$shipped" "$dest"
+  rm -f "$LOGS/$name.pid"
+  return "$status"
+}
+
+main() {
+  mkdir -p "$LOGS"
+  case "${1:-}" in
+    --inner)
+      shift
+      inner "$@"
+      ;;
+    --status)
+      (($# == 2)) || die "usage: remote_job.sh --status NAME"
+      local pid
+      if pid="$(running_pid "$2")"; then echo "$2: running (pid $pid)"; else echo "$2: not running"; fi
+      [[ -f "$LOGS/$2.log" ]] && tail -n "${LINES_SHOWN:-40}" "$LOGS/$2.log"
+      return 0
+      ;;
+    *)
+      if (($# < 4)) || [[ "$3" != -- ]]; then die "usage: remote_job.sh NAME LOG_DIR -- COMMAND..."; fi
+      local name="$1" dest="$2" pid
+      shift 3
+      if pid="$(running_pid "$name")"; then
+        echo "$name is already running (pid $pid); not started again. Log: $LOGS/$name.log"
+        return 0
+      fi
+      nohup bash "$0" --inner "$name" "$dest" "$@" >/dev/null 2>&1 &
+      echo "$!" >"$LOGS/$name.pid"
+      echo "started $name (pid $!); log: $LOGS/$name.log, copied to $dest/$name-$(hostname).log"
+      ;;
+  esac
+}
+
+main "$@"

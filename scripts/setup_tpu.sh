@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Step 4: put the package on the TPU VM (every host of a pod) in ~/electra-venv, with the
+# `tpu` extra and TensorFlow's TPU build. Safe to rerun: it updates in place.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "${BASH_SOURCE[0]%/*}/lib.sh"
+
+usage() {
+  echo "usage: scripts/setup_tpu.sh [--config tpu.env] [--dry-run]"
+  echo "SOURCE empty: ships this checkout's committed HEAD (git archive); else clones SOURCE at SOURCE_REF."
+}
+
+parse_args "$@"
+((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
+load_config
+require_gcloud
+
+if [[ -n "$SOURCE" ]]; then
+  fetch="(test -d $REMOTE_SRC/.git || git clone --quiet $(printf %q "$SOURCE") $REMOTE_SRC)"
+  fetch+=" && git -C $REMOTE_SRC fetch --quiet origin $(printf %q "$SOURCE_REF")"
+  fetch+=" && git -C $REMOTE_SRC checkout --quiet --force FETCH_HEAD"
+else
+  tarball="${TMPDIR:-/tmp}/electra-pipeline-src.tar.gz"
+  note "shipping the committed HEAD of $REPO_DIR (uncommitted changes are not included)"
+  run git -C "$REPO_DIR" archive --format=tar.gz --output="$tarball" HEAD
+  run "${GCLOUD_TPU[@]}" scp "$tarball" "$TPU_NAME:electra-src.tar.gz" --project="$PROJECT" --zone="$ZONE" --worker="$WORKERS"
+  fetch="rm -rf $REMOTE_SRC && mkdir -p $REMOTE_SRC && tar -xzf \$HOME/electra-src.tar.gz -C $REMOTE_SRC"
+fi
+venv="(test -x $REMOTE_VENV/bin/python || python3 -m venv $REMOTE_VENV"
+venv+=" || (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv && python3 -m venv $REMOTE_VENV))"
+install="$REMOTE_VENV/bin/pip install -q --upgrade pip && $REMOTE_VENV/bin/pip install -q -e \"${REMOTE_SRC}[tpu]\""
+if [[ -n "$TPU_TENSORFLOW" ]]; then
+  install+=" && $REMOTE_VENV/bin/pip install -q $(printf %q "$TPU_TENSORFLOW")"
+  [[ -z "$TPU_WHEELS" ]] || install+=" -f $(printf %q "$TPU_WHEELS")"
+fi
+verify="$REMOTE_VENV/bin/python -c \"import tensorflow as tf; print(tf.__version__)\""
+on_tpu "$WORKERS" "$fetch && $venv && $install && $verify"
+note "next: scripts/doctor.sh"
