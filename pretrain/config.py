@@ -53,6 +53,9 @@ class EncoderDims:
 class PretrainConfig:
     """Resolved hyperparameters of one pretraining run (see docs/pretraining.md)."""
 
+    # what to run (original keys; --do-train/--do-eval override)
+    do_train: bool = True
+    do_eval: bool = False
     # objective (original keys)
     electra_objective: bool = True
     gen_weight: float = 1.0

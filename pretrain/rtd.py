@@ -81,21 +81,28 @@ class RtdModel(keras.Model):
         self.built = True
 
     # --- the training computation -------------------------------------------------------
-    def step(self, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor, *,
-             key: tf.Tensor, rows: tf.Tensor, training: bool = True) -> RtdOutputs:
-        """One RTD forward pass on [B, L] int inputs; `rows` [B] are the global example ids."""
+    def mask(self, input_ids: tf.Tensor, input_mask: tf.Tensor, *, key: tf.Tensor, rows: tf.Tensor) -> masking.Masked:
+        """Choose and [MASK] the generator's targets; `rows` [B] are the global example ids.
+
+        Cheap, so a strategy can run it first to all-reduce the token counts (`loss denominators`).
+        """
         cfg, n = self.cfg, self.cfg.max_predictions_per_seq
-        input_ids = tf.cast(input_ids, tf.int32)
-        input_mask = tf.cast(input_mask, tf.int32)
-        segment_ids = tf.cast(segment_ids, tf.int32)
         length = input_ids.shape[1]
         pos_noise = sampling.hash_uniform(key, rows, (n,) if cfg.masking_with_replacement else (length,), stream=1)
-        masked = masking.mask_tokens(
-            input_ids, input_mask, mask_id=self.special.mask,
+        return masking.mask_tokens(
+            tf.cast(input_ids, tf.int32), input_mask, mask_id=self.special.mask,
             special_ids=(self.special.pad, self.special.cls, self.special.sep, self.special.mask),
             mask_prob=cfg.mask_prob, n=n, position_noise=pos_noise,
             keep_noise=sampling.hash_uniform(key, rows, (n,), stream=2),
             with_replacement=cfg.masking_with_replacement)
+
+    def step(self, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor, masked: masking.Masked, *,
+             key: tf.Tensor, rows: tf.Tensor, training: bool = True) -> RtdOutputs:
+        """One RTD forward pass on [B, L] int inputs masked by `self.mask`; returns summed outputs."""
+        cfg, n = self.cfg, self.cfg.max_predictions_per_seq
+        input_ids = tf.cast(input_ids, tf.int32)
+        input_mask = tf.cast(input_mask, tf.int32)
+        segment_ids = tf.cast(segment_ids, tf.int32)
 
         # generator: MLM on the N masked slots only
         gen_hidden = self.generator(self.embeddings(masked.input_ids, segment_ids, training=training),

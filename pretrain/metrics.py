@@ -1,0 +1,42 @@
+"""Pretraining metrics from summed per-step counts (see `rtd.RtdOutputs`).
+
+Every quantity is a sum over tokens, so replicas and steps combine by addition: the
+metrics are streaming and distribution-safe. AUC comes from histograms of the
+discriminator's probability (`rtd.AUC_BINS` bins; ties within a bin count half).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a replaced token > score of an original one), bins in ascending score."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    total = pos.sum() * neg.sum()
+    if total == 0:
+        return float("nan")
+    neg_below = np.cumsum(neg) - neg
+    return float((pos * neg_below).sum() + 0.5 * (pos * neg).sum()) / total
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a) / float(b) if b else float("nan")
+
+
+def summarize(totals: dict[str, np.ndarray], gen_weight: float, disc_weight: float) -> dict[str, float]:
+    """Loss and metrics from summed `RtdOutputs` fields (as numpy)."""
+    mlm = _ratio(totals["mlm_loss_sum"], totals["mlm_count"])
+    disc = _ratio(totals["disc_loss_sum"], totals["disc_count"])
+    return {
+        "loss": gen_weight * mlm + disc_weight * disc,
+        "generator_loss": mlm,
+        "discriminator_loss": disc,
+        "generator_accuracy": _ratio(totals["mlm_correct"], totals["mlm_count"]),
+        "discriminator_accuracy": _ratio(totals["disc_correct"], totals["disc_count"]),
+        "discriminator_precision": _ratio(totals["true_pos"], totals["pred_pos"]),
+        "discriminator_recall": _ratio(totals["true_pos"], totals["replaced"]),
+        "discriminator_auc": auc_from_histograms(totals["pos_hist"], totals["neg_hist"]),
+        "replaced_fraction": _ratio(totals["replaced"], totals["disc_count"]),
+        "masked_tokens": float(totals["mlm_count"]),
+        "tokens": float(totals["disc_count"]),
+    }

@@ -1,0 +1,63 @@
+"""Shared by the pretraining tests: tiny configs and real NSMC records written the way the builder does."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
+VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
+
+
+def tiny_config(**overrides):
+    from pretrain.config import config_path, from_hparams
+
+    return from_hparams(overrides, base=config_path("tiny"))
+
+
+def nsmc_token_ids(max_lines: int, skip_lines: int = 0) -> list[list[int]]:
+    """WordPiece ids (no specials) of NSMC review lines, with the pipeline's tokenizer."""
+    from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer
+
+    tok = make_hf_tokenizer(load_vocab(str(VOCAB)), VocabSettings())
+    lines = [ln for ln in CORPUS.read_text(encoding="utf-8").split("\n") if ln.strip()][skip_lines:skip_lines + max_lines]
+    return [e.ids[1:-1] for e in tok.encode_batch(lines)]
+
+
+def write_nsmc_records(directory, *, max_seq_length: int = 64, num_examples: int = 256, num_shards: int = 2,
+                       skip_lines: int = 0) -> str:
+    """`directory/pretrain_tfrecords/` of packed real reviews ([CLS] A [SEP] B [SEP], padded), plus vocab.txt."""
+    from data_prep import records
+
+    ids = nsmc_token_ids(num_examples * 8, skip_lines)
+    examples, cur = [], []
+    budget = max_seq_length - 3
+    for seq in ids:
+        if len(cur) + len(seq) > budget and cur:
+            half = max(1, len(cur) // 2)
+            a, b = cur[:half], cur[half:]
+            toks = [2] + a + [3] + b + [3] if b else [2] + a + [3]
+            seg = [0] * (len(a) + 2) + [1] * (len(toks) - len(a) - 2)
+            pad = max_seq_length - len(toks)
+            examples.append((toks + [0] * pad, [1] * len(toks) + [0] * pad, seg + [0] * pad))
+            cur = []
+            if len(examples) == num_examples:
+                break
+        cur += seq[:budget]
+    assert len(examples) == num_examples, len(examples)
+    out = os.path.join(str(directory), "pretrain_tfrecords")
+    os.makedirs(out, exist_ok=True)
+    per = num_examples // num_shards
+    counts = []
+    for i in range(num_shards):
+        chunk = examples[i * per:(i + 1) * per if i < num_shards - 1 else num_examples]
+        counts.append(records.write_shard(os.path.join(out, records.shard_name(i, num_shards)),
+                                          (records.encode_example(*e) for e in chunk)))
+    vocab_path = os.path.join(str(directory), "vocab.txt")
+    shutil.copy(VOCAB, vocab_path)
+    records.write_manifest(out, records.Manifest(
+        max_seq_length=max_seq_length, vocab_size=32200, vocab_sha256=records.file_sha256(vocab_path),
+        num_shards=num_shards, examples_per_shard=tuple(counts),
+        num_tokens=sum(sum(e[1]) for e in examples), seed=0, flags={"source": "tests/rtd_helpers.py"}))
+    return out
