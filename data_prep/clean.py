@@ -1,0 +1,399 @@
+"""`electra-clean`: raw text files in, cleaned sharded text and a statistics JSON out.
+
+    electra-clean [--preset default|kcelectra] INPUT... OUT_DIR
+    electra-clean --preset kcelectra --keep-all IN OUT      (`-` = stdin/stdout)
+
+Input files (`.txt`, `.gz`, local or `gs://`; directories are searched) hold one sentence
+or comment per line and a blank line between documents. The files are read in blocks of
+whole lines; worker processes clean a block and apply the per-line filters; the main
+process receives the blocks in input order, drops duplicates and short documents and
+deals the documents round-robin to the shards. So memory stays flat (bar the 8-byte
+dedupe key per distinct line) and the output does not depend on `--num-processes`.
+
+`--keep-all` is the unix-filter mode: only the per-line normalisation, one output line
+for each input line, in order. That is how parity with KcELECTRA's `clean()` is checked.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+
+from data_prep import fileio
+from data_prep.cleaning import PRESETS, clean_lines, clean_text
+from data_prep.errors import UserError, run_cli
+from data_prep.filters import (
+    CleanStats,
+    FilterConfig,
+    dedupe_key,
+    document_too_short,
+    is_document_break,
+    line_drop_reason,
+)
+
+STATS_FILE = "clean_stats.json"
+STDIO = "-"
+_SHARD_RE = re.compile(r"cleaned-\d{5}-of-\d{5}\.txt$")
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"cleaned-{index:05d}-of-{num_shards:05d}.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanConfig:
+    """Everything one cleaning run depends on; validated here, unknown keys rejected."""
+
+    inputs: tuple[str, ...]
+    output: str  # a directory; with keep_all, a file or `-`
+    preset: str = "default"
+    keep_all: bool = False
+    filters: FilterConfig = FilterConfig()
+    num_shards: int = 1
+    num_processes: int = 1
+    chunk_bytes: int = 1 << 20  # a worker's block of whole lines
+    stats_file: str | None = None  # default OUT_DIR/clean_stats.json; none in keep-all mode
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise UserError("no input given")
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        for name in ("num_shards", "num_processes", "chunk_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.keep_all:
+            if len(self.inputs) != 1:
+                raise UserError(f"--keep-all takes one input file (or -), got {len(self.inputs)}")
+            if self.num_shards != 1:
+                raise UserError("--keep-all writes one output; --num-shards does not apply")
+        elif self.output == STDIO:
+            raise UserError("output '-' (stdout) needs --keep-all; otherwise give an output directory")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "CleanConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        filter_keys = {f.name for f in dataclasses.fields(FilterConfig)}
+        for key in d:
+            if key not in known and key not in filter_keys:
+                raise UserError(f"unknown key '{key}' in {source}")
+        filters = FilterConfig(**{k: v for k, v in d.items() if k in filter_keys})
+        rest = {k: v for k, v in d.items() if k in known}
+        rest["inputs"] = tuple(rest.get("inputs", ()))
+        return cls(**{**rest, "filters": filters})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(d.pop("filters"))
+        d["inputs"] = list(self.inputs)
+        return d
+
+
+# --- reading -----------------------------------------------------------------------------
+class Chunk(NamedTuple):
+    """A block of whole lines of one file; `first_line` is the 1-based number of its first."""
+
+    path: str
+    first_line: int
+    data: bytes
+
+
+def _open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    return contextlib.nullcontext(sys.stdin.buffer) if path == STDIO else fileio.open_read(path)
+
+
+def read_chunks(path: str, chunk_bytes: int) -> Iterator[Chunk]:
+    """Blocks of about `chunk_bytes` ending at a `\\n` (a bare `\\r` stays inside its line)."""
+    line = 1
+    carry = b""
+    with _open_input(path) as fh:
+        while True:
+            try:
+                block = fh.read(chunk_bytes)
+            except Exception as exc:  # gzip/zlib/EOF errors, tf.errors for gs://
+                raise UserError(f"unreadable file {path}: {exc}") from exc
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                carry = block
+                continue
+            data, carry = block[:cut], block[cut:]
+            yield Chunk(path, line, data)
+            line += data.count(b"\n")
+    if carry:
+        yield Chunk(path, line, carry)
+
+
+def decode_lines(chunk: Chunk, stats: CleanStats) -> tuple[list[str], set[int]]:
+    """The chunk's lines, and the indices of lines that were not UTF-8 (noted in `stats`).
+
+    Bad bytes decode to U+FFFD so that nothing crashes; the caller decides whether such
+    a line is dropped.
+    """
+    data = chunk.data[:-1] if chunk.data.endswith(b"\n") else chunk.data
+    try:
+        return data.decode("utf-8").split("\n"), set()
+    except UnicodeDecodeError:
+        pass
+    lines, bad = [], set()
+    for i, raw in enumerate(data.split(b"\n")):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("utf-8", "replace"))
+            bad.add(i)
+            stats.note_non_utf8(chunk.path, chunk.first_line + i)
+    return lines, bad
+
+
+# --- per-chunk work (runs in the worker processes) ---------------------------------------
+BREAK = None  # item: end of a document
+DROPPED = False  # item: a line of the current document that a filter removed
+
+
+class ChunkResult(NamedTuple):
+    """`items`: per input line BREAK, DROPPED or (cleaned line, dedupe key); or, in
+    keep-all mode, `output` holds the cleaned block as UTF-8."""
+
+    path: str
+    stats: CleanStats
+    items: list
+    output: bytes
+
+
+def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
+    chunk, preset, filters, keep_all = job
+    stats = CleanStats()
+    lines, bad = decode_lines(chunk, stats)
+    if keep_all:
+        text = clean_text("\n".join(lines), preset)
+        stats.lines_in = stats.lines_out = len(lines)
+        stats.chars_in = sum(map(len, lines))
+        stats.chars_out = len(text) - len(lines) + 1
+        return ChunkResult(chunk.path, stats, [], text.encode("utf-8") + b"\n")
+    items: list = []
+    for i, (raw, cleaned) in enumerate(zip(lines, clean_lines(lines, preset))):
+        if is_document_break(raw):
+            items.append(BREAK)
+            continue
+        stats.lines_in += 1
+        stats.chars_in += len(raw)
+        reason = "non_utf8" if i in bad and filters.drop_non_utf8 else line_drop_reason(cleaned, filters)
+        if reason:
+            stats.drop(reason)
+            items.append(DROPPED)
+        else:
+            items.append((cleaned, dedupe_key(cleaned) if filters.dedupe else b""))
+    return ChunkResult(chunk.path, stats, items, b"")
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], processes: int) -> Iterator[R]:
+    """`map(fn, jobs)` over worker processes, results in job order, at most 2 per worker
+    in flight (so reading never runs ahead of the workers: memory stays flat)."""
+    if processes == 1:
+        yield from map(fn, jobs)
+        return
+    # fork starts in milliseconds; after TensorFlow (gs:// inputs) it is not safe.
+    context = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= 2 * processes:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# --- the two modes -----------------------------------------------------------------------
+def _progress(unit: str):
+    from tqdm import tqdm
+
+    return tqdm(unit=unit, unit_scale=True, disable=None, file=sys.stderr, mininterval=1.0)
+
+
+def run_keep_all(config: CleanConfig) -> CleanStats:
+    """One cleaned line per input line, in order; no filters."""
+    path = config.inputs[0]
+    jobs = ((chunk, config.preset, config.filters, True) for chunk in read_chunks(path, config.chunk_bytes))
+    stats = CleanStats(files=1)
+    sink = contextlib.nullcontext(sys.stdout.buffer) if config.output == STDIO else fileio.atomic_write(config.output)
+    with sink as out, _progress("line") as bar:
+        for result in ordered_map(clean_chunk, jobs, config.num_processes):
+            out.write(result.output)
+            stats.merge(result.stats)
+            bar.update(result.stats.lines_in)
+        out.flush()
+    return stats
+
+
+class _ShardWriter:
+    """Deals documents round-robin to the shard files; a blank line between documents."""
+
+    def __init__(self, files: list[IO[bytes]]):
+        self.files = files
+        self.documents = 0
+
+    def write(self, lines: list[str]) -> None:
+        fh = self.files[self.documents % len(self.files)]
+        if self.documents >= len(self.files):
+            fh.write(b"\n")
+        fh.write(("\n".join(lines) + "\n").encode("utf-8"))
+        self.documents += 1
+
+
+def run_filtered(config: CleanConfig, files: list[str]) -> CleanStats:
+    """Clean, filter and dedupe all `files` into `config.num_shards` shards."""
+    filters = config.filters
+    stats = CleanStats(files=len(files))
+    seen: set[bytes] = set()
+    jobs = (
+        (chunk, config.preset, filters, False) for path in files for chunk in read_chunks(path, config.chunk_bytes)
+    )
+    fileio.makedirs(config.output)
+    shard_paths = [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)]
+    with contextlib.ExitStack() as stack, _progress("line") as bar:
+        writer = _ShardWriter([stack.enter_context(fileio.atomic_write(p)) for p in shard_paths])
+        doc: list[str] = []
+        in_document = False
+        dropped_in_doc = 0
+
+        def end_document() -> None:
+            nonlocal doc, in_document, dropped_in_doc
+            if in_document:
+                stats.documents_in += 1
+                if document_too_short(len(doc), filters):
+                    stats.documents_dropped += 1
+                    stats.drop("short_document", len(doc))
+                else:
+                    writer.write(doc)
+                    stats.documents_out += 1
+                    stats.lines_out += len(doc)
+                    stats.chars_out += sum(map(len, doc))
+            doc, in_document = [], False
+
+        current_path = None
+        for result in ordered_map(clean_chunk, jobs, config.num_processes):
+            if result.path != current_path:  # documents never span files
+                end_document()
+                current_path = result.path
+            stats.merge(result.stats)
+            bar.update(result.stats.lines_in)
+            for item in result.items:
+                if item is BREAK:
+                    end_document()
+                    continue
+                in_document = True
+                if item is DROPPED:
+                    continue
+                line, key = item
+                if filters.dedupe:
+                    if key in seen:
+                        stats.drop("duplicate")
+                        continue
+                    seen.add(key)
+                doc.append(line)
+        end_document()
+        if stats.lines_in == 0:
+            raise UserError(f"empty corpus: no text lines in {', '.join(config.inputs)}")
+    return stats
+
+
+def _remove_stale_shards(directory: str, keep: list[str]) -> None:
+    """Shards of an earlier run with another `--num-shards` would be read as part of this one."""
+    if fileio.is_gcs(directory):
+        return
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if _SHARD_RE.match(name) and path not in keep:
+            os.remove(path)
+
+
+def run(config: CleanConfig) -> CleanStats:
+    """Run one cleaning job and write its statistics; returns them."""
+    start = time.perf_counter()
+    if config.keep_all:
+        if config.inputs[0] != STDIO and fileio.list_text_files(config.inputs[0]) != [config.inputs[0]]:
+            raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
+        stats = run_keep_all(config)
+        stats_file = config.stats_file
+    else:
+        files = [f for path in config.inputs for f in ([STDIO] if path == STDIO else fileio.list_text_files(path))]
+        stats = run_filtered(config, files)
+        _remove_stale_shards(config.output, [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)])
+        stats_file = config.stats_file or fileio.join(config.output, STATS_FILE)
+    seconds = time.perf_counter() - start
+    if stats_file:
+        fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), seconds=round(seconds, 3)))
+    for location in stats.non_utf8_locations[:10]:
+        print(f"warning: not UTF-8: {location}", file=sys.stderr)
+    rate = stats.lines_in / seconds if seconds else 0.0
+    where = config.output if config.output != STDIO else "stdout"
+    print(
+        f"electra-clean [{config.preset}{', keep-all' if config.keep_all else ''}]: {stats.summary()}; "
+        f"wrote {where} in {seconds:.1f} s ({rate:,.0f} lines/s)"
+        + (f"; statistics {stats_file}" if stats_file else ""),
+        file=sys.stderr,
+    )
+    return stats
+
+
+def parse_args(argv: list[str] | None = None) -> CleanConfig:
+    p = argparse.ArgumentParser(
+        prog="electra-clean",
+        description="Normalise and filter raw text (one sentence a line, blank line between documents).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="INPUT... OUTPUT: text files/directories, then the output directory (with --keep-all: IN OUT, - for stdin/stdout)")
+    p.add_argument("--preset", choices=PRESETS, default="default", help="kcelectra: byte-identical to KcELECTRA's clean(); default: keeps emoji, NFC")
+    p.add_argument("--keep-all", action="store_true", help="normalise only: one output line per input line, no filters")
+    p.add_argument("--min-line-chars", type=int, default=10, help="drop cleaned lines shorter than this (0: off)")
+    p.add_argument("--no-dedupe", action="store_true", help="keep exact duplicate lines")
+    p.add_argument("--min-document-lines", type=int, default=1, help="drop documents left with fewer lines")
+    p.add_argument("--keep-non-utf8", action="store_true", help="keep lines with bad bytes (read as U+FFFD) instead of dropping them; counted either way")
+    p.add_argument("--num-shards", type=int, default=1, help="output files; documents are dealt round-robin")
+    p.add_argument("--num-processes", type=int, default=1, help="worker processes (output is the same for any number)")
+    p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="bytes of whole lines per work unit")
+    p.add_argument("--stats-file", default=None, help="statistics JSON (default OUTPUT/clean_stats.json; keep-all: none)")
+    a = p.parse_args(argv)
+    if len(a.paths) < 2:
+        p.error("give at least one input and an output")
+    return CleanConfig(
+        inputs=tuple(a.paths[:-1]),
+        output=a.paths[-1],
+        preset=a.preset,
+        keep_all=a.keep_all,
+        filters=FilterConfig(
+            min_line_chars=a.min_line_chars,
+            dedupe=not a.no_dedupe,
+            min_document_lines=a.min_document_lines,
+            drop_non_utf8=not a.keep_non_utf8,
+        ),
+        num_shards=a.num_shards,
+        num_processes=a.num_processes,
+        chunk_bytes=a.chunk_bytes,
+        stats_file=a.stats_file,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
