@@ -112,14 +112,20 @@ class HFTokenizer(Tokenizer):
 
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.hf = vocab_files.make_hf_tokenizer(tokens, settings)
-        self._fast = vocab_files.make_hf_tokenizer(tokens, settings)
-        self._fast.normalizer = normalizers.BertNormalizer(
-            clean_text=False, handle_chinese_chars=False, strip_accents=settings.strip_accents,
-            lowercase=settings.do_lower_case,
-        ) if settings.do_lower_case or settings.strip_accents else None
+        keep_case_rules = settings.do_lower_case or settings.strip_accents
+        self.hf.normalizer = (
+            normalizers.BertNormalizer(
+                clean_text=False,
+                handle_chinese_chars=False,
+                strip_accents=settings.strip_accents,
+                lowercase=settings.do_lower_case,
+            )
+            if keep_case_rules
+            else None
+        )
 
     def _encode(self, lines: Sequence[str]) -> list[list[int]]:
-        encodings = self._fast.encode_batch_fast([prenormalize(line) for line in lines], add_special_tokens=False)
+        encodings = self.hf.encode_batch_fast([prenormalize(line) for line in lines], add_special_tokens=False)
         return [e.ids for e in encodings]
 
 

@@ -1,0 +1,550 @@
+"""Stage: cleaned text + WordPiece vocab -> sharded pretraining TFRecords + manifest.
+
+Accepts the flags of google-research ELECTRA's `build_pretraining_dataset.py` and writes
+its format (see `records`), packed by its rules (see `packing`). What differs:
+
+- Shards: `--num-shards` (default: one per 64 MiB of text, at least one per process, at
+  most 1,000) instead of always 1,000. The corpus is cut into that many contiguous byte
+  ranges (whole files for `.gz`), each range aligned to document starts, and each shard is
+  built from one range by one task.
+- Deterministic: the same inputs, settings, `--seed` and shard count give byte-identical
+  shards, whatever `--num-processes` is. The process count only matters through the
+  default shard count; pass `--num-shards` to make it irrelevant.
+- Atomic and resumable: a shard is written under a temporary name and renamed; a rerun
+  after a crash or `kill -9` keeps finished shards and builds the rest; `manifest.json` is
+  written last. Progress of a build lives in `_build/` until the manifest is written.
+- Streaming: memory holds one batch of lines and one example per process.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import math
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+from data_prep import fileio, packing, records, tokenization, vocab_files
+from data_prep.errors import UserError, run_cli
+
+TEXT_BYTES_PER_SHARD = 64 << 20
+MAX_AUTO_SHARDS = 1000
+GZIP_RATIO = 3  # text bytes per compressed byte, to weigh .gz files when planning
+BATCH_LINES = 2048
+STATE_DIR = "_build"
+MIN_SEQ_LENGTH = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides a build; validated here, in one place."""
+
+    corpus_dir: str
+    vocab_file: str
+    output_dir: str
+    max_seq_length: int = 128
+    num_processes: int = 1
+    blanks_separate_docs: bool = True
+    do_lower_case: bool | None = None  # None: vocab_settings.json beside the vocab, else cased
+    strip_accents: bool | None = None  # None: vocab_settings.json, else no stripping
+    max_input_chars_per_word: int | None = None  # None: vocab_settings.json, else 100
+    num_shards: int = 0  # 0: from the data size
+    seed: int = 0
+    tokenizer: str = "tokenizers"
+    files_per_process: int = 0  # shards a worker process writes before it is replaced; 0: no limit
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < MIN_SEQ_LENGTH:
+            raise UserError(f"--max-seq-length must be >= {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
+        if self.num_processes < 1:
+            raise UserError(f"--num-processes must be >= 1, got {self.num_processes}")
+        for name in ("num_shards", "files_per_process", "seed"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.tokenizer not in tokenization.BACKENDS:
+            raise UserError(f"--tokenizer must be one of {', '.join(tokenization.BACKENDS)}, got {self.tokenizer!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BuildConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown build setting(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+# ---- planning: which bytes of which file go to which shard ---------------------------------
+
+
+class InputFile(NamedTuple):
+    path: str
+    size: int  # bytes on disk
+    splittable: bool  # plain text can be cut at any byte; .gz only as a whole
+
+    @property
+    def weight(self) -> int:
+        return self.size if self.splittable else self.size * GZIP_RATIO
+
+
+class Span(NamedTuple):
+    """Bytes [start, end) of a file (end None: to its end); documents starting there belong to it."""
+
+    path: str
+    start: int
+    end: int | None
+
+
+def _file_size(path: str) -> int:
+    if fileio.is_gcs(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length
+    return os.path.getsize(path)
+
+
+def list_inputs(corpus: str) -> list[InputFile]:
+    files = [InputFile(p, _file_size(p), not p.endswith(".gz")) for p in fileio.list_text_files(corpus)]
+    if not any(f.size for f in files):
+        raise UserError(f"empty corpus: no text in {corpus}")
+    return files
+
+
+def auto_num_shards(text_bytes: int, num_processes: int) -> int:
+    """One shard per 64 MiB of text, at least one per process, at most 1,000."""
+    return max(num_processes, min(MAX_AUTO_SHARDS, math.ceil(text_bytes / TEXT_BYTES_PER_SHARD)))
+
+
+def plan_shards(files: Sequence[InputFile], num_shards: int) -> list[list[Span]]:
+    """Cut the concatenated inputs into `num_shards` contiguous ranges of about equal weight.
+
+    Plain files are cut at the range boundaries; a `.gz` file goes whole to the range that
+    holds its middle. Pure: the plan depends only on the file list and the shard count.
+    """
+    total = sum(f.weight for f in files)
+    bounds = [k * total // num_shards for k in range(num_shards + 1)]
+    plan: list[list[Span]] = [[] for _ in range(num_shards)]
+    offset = 0
+    for f in files:
+        if not f.size:
+            continue
+        lo, hi = offset, offset + f.weight
+        offset = hi
+        if not f.splittable:
+            middle = (lo + hi) // 2
+            plan[max(k for k in range(num_shards) if bounds[k] <= middle)].append(Span(f.path, 0, None))
+            continue
+        for k in range(num_shards):
+            a, b = max(lo, bounds[k]), min(hi, bounds[k + 1])
+            if a < b:
+                plan[k].append(Span(f.path, a - lo, None if b == hi else b - lo))
+    return plan
+
+
+# ---- reading: lines of a span, grouped into documents ---------------------------------------
+
+
+def _decode(raw: bytes, path: str, offset: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: line at byte {offset} is not UTF-8 text ({exc.reason})") from exc
+
+
+def read_span(
+    span: Span, blanks_separate_docs: bool, report: Callable[[int], None] = lambda n: None
+) -> Iterator[tuple[int, bytes, str]]:
+    """(document number, document's first line, stripped line) for each non-blank line of a span.
+
+    Splitting rule, the same on both sides of a cut at byte `e`: the range before the cut
+    reads on past `e` up to and including the first blank line that starts at or after `e`;
+    the range after it skips exactly those lines. Without `blanks_separate_docs` a cut
+    falls at the first line start at or after `e`, and each range is one document.
+    `report` gets the input bytes consumed (compressed bytes for `.gz`), for progress.
+    """
+    with fileio.open_read(span.path) as fh:
+        raw_fh = getattr(fh, "fileobj", None)  # the compressed stream under a GzipFile
+        pos = 0
+        reported = 0
+        try:
+            if span.start:
+                fh.seek(span.start - 1)
+                if fh.read(1) != b"\n":
+                    fh.readline()
+                pos = fh.tell()
+                while blanks_separate_docs:
+                    raw = fh.readline()
+                    pos += len(raw)
+                    if not raw or not _decode(raw, span.path, pos).strip():
+                        break
+                reported = pos - span.start
+                report(reported)
+            doc, first, in_doc = 0, b"", False
+            for n, raw in enumerate(iter(fh.readline, b"")):
+                line_start = pos
+                pos += len(raw)
+                if n % 4096 == 4095:
+                    done = raw_fh.tell() if raw_fh is not None else pos - span.start
+                    report(done - reported)
+                    reported = done
+                text = _decode(raw, span.path, line_start).strip()
+                if span.end is not None and line_start >= span.end and (not text or not blanks_separate_docs):
+                    break
+                if not text:
+                    if blanks_separate_docs and in_doc:
+                        doc, in_doc = doc + 1, False
+                    continue
+                if not in_doc:
+                    first, in_doc = raw, True
+                yield doc, first, text
+        except (OSError, EOFError) as exc:
+            raise UserError(f"unreadable file {span.path}: {exc}") from exc
+        done = raw_fh.tell() if raw_fh is not None else pos - span.start
+        report(done - reported)
+
+
+# ---- one shard: read, tokenise, pack, write -------------------------------------------------
+
+
+class ShardTask(NamedTuple):
+    index: int
+    num_shards: int
+    spans: tuple[Span, ...]
+
+
+class ShardResult(NamedTuple):
+    index: int
+    examples: int
+    tokens: int
+
+
+class _Counters(NamedTuple):
+    """Shared with worker processes for the progress bar."""
+
+    bytes_read: Any  # multiprocessing.Value
+    examples: Any
+
+
+def _add(value: Any, n: int) -> None:
+    with value.get_lock():
+        value.value += n
+
+
+class ShardBuilder:
+    """What a worker needs, loaded once per process: the tokenizer and the settings."""
+
+    def __init__(self, cfg: BuildConfig, settings: vocab_files.VocabSettings, counters: _Counters):
+        self.cfg = cfg
+        self.tokenizer = tokenization.load_tokenizer(cfg.vocab_file, settings, cfg.tokenizer)
+        self.counters = counters
+
+    def _sentences(self, spans: Iterable[Span]) -> Iterator[tuple[tuple[int, int], bytes, list[int]]]:
+        """((span, document), document's first line, ids) per line, tokenised in batches."""
+        lines = (
+            ((i, doc), first, text)
+            for i, span in enumerate(spans)
+            for doc, first, text in read_span(
+                span, self.cfg.blanks_separate_docs, lambda n: _add(self.counters.bytes_read, n)
+            )
+        )
+        while batch := list(itertools.islice(lines, BATCH_LINES)):
+            ids = self.tokenizer.encode_batch([text for _, _, text in batch])
+            yield from ((key, first, sentence) for (key, first, _), sentence in zip(batch, ids))
+
+    def build(self, task: ShardTask) -> ShardResult:
+        cfg, tok = self.cfg, self.tokenizer
+        tokens = 0
+        written = 0
+
+        def serialized() -> Iterator[bytes]:
+            nonlocal tokens, written
+            for (_, first), group in itertools.groupby(self._sentences(task.spans), key=lambda s: s[:2]):
+                rng = packing.document_rng(cfg.seed, first)
+                for example in packing.pack_document((ids for *_, ids in group), cfg.max_seq_length, rng):
+                    input_ids, mask, segments = packing.to_features(
+                        example, cfg.max_seq_length, tok.cls_id, tok.sep_id, tok.pad_id
+                    )
+                    tokens += len(example.first) + len(example.second) + (3 if example.second else 2)
+                    written += 1
+                    if written % 256 == 0:
+                        _add(self.counters.examples, 256)
+                    yield records.encode_example(input_ids, mask, segments)
+
+        path = fileio.join(cfg.output_dir, records.shard_name(task.index, task.num_shards))
+        count = records.write_shard(path, serialized())
+        _add(self.counters.examples, count % 256)
+        result = ShardResult(task.index, count, tokens)
+        fileio.write_text(_stats_path(cfg.output_dir, task.index, task.num_shards), _json(result._asdict()))
+        return result
+
+
+_WORKER: ShardBuilder | None = None
+
+
+def _init_worker(cfg: BuildConfig, settings: vocab_files.VocabSettings, counters: _Counters) -> None:
+    global _WORKER
+    _WORKER = ShardBuilder(cfg, settings, counters)
+
+
+def _build_in_worker(task: ShardTask) -> ShardResult:
+    assert _WORKER is not None
+    return _WORKER.build(task)
+
+
+# ---- the output directory: identity, resume, manifest ---------------------------------------
+
+
+def _json(d: dict) -> str:
+    import json
+
+    return json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _stats_path(output_dir: str, index: int, num_shards: int) -> str:
+    return fileio.join(output_dir, STATE_DIR, f"shard-{index}-of-{num_shards}.json")
+
+
+def build_identity(
+    cfg: BuildConfig, settings: vocab_files.VocabSettings, vocab_sha: str, files: Sequence[InputFile], num_shards: int
+) -> dict[str, Any]:
+    """Everything the shard bytes depend on; a rerun resumes only if this is unchanged."""
+    return {
+        "corpus_dir": cfg.corpus_dir,
+        "inputs": [[f.path, f.size] for f in files],
+        "vocab_file": cfg.vocab_file,
+        "vocab_sha256": vocab_sha,
+        "max_seq_length": cfg.max_seq_length,
+        "blanks_separate_docs": cfg.blanks_separate_docs,
+        "settings": dataclasses.asdict(settings),
+        "tokenizer": cfg.tokenizer,
+        "num_shards": num_shards,
+        "seed": cfg.seed,
+    }
+
+
+def _first_difference(old: dict, new: dict) -> str:
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            return f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+    return "none"
+
+
+def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
+    """Make the output directory ready; returns "fresh", "resume" or "done".
+
+    Refuses (unless --overwrite) a directory holding shards, a manifest or a partial build
+    from other settings.
+    """
+    import json
+
+    out = cfg.output_dir
+    fileio.makedirs(out)
+    config_path = fileio.join(out, STATE_DIR, "config.json")
+    shards = fileio.glob(fileio.join(out, records.SHARD_PREFIX + "-*"))
+    manifest = records.read_manifest(out) if fileio.exists(fileio.join(out, records.MANIFEST)) else None
+    if cfg.overwrite:
+        for path in shards + fileio.glob(fileio.join(out, STATE_DIR, "*")):
+            fileio.remove(path)
+        if manifest is not None:
+            fileio.remove(fileio.join(out, records.MANIFEST))
+        shards, manifest = [], None
+    for path in [p for p in shards if ".tmp-" in p]:  # left by a killed run
+        fileio.remove(path)
+    hint = "pass --overwrite to replace it"
+    if fileio.exists(config_path):
+        try:
+            old = json.loads(fileio.read_text(config_path))
+        except ValueError as exc:
+            raise UserError(f"corrupt build state {config_path}: {exc}; {hint}") from exc
+        if old != identity:
+            raise UserError(
+                f"{out} holds a partial build with other settings ({_first_difference(old, identity)}); {hint}"
+            )
+        return "resume"
+    if manifest is not None:
+        old = {k: manifest.flags.get(k) for k in identity}
+        if old != identity:
+            raise UserError(f"{out} holds records built with other settings ({_first_difference(old, identity)}); {hint}")
+        return "done"
+    if any(".tmp-" not in p for p in shards):
+        raise UserError(f"{out} already holds {records.SHARD_PREFIX} files from another run (no manifest); {hint}")
+    fileio.write_text(config_path, _json(identity))
+    return "fresh"
+
+
+def _finished(cfg: BuildConfig, num_shards: int) -> dict[int, ShardResult]:
+    import json
+
+    done = {}
+    shards = set(fileio.glob(fileio.join(cfg.output_dir, records.SHARD_PREFIX + "-*")))
+    for i in range(num_shards):
+        stats = _stats_path(cfg.output_dir, i, num_shards)
+        if fileio.join(cfg.output_dir, records.shard_name(i, num_shards)) in shards and fileio.exists(stats):
+            done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
+    return done
+
+
+# ---- the stage ------------------------------------------------------------------------------
+
+
+class BuildSummary(NamedTuple):
+    manifest: records.Manifest
+    seconds: float
+    skipped_shards: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.manifest.num_tokens / max(self.seconds, 1e-9)
+
+
+def _run_tasks(
+    cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask], total_bytes: int
+) -> list[ShardResult]:
+    """Build the shards, in this process or a pool, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    mp = multiprocessing.get_context("spawn")  # no fork after TF/tokenizers threads exist
+    counters = _Counters(mp.Value("q", 0), mp.Value("q", 0))
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="build", file=sys.stderr, smoothing=0.1)
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def refresh() -> None:
+        bar.n = min(counters.bytes_read.value, total_bytes)
+        rate = counters.examples.value / max(time.monotonic() - start, 1e-9)
+        bar.set_postfix_str(f"{counters.examples.value} examples, {rate:,.0f} ex/s", refresh=True)
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            refresh()
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        if cfg.num_processes == 1 or len(tasks) == 1:
+            builder = ShardBuilder(cfg, settings, counters)
+            results = [builder.build(t) for t in tasks]
+        else:
+            with mp.Pool(
+                min(cfg.num_processes, len(tasks)),
+                initializer=_init_worker,
+                initargs=(cfg, settings, counters),
+                maxtasksperchild=cfg.files_per_process or None,
+            ) as pool:
+                results = list(pool.imap_unordered(_build_in_worker, tasks))
+    finally:
+        stop.set()
+        poller.join()
+        refresh()
+        bar.close()
+    return results
+
+
+def build(cfg: BuildConfig) -> BuildSummary:
+    """Build (or finish building) the record directory described by `cfg`."""
+    start = time.monotonic()
+    tokens = vocab_files.load_vocab(cfg.vocab_file)  # checks the special tokens
+    settings = tokenization.resolve_settings(
+        cfg.vocab_file, cfg.do_lower_case, cfg.strip_accents, cfg.max_input_chars_per_word
+    )
+    files = list_inputs(cfg.corpus_dir)
+    num_shards = cfg.num_shards or auto_num_shards(sum(f.weight for f in files), cfg.num_processes)
+    identity = build_identity(cfg, settings, records.file_sha256(cfg.vocab_file), files, num_shards)
+    state = prepare_output_dir(cfg, identity)
+    if state == "done":
+        manifest = records.read_manifest(cfg.output_dir)
+        assert manifest is not None
+        return BuildSummary(manifest, time.monotonic() - start, num_shards)
+    plan = plan_shards(files, num_shards)
+    done = _finished(cfg, num_shards)
+    tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
+    todo_bytes = sum(
+        ((s.end if s.end is not None else _file_size(s.path)) - s.start) for t in tasks for s in t.spans
+    )
+    results = {r.index: r for r in _run_tasks(cfg, settings, tasks, todo_bytes)} if tasks else {}
+    results.update(done)
+    ordered = [results[i] for i in range(num_shards)]
+    if not sum(r.examples for r in ordered):
+        raise UserError(f"empty corpus: no text lines in {cfg.corpus_dir}")
+    manifest = records.Manifest(
+        max_seq_length=cfg.max_seq_length,
+        vocab_size=len(tokens),
+        vocab_sha256=identity["vocab_sha256"],
+        num_shards=num_shards,
+        examples_per_shard=tuple(r.examples for r in ordered),
+        num_tokens=sum(r.tokens for r in ordered),
+        seed=cfg.seed,
+        flags={**identity, "num_processes": cfg.num_processes, "files_per_process": cfg.files_per_process},
+    )
+    records.write_manifest(cfg.output_dir, manifest)
+    for path in fileio.glob(fileio.join(cfg.output_dir, STATE_DIR, "*")):
+        fileio.remove(path)
+    if not fileio.is_gcs(cfg.output_dir):
+        os.rmdir(os.path.join(cfg.output_dir, STATE_DIR))
+    return BuildSummary(manifest, time.monotonic() - start, len(done))
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+
+def _bool(text: str) -> bool:
+    """The original declares `type=bool`, which makes "False" true; accept the usual spellings."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "y", "t"):
+        return True
+    if value in ("0", "false", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--corpus-dir", required=True, help="Text file or directory of .txt/.gz files (local or gs://).")
+    p.add_argument("--vocab-file", required=True, help="WordPiece vocab.txt (vocab_settings.json beside it is used).")
+    p.add_argument("--output-dir", required=True, help="Where to write the shards and manifest.json.")
+    p.add_argument("--max-seq-length", type=int, default=128, help="Tokens per example.")
+    p.add_argument("--num-processes", type=int, default=1, help="Worker processes.")
+    p.add_argument(
+        "--blanks-separate-docs", type=_bool, default=True, help="Whether blank lines end documents (true/false)."
+    )
+    p.add_argument("--do-lower-case", dest="do_lower_case", action="store_true", default=None)
+    p.add_argument("--no-lower-case", dest="do_lower_case", action="store_false", help="Default: keep case.")
+    p.add_argument("--do-strip-accents", dest="strip_accents", action="store_true", default=None)
+    p.add_argument(
+        "--no-strip-accents", dest="strip_accents", action="store_false", help="Default: keep accents (Hangul-safe)."
+    )
+    p.add_argument(
+        "--max-input-chars-per-word",
+        type=int,
+        default=None,
+        help="Longer words become [UNK]: 100 (default, as transformers) or 200 (as the original FullTokenizer).",
+    )
+    p.add_argument("--num-shards", type=int, default=0, help="Output shards; 0 (default): from the data size.")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the packing randomness.")
+    p.add_argument("--tokenizer", choices=tokenization.BACKENDS, default="tokenizers", help="Tokeniser back end.")
+    p.add_argument(
+        "--files-per-process", type=int, default=0, help="Shards a worker writes before it is replaced (0: no limit)."
+    )
+    p.add_argument("--overwrite", action="store_true", help="Replace records from another run in --output-dir.")
+    args = p.parse_args(argv)
+    return BuildConfig.from_dict(vars(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_flags(argv)
+    summary = build(cfg)
+    m = summary.manifest
+    print(
+        f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens) in {m.num_shards} shards to {cfg.output_dir} "
+        f"in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
+        + (f" (kept {summary.skipped_shards} finished shards)" if summary.skipped_shards else "")
+    )
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
