@@ -134,7 +134,7 @@ def connect(project: str | None = None) -> Storage:
     return Storage(storage.Client(project=project, credentials=credentials), AuthorizedSession(credentials))
 
 
-def _api_error(exc: Exception, uri: GcsUri) -> UserError:
+def api_error(exc: Exception, uri: GcsUri) -> UserError:
     """One line for a failed API call: a missing bucket and a refused access say how to fix them."""
     from google.api_core import exceptions as api
 
@@ -164,7 +164,7 @@ def list_objects(store: Storage, uri: GcsUri) -> list[RemoteObject]:
         if uri.name and not blobs:
             blobs = [b for b in store.client.list_blobs(uri.bucket, prefix=uri.name) if b.name == uri.name]
     except api.GoogleAPICallError as exc:
-        raise _api_error(exc, uri) from exc
+        raise api_error(exc, uri) from exc
     return sorted(
         (RemoteObject(b.name, int(b.size or 0), b.crc32c, b.md5_hash) for b in blobs if not b.name.endswith("/")),
         key=lambda o: o.name,
@@ -313,7 +313,7 @@ def upload(store: Storage, local: str, uri: GcsUri, *, workers: int = DEFAULT_WO
                                        resumable_threshold=resumable_threshold, progress=bar.update)
         sent = _run_parallel([job(p, rel) for p, rel in todo], workers)
     except api.GoogleAPICallError as exc:
-        raise _api_error(exc, uri) from exc
+        raise api_error(exc, uri) from exc
     finally:
         bar.close()
     summary = TransferSummary(len(todo), len(files) - len(todo), sent)
@@ -346,7 +346,7 @@ def download(store: Storage, uri: GcsUri, local: str, *, workers: int = DEFAULT_
     try:
         received = _run_parallel([job(o) for o in todo], workers)
     except api.GoogleAPICallError as exc:
-        raise _api_error(exc, uri) from exc
+        raise api_error(exc, uri) from exc
     finally:
         bar.close()
     summary = TransferSummary(len(todo), len(objects) - len(todo), received)

@@ -1,61 +1,17 @@
 """cloudops.storage against a real local Cloud Storage emulator (gcp-storage-emulator)."""
 import os
 import pathlib
-import socket
 import subprocess
 import sys
-import time
-import uuid
 
 import pytest
+from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
 
 from cloudops import storage
 from data_prep import records
 from data_prep.errors import UserError
 
 KiB = 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator_host():
-    """A real gcp-storage-emulator process on 127.0.0.1 with a free port (in memory)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--in-memory", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("gcp-storage-emulator did not start")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture()
-def store(emulator_host, monkeypatch):
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_host)
-    return storage.connect()
-
-
-@pytest.fixture()
-def bucket(store) -> str:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    store.client.create_bucket(name)
-    return name
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,255 @@
+"""Preflight for a TPU run (`electra-doctor`): find in a minute what would fail hours in.
+
+Checks, in order: Cloud Storage credentials; every gs:// path of the run (data dir, model
+dir, logs) is readable and writable by this account (on the TPU VM: the VM's service
+account); the bucket is in the TPU zone's region; the records exist and their manifest
+agrees with the hparams (sequence length, vocab size); the hparams agree with the
+accelerator (core count); the TPU answers with the expected number of cores. Each result
+is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
+only gathers the facts. Exit status 1 if anything failed.
+
+    electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\
+        --zone europe-west4-a --accelerator-type v3-8 --tpu local
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import uuid
+from typing import Any, Callable, NamedTuple
+
+from cloudops import storage
+from data_prep import records
+from data_prep.errors import UserError, run_cli
+
+_ACCELERATOR_RE = re.compile(r"v(\d+)([a-z]*)-(\d+)")
+# Multi-region bucket locations and the prefix of the regions they span.
+_MULTI_REGIONS = {"us": "us-", "eu": "europe-", "asia": "asia-"}
+
+
+class Check(NamedTuple):
+    name: str
+    ok: bool
+    detail: str  # what was found; on failure also the fix
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def parse_accelerator(accelerator_type: str) -> tuple[int, str, int]:
+    """`v3-8` -> (3, "", 8); `v5litepod-16` -> (5, "litepod", 16); `v5p-8` -> (5, "p", 8)."""
+    match = _ACCELERATOR_RE.fullmatch(accelerator_type)
+    if not match:
+        raise UserError(f"--accelerator-type {accelerator_type}: expected a type like v3-8 or v3-32")
+    return int(match.group(1)), match.group(2), int(match.group(3))
+
+
+def accelerator_cores(accelerator_type: str) -> int:
+    """TensorCores in the whole slice, the number in the name (v3-8: 8, v3-32: 32)."""
+    return parse_accelerator(accelerator_type)[2]
+
+
+def expected_local_devices(accelerator_type: str) -> int:
+    """TPU devices TensorFlow sees on ONE host of the slice.
+
+    v2/v3: one device per core, 8 per host. v4/v5p: the name counts cores but two cores
+    form one megacore device, 4 per host. v5e/v6e: the name counts chips, one device each,
+    8 on a single-host slice, 4 per host on larger ones.
+    """
+    generation, variant, count = parse_accelerator(accelerator_type)
+    if generation <= 3:
+        return min(count, 8)
+    if generation == 4 or variant == "p":
+        return min(count // 2, 4)
+    return count if count <= 8 else 4
+
+
+def check_tpu_devices(found: int | Exception, accelerator_type: str) -> Check:
+    expected = expected_local_devices(accelerator_type)
+    if isinstance(found, Exception):
+        first = str(found).strip().splitlines()[0][:160] if str(found).strip() else type(found).__name__
+        return Check("tpu", False, f"no TPU reachable ({first}); fix: run this on the TPU VM (scripts/doctor.sh), "
+                                   "check `gcloud compute tpus tpu-vm describe` says READY, and stop any other "
+                                   "program holding the TPU (only one process may use it)")
+    if found != expected:
+        return Check("tpu", False, f"{found} TPU cores visible, {accelerator_type} should show {expected} on this host; "
+                                   "fix: set ACCELERATOR_TYPE in tpu.env to the TPU's real type, or recreate the TPU VM")
+    return Check("tpu", True, f"{found} TPU cores ({accelerator_type})")
+
+
+def region_of_zone(zone: str) -> str:
+    if not re.fullmatch(r"[a-z]+-[a-z]+\d+-[a-z]", zone):
+        raise UserError(f"--zone {zone}: expected a zone like europe-west4-a")
+    return zone.rsplit("-", 1)[0]
+
+
+def check_bucket_region(bucket: str, location: str, data_locations: list[str], zone: str) -> Check:
+    """The bucket must hold its data in the TPU's region (a matching multi-region is accepted)."""
+    region = region_of_zone(zone)
+    loc = location.lower()
+    inside = (loc == region or region in [d.lower() for d in data_locations]
+              or region.startswith(_MULTI_REGIONS.get(loc, "\0")))
+    if inside:
+        return Check("bucket region", True, f"gs://{bucket} is in {location}, the TPU in {region}")
+    return Check("bucket region", False,
+                 f"gs://{bucket} is in {location} but the TPU is in {region}: every step would read across "
+                 f"regions (slower, billed as egress); fix: create a bucket in {region} "
+                 f"(scripts/create_bucket.sh) and copy the run there with `gcloud storage cp -r`")
+
+
+def check_manifest(manifest: records.Manifest | None, hparams: Any, where: str) -> list[Check]:
+    """The records must have the hparams' sequence length and vocabulary size."""
+    if manifest is None:
+        return [Check("data manifest", True, f"no {records.MANIFEST} in {where} (data from the original tool?): "
+                                             "max_seq_length and vocab_size not checked")]
+    checks = []
+    for key, built in (("max_seq_length", manifest.max_seq_length), ("vocab_size", manifest.vocab_size)):
+        wanted = getattr(hparams, key)
+        if built == wanted:
+            checks.append(Check(f"data {key}", True, f"{built} in the records and the hparams"))
+        else:
+            checks.append(Check(f"data {key}", False,
+                                f"records in {where} were built with {key}={built}, the hparams say {wanted}; "
+                                f'fix: set "{key}": {built} in the hparams, or rebuild the data with {wanted}'))
+    return checks
+
+
+def check_hparams_for_tpu(hparams: Any, accelerator_type: str) -> list[Check]:
+    """A TPU run needs use_tpu and the slice's core count in the hparams."""
+    cores = accelerator_cores(accelerator_type)
+    checks = [Check("hparams use_tpu", bool(hparams.use_tpu),
+                    "true" if hparams.use_tpu else 'false; fix: set "use_tpu": true in the hparams')]
+    if hparams.num_tpu_cores == cores:
+        checks.append(Check("hparams num_tpu_cores", True, f"{cores} ({accelerator_type})"))
+    else:
+        checks.append(Check("hparams num_tpu_cores", False,
+                            f"{hparams.num_tpu_cores}, but {accelerator_type} has {cores} cores; "
+                            f'fix: set "num_tpu_cores": {cores} in the hparams'))
+    return checks
+
+
+def check_read_write(store: storage.Storage, uri: storage.GcsUri) -> Check:
+    """List, write, read back and delete a small probe object under `uri`."""
+    from google.api_core import exceptions as api
+
+    probe = uri.child(f".electra-doctor-{uuid.uuid4().hex[:12]}")
+    try:
+        storage.list_objects(store, uri)
+        blob = store.client.bucket(probe.bucket).blob(probe.name)
+        blob.upload_from_string(b"probe")
+        ok = blob.download_as_bytes() == b"probe"
+        blob.delete()
+    except UserError as exc:
+        return Check(f"access {uri}", False, str(exc))
+    except api.GoogleAPICallError as exc:  # refused on the probe object itself
+        return Check(f"access {uri}", False, str(storage.api_error(exc, uri)))
+    return Check(f"access {uri}", ok, "readable and writable" if ok else "probe object read back wrong")
+
+
+def count_tpu_devices(tpu: str) -> int | Exception:
+    """TPU devices TensorFlow reaches on `tpu` ('local' on a TPU VM), or the error."""
+    try:
+        import tensorflow as tf
+
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return len(tf.config.list_logical_devices("TPU"))
+    except Exception as exc:  # any failure to reach the TPU is the finding, not a crash
+        return exc
+
+
+def _bucket_checks(store: storage.Storage, data_dir: storage.GcsUri, zone: str | None) -> list[Check]:
+    if zone is None:
+        return []
+    try:
+        bucket = store.client.get_bucket(data_dir.bucket)
+    except Exception as exc:
+        return [Check("bucket region", False, f"cannot read the metadata of gs://{data_dir.bucket} ({exc}); "
+                                              "fix: grant roles/storage.legacyBucketReader on it, or check the region "
+                                              "yourself: gcloud storage buckets describe gs://BUCKET")]
+    return [check_bucket_region(bucket.name, bucket.location or "?", list(bucket.data_locations or []), zone)]
+
+
+def _records_checks(store: storage.Storage, data_dir: storage.GcsUri, hparams: Any) -> list[Check]:
+    records_dir = data_dir.child("pretrain_tfrecords")
+    try:
+        objects = storage.list_objects(store, records_dir)
+    except UserError as exc:
+        return [Check("records", False, str(exc))]
+    names = {o.name.rsplit("/", 1)[-1]: o for o in objects}
+    shards = [n for n in names if n.startswith(records.SHARD_PREFIX + "-")]
+    if not shards:
+        return [Check("records", False, f"no {records.SHARD_PREFIX}-I-of-N files in {records_dir}; "
+                                        "fix: scripts/build_data.sh, or scripts/upload.sh --records DIR")]
+    found = [Check("records", True, f"{len(shards)} shards in {records_dir}")]
+    manifest = None
+    if records.MANIFEST in names:
+        text = store.client.bucket(records_dir.bucket).blob(names[records.MANIFEST].name).download_as_text()
+        manifest = records.Manifest.from_json(text, str(records_dir.child(records.MANIFEST)))
+    return found + check_manifest(manifest, hparams, str(records_dir))
+
+
+def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | None,
+               accelerator_type: str, tpu: str, emit: Callable[[Check], None]) -> list[Check]:
+    """Run every check, handing each result to `emit` as soon as it is known."""
+    from pretrain.config import from_hparams
+
+    results: list[Check] = []
+
+    def add(checks: list[Check]) -> None:
+        for c in checks:
+            results.append(c)
+            emit(c)
+
+    root = storage.parse_uri(data_dir)
+    try:
+        hparams = from_hparams(hparams_source)
+        add([Check("hparams", True, f"{hparams_source}: model_size={hparams.model_size}, "
+                                    f"max_seq_length={hparams.max_seq_length}, vocab_size={hparams.vocab_size}")])
+    except UserError as exc:
+        hparams = None
+        add([Check("hparams", False, str(exc))])
+    try:
+        store = storage.connect()
+        add([Check("credentials", True, "Cloud Storage client ready")])
+    except UserError as exc:
+        store = None
+        add([Check("credentials", False, str(exc))])
+    if store is not None:
+        add([check_read_write(store, uri) for uri in (root, root.child(f"models/{model_name}"), root.child("logs"))])
+        add(_bucket_checks(store, root, zone))
+        if hparams is not None:
+            add(_records_checks(store, root, hparams))
+    if tpu != "none":
+        if hparams is not None:
+            add(check_hparams_for_tpu(hparams, accelerator_type))
+        add([check_tpu_devices(count_tpu_devices(tpu), accelerator_type)])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
+    parser.add_argument("--hparams", required=True, help="hparams JSON file or string, as for run_pretraining.py")
+    parser.add_argument("--model-name", required=True, help="the model dir is DATA_DIR/models/NAME")
+    parser.add_argument("--zone", help="the TPU's zone; the bucket must be in its region")
+    parser.add_argument("--accelerator-type", default="v3-8")
+    parser.add_argument("--tpu", default="none", help="'local' on the TPU VM, a TPU name, or 'none' to skip")
+    args = parser.parse_args(argv)
+    parse_accelerator(args.accelerator_type)
+    if args.zone:
+        region_of_zone(args.zone)
+    results = run_checks(args.data_dir, args.hparams, args.model_name, args.zone, args.accelerator_type, args.tpu,
+                         emit=lambda c: print(c.line(), flush=True))
+    failed = sum(not c.ok for c in results)
+    print(f"{len(results)} checks, {failed} failed" + ("" if failed else ": ready to train"))
+    return 1 if failed else 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,152 @@
+"""electra-doctor: the pure checks on hand-made cases, then the whole run on a real GCS emulator."""
+import os
+import subprocess
+import sys
+
+import pytest
+from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
+
+from cloudops import doctor, storage
+from data_prep import records
+from data_prep.errors import UserError
+from pretrain.config import from_hparams
+
+
+@pytest.fixture(scope="module")
+def small(root):
+    """The real configs/small.json: max_seq_length 512, vocab_size 32200, 8 TPU cores."""
+    return from_hparams(str(root / "configs" / "small.json"))
+
+
+def manifest(max_seq_length: int, vocab_size: int) -> records.Manifest:
+    return records.Manifest(max_seq_length=max_seq_length, vocab_size=vocab_size, vocab_sha256="0" * 64,
+                            num_shards=2, examples_per_shard=(3, 2), num_tokens=100, seed=0, flags={})
+
+
+@pytest.mark.parametrize("accelerator,cores,local", [
+    ("v2-8", 8, 8), ("v3-8", 8, 8), ("v3-32", 32, 8), ("v4-8", 8, 4), ("v4-32", 32, 4),
+    ("v5p-8", 8, 4), ("v5litepod-8", 8, 8), ("v5litepod-16", 16, 4), ("v6e-8", 8, 8),
+])
+def test_cores_per_accelerator_type(accelerator, cores, local):
+    assert doctor.accelerator_cores(accelerator) == cores
+    assert doctor.expected_local_devices(accelerator) == local
+
+
+def test_bad_accelerator_or_zone_is_a_user_error():
+    with pytest.raises(UserError, match="--accelerator-type v3: expected a type like v3-8"):
+        doctor.parse_accelerator("v3")
+    with pytest.raises(UserError, match="--zone europe-west4: expected a zone like europe-west4-a"):
+        doctor.region_of_zone("europe-west4")
+
+
+def test_tpu_device_check():
+    assert doctor.check_tpu_devices(8, "v3-8") == doctor.Check("tpu", True, "8 TPU cores (v3-8)")
+    short = doctor.check_tpu_devices(4, "v3-8")
+    assert not short.ok and short.detail.startswith("4 TPU cores visible, v3-8 should show 8 on this host; fix:")
+    down = doctor.check_tpu_devices(RuntimeError("TPUs not found in the cluster.\nmore"), "v3-8")
+    assert down.line().startswith("FAIL tpu: no TPU reachable (TPUs not found in the cluster.); fix: run this on the TPU VM")
+
+
+@pytest.mark.parametrize("location,data_locations,zone,ok", [
+    ("EUROPE-WEST4", [], "europe-west4-a", True),
+    ("US", [], "us-central1-b", True),  # multi-region that contains the zone's region
+    ("US", [], "europe-west4-a", False),
+    ("US-CENTRAL1", [], "us-east1-d", False),
+    ("EU", [], "europe-west4-a", True),
+    ("EUR4", ["EUROPE-NORTH1", "EUROPE-WEST4"], "europe-west4-a", True),  # dual-region
+])
+def test_bucket_region(location, data_locations, zone, ok):
+    check = doctor.check_bucket_region("b", location, data_locations, zone)
+    assert check.ok is ok
+    if not ok:
+        region = zone.rsplit("-", 1)[0]
+        assert check.detail == (f"gs://b is in {location} but the TPU is in {region}: every step would read across "
+                                f"regions (slower, billed as egress); fix: create a bucket in {region} "
+                                f"(scripts/create_bucket.sh) and copy the run there with `gcloud storage cp -r`")
+
+
+def test_manifest_against_hparams(small):
+    assert [c.ok for c in doctor.check_manifest(manifest(512, 32200), small, "gs://b/r")] == [True, True]
+    seq, vocab = doctor.check_manifest(manifest(128, 35000), small, "gs://b/r/pretrain_tfrecords")
+    assert seq.line() == ("FAIL data max_seq_length: records in gs://b/r/pretrain_tfrecords were built with "
+                          "max_seq_length=128, the hparams say 512; fix: set \"max_seq_length\": 128 in the hparams, "
+                          "or rebuild the data with 512")
+    assert not vocab.ok and 'set "vocab_size": 35000' in vocab.detail
+    (none,) = doctor.check_manifest(None, small, "gs://b/r")
+    assert none.ok and "not checked" in none.detail
+
+
+def test_hparams_against_the_accelerator(small):
+    assert all(c.ok for c in doctor.check_hparams_for_tpu(small, "v3-8"))
+    use_tpu, cores = doctor.check_hparams_for_tpu(small, "v3-32")
+    assert use_tpu.ok and cores.line() == ('FAIL hparams num_tpu_cores: 8, but v3-32 has 32 cores; '
+                                           'fix: set "num_tpu_cores": 32 in the hparams')
+    cpu = from_hparams({"model_size": "small", "use_tpu": False})
+    assert doctor.check_hparams_for_tpu(cpu, "v3-8")[0].line() == (
+        'FAIL hparams use_tpu: false; fix: set "use_tpu": true in the hparams')
+
+
+def _upload_records(store, bucket, tmp_path, max_seq_length):
+    data = tmp_path / "pretrain_tfrecords"
+    data.mkdir()
+    for i in range(2):
+        (data / records.shard_name(i, 2)).write_bytes(b"records")
+    records.write_manifest(str(data), manifest(max_seq_length, 32200))
+    storage.upload(store, str(data), storage.parse_uri(f"gs://{bucket}/run/pretrain_tfrecords"))
+
+
+def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
+    b = store.client.get_bucket(bucket)
+    b.location = "EUROPE-WEST4"  # the emulator keeps what the client sets
+    b.patch()
+    _upload_records(store, bucket, tmp_path, max_seq_length=128)
+    seen = []
+    results = doctor.run_checks(f"gs://{bucket}/run", str(root / "configs" / "small.json"), "electra-small",
+                                "europe-west4-a", "v3-8", "none", emit=seen.append)
+    assert seen == results
+    lines = [c.line() for c in results]
+    assert [c.name for c in results] == [
+        "hparams", "credentials", f"access gs://{bucket}/run", f"access gs://{bucket}/run/models/electra-small",
+        f"access gs://{bucket}/run/logs", "bucket region", "records", "data max_seq_length", "data vocab_size"]
+    assert [c.ok for c in results] == [True] * 7 + [False, True]
+    assert lines[6] == f"ok   records: 2 shards in gs://{bucket}/run/pretrain_tfrecords"
+    assert lines[7].startswith("FAIL data max_seq_length: records in ")
+    # The access probes leave nothing behind.
+    assert [o.name for o in storage.list_objects(store, storage.parse_uri(f"gs://{bucket}/run"))] == [
+        f"run/pretrain_tfrecords/{n}" for n in ("manifest.json", records.shard_name(0, 2), records.shard_name(1, 2))]
+
+
+def test_run_checks_missing_bucket(store, root):
+    results = doctor.run_checks("gs://no-such-bucket/run", str(root / "configs" / "small.json"), "m", None,
+                                "v3-8", "none", emit=lambda c: None)
+    access = [c for c in results if c.name.startswith("access")]
+    assert len(access) == 3 and not any(c.ok for c in access)
+    assert access[0].detail.startswith("bucket gs://no-such-bucket does not exist: create it with `gcloud storage")
+    assert results[-1].line().startswith("FAIL records: bucket gs://no-such-bucket does not exist")
+
+
+def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_path, root):
+    _upload_records(store, bucket, tmp_path, max_seq_length=512)
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cloudops.doctor", "--data-dir", f"gs://{bucket}/run", "--model-name", "m",
+         "--hparams", str(root / "configs" / "small.json"), "--accelerator-type", "v3-8", "--tpu", "local"],
+        env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
+    assert lines[-1] == f"{len(lines) - 1} checks, 1 failed"
+    assert all(line.startswith("ok ") for line in lines[:-2])
+
+
+def test_cli_without_credentials(tmp_path, root):
+    env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
+    env.update(CLOUDSDK_CONFIG=str(tmp_path), NO_GCE_CHECK="True")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cloudops.doctor", "--data-dir", "gs://b/run", "--model-name", "m",
+         "--hparams", str(root / "configs" / "small.json")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[1].startswith(
+        "FAIL credentials: no Google Cloud credentials found: run `gcloud auth application-default login`")
+    assert proc.stdout.splitlines()[-1] == "2 checks, 1 failed"
