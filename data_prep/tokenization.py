@@ -51,6 +51,8 @@ def resolve_settings(
         "max_input_chars_per_word": max_input_chars_per_word,
     }
     overrides = {k: v for k, v in wanted.items() if v is not None}
+    if overrides.get("max_input_chars_per_word", 1) < 1:
+        raise UserError(f"max_input_chars_per_word must be >= 1, got {max_input_chars_per_word}")
     if saved is not None:
         for key, value in overrides.items():
             if getattr(saved, key) != value:
@@ -59,10 +61,7 @@ def resolve_settings(
                     f"({key}={getattr(saved, key)}); using {value}",
                     stacklevel=2,
                 )
-    settings = VocabSettings(**{**vars(base), **overrides})
-    if settings.max_input_chars_per_word < 1:
-        raise UserError(f"max_input_chars_per_word must be >= 1, got {settings.max_input_chars_per_word}")
-    return settings
+    return VocabSettings(**{**vars(base), **overrides})
 
 
 def _pretokenizer(settings: VocabSettings) -> Callable[[str], str] | None:
