@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Step 9: export the trained model to Hugging Face format on the VM, store it in
-# gs://BUCKET/RUN_NAME/export/MODEL_NAME/, and download it here (identical files skipped).
+# Step 9: export the latest checkpoint to Hugging Face format on the VM (its staging folder
+# there is replaced on a rerun), store it in gs://BUCKET/RUN_NAME/export/MODEL_NAME/, and
+# download it here (identical files skipped).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "${BASH_SOURCE[0]%/*}/lib.sh"
@@ -27,7 +28,7 @@ done
 require_gcloud
 
 remote_out="\$HOME/electra-export/$MODEL_NAME"
-export_cmd="cd $REMOTE_SRC && $REMOTE_VENV/bin/electra-export --model-dir $DATA_DIR/models/$MODEL_NAME --output-dir $remote_out"
+export_cmd="cd $REMOTE_SRC && $REMOTE_VENV/bin/electra-export --model-dir $DATA_DIR/models/$MODEL_NAME --output-dir $remote_out --overwrite"
 export_cmd+=" && $REMOTE_VENV/bin/python -m cloudops.storage upload $remote_out $DATA_DIR/export/$MODEL_NAME"
 on_tpu 0 "$export_cmd"
 run "$(local_python)" -m cloudops.storage --project="$PROJECT" download "$DATA_DIR/export/$MODEL_NAME" "$output"

@@ -15,6 +15,7 @@ parse_args "$@"
 load_config
 require_gcloud
 
-train="python run_pretraining.py --data-dir $DATA_DIR --model-name $MODEL_NAME --hparams $HPARAMS"
+train="python run_pretraining.py --data-dir $DATA_DIR --vocab-file $DATA_DIR/vocab/vocab.txt"
+train+=" --model-name $MODEL_NAME --hparams $HPARAMS"
 on_tpu "$WORKERS" "$(remote_job_command train "$train")"
 note "next: scripts/follow.sh (log tail) or scripts/follow.sh --tensorboard"

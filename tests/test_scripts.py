@@ -172,7 +172,7 @@ def test_build_data_and_train_run_as_background_jobs(env_file):
     (train,) = dry_run("train", env_file)
     assert remote(train)[4:] == [
         "bash", "scripts/remote_job.sh", "train", "gs://bkt-1/run-1/logs", "--", "python", "run_pretraining.py",
-        "--data-dir", "gs://bkt-1/run-1", "--model-name", "electra-small", "--hparams", "configs/small.json"]
+        "--data-dir", "gs://bkt-1/run-1", "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams", "configs/small.json"]
 
 
 def test_follow_and_tensorboard(env_file):
@@ -186,7 +186,7 @@ def test_export_on_the_vm_then_download(env_file, tmp_path):
     ssh, download = dry_run("export", env_file, "--output", str(tmp_path / "out"))
     assert remote(ssh) == [
         "cd", "$HOME/electra", "&&", "$HOME/electra-venv/bin/electra-export", "--model-dir",
-        "gs://bkt-1/run-1/models/electra-small", "--output-dir", "$HOME/electra-export/electra-small", "&&",
+        "gs://bkt-1/run-1/models/electra-small", "--output-dir", "$HOME/electra-export/electra-small", "--overwrite", "&&",
         "$HOME/electra-venv/bin/python", "-m", "cloudops.storage", "upload", "$HOME/electra-export/electra-small",
         "gs://bkt-1/run-1/export/electra-small"]
     assert download[1:] == ["-m", "cloudops.storage", "--project=proj-1", "download",
