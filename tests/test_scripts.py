@@ -11,9 +11,11 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
+from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASH = shutil.which("bash")
@@ -292,8 +294,8 @@ def test_delete_asks_unless_yes(fake_gcloud):
     assert proc.returncode == 0 and len(calls) == 1 and "nothing to delete" in proc.stderr
 
 
-def _job(home: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HOME=str(home), LOG_SYNC_SECONDS="1")
+def _job(home: pathlib.Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HOME=str(home), LOG_SYNC_SECONDS="1", **env_vars)
     return subprocess.run(["bash", str(SCRIPTS / "remote_job.sh"), *args], capture_output=True, text=True,
                           env=env, timeout=60)
 
@@ -324,3 +326,16 @@ def test_remote_job_runs_once_in_background_and_ships_its_log(tmp_path):
     _job(home, "fail", str(logs), "--", "bash", "-c", "echo oops; exit 3")
     _wait_finished(home, "fail")
     assert (logs / f"fail-{socket.gethostname()}.log").read_text().splitlines()[-2:] == ["oops", "exit status 3"]
+
+
+def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_path):
+    """On the VM the log goes to gs://BUCKET/RUN/logs/ through cloudops.storage (here: the emulator)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    venv_first = f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"  # `python` = this interpreter
+    started = _job(home, "build-data", f"gs://{bucket}/run/logs", "--", "bash", "-c", "echo built 3 shards",
+                   PATH=venv_first, STORAGE_EMULATOR_HOST=emulator_host)
+    assert started.returncode == 0, started.stderr
+    _wait_finished(home, "build-data")
+    text = store.client.bucket(bucket).blob(f"run/logs/build-data-{socket.gethostname()}.log").download_as_text()
+    assert text.splitlines()[1:] == ["built 3 shards", "exit status 0"]
