@@ -219,31 +219,44 @@ def _saved_session(state_file: str, stat: os.stat_result) -> str | None:
     return saved.get("url")
 
 
+def _put(store: Storage, url: str, data: bytes, content_range: str, what: str) -> Any:
+    """One request of the resumable protocol; a dropped connection becomes a one-line error."""
+    import requests
+    from google.auth import exceptions as auth_errors
+
+    try:
+        return store.session.put(url, data=data, headers={"Content-Range": content_range})
+    except (requests.RequestException, auth_errors.TransportError) as exc:
+        raise UserError(f"{what} interrupted ({type(exc).__name__}): "
+                        "run the same command again to resume where it stopped") from exc
+
+
 def _confirmed_range(resp: Any) -> int:
     """The byte count a 308 reply confirms (`Range: bytes=0-N`; no header = nothing yet)."""
     match = _RANGE_RE.match(resp.headers.get("Range", ""))
     return int(match.group(1)) + 1 if match else 0
 
 
-def _confirmed_offset(store: Storage, url: str, size: int) -> int | None:
+def _confirmed_offset(store: Storage, url: str, size: int, what: str) -> int | None:
     """Bytes the server holds for a session; None if the session expired or is unknown."""
-    resp = store.session.put(url, data=b"", headers={"Content-Range": f"bytes */{size}"})
+    resp = _put(store, url, b"", f"bytes */{size}", what)
     if resp.status_code in (200, 201):
         return size
     if resp.status_code == 308:
         return _confirmed_range(resp)
     if resp.status_code in (404, 410):
         return None
-    raise UserError(f"resumable upload session query failed: HTTP {resp.status_code} {resp.text[:200]}")
+    raise UserError(f"{what}: resuming failed: HTTP {resp.status_code} {resp.text[:200]}")
 
 
 def _resumable_upload(store: Storage, path: str, uri: GcsUri, state_dir: str,
                       chunk_size: int, progress: Progress) -> int:
     """Send a large file in chunks through a session that a later run can pick up; bytes sent."""
     stat = os.stat(path)
+    what = f"upload of {path} to {uri}"
     state_file = _session_file(state_dir, path, uri)
     url = _saved_session(state_file, stat)
-    offset = _confirmed_offset(store, url, stat.st_size) if url else None
+    offset = _confirmed_offset(store, url, stat.st_size, what) if url else None
     if url is None or offset is None:
         blob = store.client.bucket(uri.bucket).blob(uri.name)
         url = blob.create_resumable_upload_session(size=stat.st_size, client=store.client)
@@ -259,9 +272,9 @@ def _resumable_upload(store: Storage, path: str, uri: GcsUri, state_dir: str,
         while offset < stat.st_size:
             data = fh.read(chunk_size)
             end = offset + len(data) - 1
-            resp = store.session.put(url, data=data, headers={"Content-Range": f"bytes {offset}-{end}/{stat.st_size}"})
+            resp = _put(store, url, data, f"bytes {offset}-{end}/{stat.st_size}", what)
             if resp.status_code not in (200, 201, 308):
-                raise UserError(f"upload of {path} to {uri} failed: HTTP {resp.status_code} {resp.text[:200]}")
+                raise UserError(f"{what} failed: HTTP {resp.status_code} {resp.text[:200]}")
             new_offset = stat.st_size if resp.status_code != 308 else _confirmed_range(resp)
             sent += new_offset - offset
             progress(new_offset - offset)
@@ -270,7 +283,7 @@ def _resumable_upload(store: Storage, path: str, uri: GcsUri, state_dir: str,
     os.remove(state_file)
     remote = store.client.bucket(uri.bucket).get_blob(uri.name)
     if remote is None or not same_content(path, RemoteObject(remote.name, int(remote.size), remote.crc32c, remote.md5_hash)):
-        raise UserError(f"upload of {path} to {uri} arrived corrupted (size or CRC32C differ): run the upload again")
+        raise UserError(f"{what} arrived corrupted (size or CRC32C differ): run the upload again")
     return sent
 
 

@@ -1,6 +1,8 @@
 """cloudops.storage against a real local Cloud Storage emulator (gcp-storage-emulator)."""
+import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -143,6 +145,24 @@ def test_changed_file_does_not_resume_a_stale_session(store, bucket, tmp_path):
     path.write_bytes(b"b" * (700 * KiB))
     assert storage.upload_file(store, str(path), uri, **options) == 700 * KiB
     assert store.client.bucket(bucket).blob(uri.name).download_as_bytes() == b"b" * (700 * KiB)
+
+
+def test_dropped_connection_is_one_line_and_keeps_the_session(store, bucket, tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (300 * KiB))
+    uri = storage.parse_uri(f"gs://{bucket}/run5/f.bin")
+    state = tmp_path / "state"
+    state.mkdir()
+    stat = path.stat()
+    with socket.socket() as sock:  # a port nobody listens on: the connection is refused
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/upload?upload_id=gone"
+    session = pathlib.Path(storage._session_file(str(state), str(path), uri))
+    session.write_text(json.dumps({"url": dead, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    with pytest.raises(UserError, match=rf"^upload of {path} to {uri} interrupted \(ConnectionError\): "
+                                        "run the same command again to resume where it stopped$"):
+        storage.upload_file(store, str(path), uri, state_dir=str(state), chunk_size=256 * KiB, resumable_threshold=KiB)
+    assert session.exists()
 
 
 def test_missing_bucket_is_one_clear_line(store, emulator_host, tmp_path):
