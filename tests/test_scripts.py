@@ -151,11 +151,11 @@ def test_upload_through_cloudops_storage(env_file, corpus_path, koelectra_vocab,
     records.mkdir()
     cmds = dry_run("upload", env_file, "--corpus", str(corpus_path), "--vocab", str(koelectra_vocab),
                    "--records", str(records))
-    store = [python, "-m", "cloudops.storage", "--project=proj-1", "upload"]
+    upload_cmd = [python, "-m", "cloudops.storage", "--project=proj-1", "upload"]
     assert cmds == [
-        [*store, str(corpus_path), "gs://bkt-1/run-1/corpus"],
-        [*store, str(koelectra_vocab), "gs://bkt-1/run-1/vocab"],
-        [*store, str(records), "gs://bkt-1/run-1/pretrain_tfrecords"],
+        [*upload_cmd, str(corpus_path), "gs://bkt-1/run-1/corpus"],
+        [*upload_cmd, str(koelectra_vocab), "gs://bkt-1/run-1/vocab"],
+        [*upload_cmd, str(records), "gs://bkt-1/run-1/pretrain_tfrecords"],
     ]
     missing = run_script("upload", "--config", str(env_file), "--dry-run", "--corpus", str(tmp_path / "nope"))
     assert (missing.returncode, missing.stderr) == (2, f"error: --corpus {tmp_path / 'nope'}: no such file or folder\n")
