@@ -200,7 +200,7 @@ equal to KoELECTRA-base's (256 x 512).
 
 {flops}
 
-Reading: KcELECTRA-base's published ~7-10 days for 848k steps means about 30-45% of the v3-8 peak;
+Reading: KcELECTRA-base's published ~7-10 days for 848k steps means about 35-50% of the v3-8 peak;
 the 40% column is the realistic target for this trainer on a v3-8, 60% is the best XLA typically reaches
 for BERT-size models.
 
