@@ -182,27 +182,33 @@ def _staging_dir(output_dir: str) -> str:
         raise UserError(f"cannot create output folder {output_dir}: {exc}") from exc
 
 
+def check_checkpoint_holds_model(path: str, num_weights: int) -> None:
+    """Refuse a checkpoint that does not store every model weight under `model/`.
+
+    A weight reachable only through the optimizer (a layer the model does not track) is
+    not restored by a model-only restore and would be exported with its random initial value.
+    """
+    import tensorflow as tf
+
+    stored = [name for name, _ in tf.train.list_variables(path)
+              if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
+    if len(stored) < num_weights:
+        raise UserError(f"checkpoint {path} stores {len(stored)} of the model's {num_weights} weights under model/; "
+                        "the rest would be exported untrained")
+
+
 def check_vocab(tokens: list[str], cfg: PretrainConfig, vocab_path: str) -> None:
     if len(tokens) != cfg.vocab_size:
         raise UserError(f"{vocab_path} has {len(tokens):,} tokens but the model's vocab_size is {cfg.vocab_size:,}")
 
 
-def _run_facts(model_dir: str) -> dict[str, object]:
-    """Training facts for the model card from the run's `run_config.json` (data manifest)."""
-    path = fileio.join(model_dir, "run_config.json")
-    if not fileio.exists(path):
-        return {}
-    try:
-        run = json.loads(fileio.read_text(path))
-    except ValueError:
-        return {}
+def run_facts(run: Mapping[str, object]) -> dict[str, object]:
+    """Training facts for the model card from the run's `run_config.json` (data manifest, vocab hash)."""
     manifest = run.get("data_manifest") or {}
     facts: dict[str, object] = {}
     if "num_examples" in manifest:
         facts["training data"] = (f"{manifest['num_examples']:,} sequences, {manifest.get('num_tokens', 0):,} tokens "
                                   f"(max_seq_length {manifest.get('max_seq_length')})")
-    if run.get("data_dir"):
-        facts["data dir"] = f"`{run['data_dir']}`"
     if run.get("vocab_sha256"):
         facts["vocab sha256"] = f"`{run['vocab_sha256']}`"
     return facts
@@ -210,17 +216,20 @@ def _run_facts(model_dir: str) -> dict[str, object]:
 
 def export(cfg: ExportConfig) -> str:
     """Export one checkpoint of `cfg.model_dir`; returns a one-line summary."""
-    from pretrain import checkpoints  # TensorFlow: imported only when exporting
-
+    if not fileio.exists(cfg.model_dir):
+        raise UserError(f"model dir not found: {cfg.model_dir}")
     if fileio.exists(cfg.output_dir) and not cfg.overwrite:
         raise UserError(f"output folder {cfg.output_dir} exists; pass --overwrite to replace it")
     vocab_path = fileio.join(cfg.model_dir, "vocab.txt")
     tokens = vocab_files.load_vocab(vocab_path)
     settings = vocab_files.load_settings(vocab_path) or vocab_files.VocabSettings()
+    from pretrain import checkpoints  # TensorFlow: imported once the cheap checks passed
+
     model, train_cfg, step = checkpoints.restore_model(cfg.model_dir, cfg.step)
     check_vocab(tokens, train_cfg, vocab_path)
+    check_checkpoint_holds_model(checkpoints.checkpoint_path(cfg.model_dir, cfg.step), len(model.weights))
     write_export(model, train_cfg, step, tokens, settings, cfg.output_dir, overwrite=cfg.overwrite,
-                 facts=_run_facts(cfg.model_dir))
+                 facts=run_facts(checkpoints.read_run_config(cfg.model_dir) or {}))
     return (f"exported step {step:,} of {cfg.model_dir} to {cfg.output_dir} "
             f"(discriminator/ and generator/, vocab {len(tokens):,})")
 

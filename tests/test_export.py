@@ -278,3 +278,101 @@ def test_export_refuses_an_existing_folder_unless_overwrite(tmp_path, source_mod
 def test_vocab_size_mismatch_is_one_clear_error(tokens):
     with pytest.raises(UserError, match=r"v.txt has 32,199 tokens but the model's vocab_size is 32,200"):
         export.check_vocab(tokens[:-1], CFG, "v.txt")
+
+
+# ------------------------------------------------ a run trained here, exported by the command
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny model trained 4 steps on real NSMC records by the project's trainer (checkpoints at 2 and 4)."""
+    import rtd_helpers
+    from pretrain import training
+
+    root = tmp_path_factory.mktemp("run")
+    record_dir = rtd_helpers.write_nsmc_records(root, num_examples=32, num_shards=1)
+    cfg = rtd_helpers.tiny_config(num_train_steps=4, save_checkpoints_steps=2, train_batch_size=8, eval_batch_size=8,
+                                  iterations_per_loop=2, num_warmup_steps=1)
+    model_dir = str(root / "model")
+    training.train(training.check_inputs(cfg, record_dir, str(root / "vocab.txt")), model_dir)
+    return model_dir
+
+
+def run_export(args: list[str], capsys) -> tuple[int, str, str]:
+    """The command in-process, through the same `run_cli` wrapper the console script uses."""
+    from data_prep.errors import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: export.main(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_trained_run_round_trip_through_the_command(trained_run, tmp_path, batch, capsys):
+    from pretrain import checkpoints
+
+    out = str(tmp_path / "hf")
+    code, stdout, _ = run_export(["--model-dir", trained_run, "--output-dir", out], capsys)
+    assert code == 0 and stdout.startswith(f"exported step 4 of {trained_run} to {out}")
+    ours, cfg, step = checkpoints.restore_model(trained_run)
+    assert step == 4
+    disc, info = ElectraForPreTraining.from_pretrained(os.path.join(out, "discriminator"), output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+    gen, info = ElectraForMaskedLM.from_pretrained(os.path.join(out, "generator"), output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+    assert_close(hf_logits(disc.eval(), batch), ours.discriminator_logits(*batch).numpy())
+    assert_close(hf_logits(gen.eval(), batch), ours.generator_logits(*batch).numpy())
+    card = open(os.path.join(out, "discriminator", "README.md")).read()
+    assert "| training step | 4 of 4 |" in card and "32 sequences" in card
+    # and back: continue pretraining from the export
+    fresh = rtd.build_model(cfg, rtd.SpecialIds(pad=0, cls=2, sep=3, mask=4))
+    importing.init_from_external(fresh, out)
+    assert_close(fresh.discriminator_logits(*batch).numpy(), hf_logits(disc.eval(), batch))
+    assert_close(fresh.generator_logits(*batch).numpy(), hf_logits(gen.eval(), batch))
+
+
+def test_command_exports_a_chosen_step(trained_run, tmp_path, capsys):
+    out = str(tmp_path / "hf2")
+    code, stdout, _ = run_export(["--model-dir", trained_run, "--output-dir", out, "--step", "2"], capsys)
+    assert code == 0 and "exported step 2 " in stdout
+    assert "| training step | 2 of 4 |" in open(os.path.join(out, "generator", "README.md")).read()
+
+
+def test_command_bad_inputs_are_one_line_and_write_nothing(trained_run, tmp_path, capsys):
+    import shutil
+
+    out = str(tmp_path / "hf")
+    cases = []
+    code, _, err = run_export(["--model-dir", trained_run, "--output-dir", out, "--step", "3"], capsys)
+    cases.append((code, err, f"error: no checkpoint for step 3 in {trained_run}\n"))
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    for name in ("run_config.json", "vocab.txt", "vocab_settings.json"):
+        shutil.copy(os.path.join(trained_run, name), empty / name)
+    code, _, err = run_export(["--model-dir", str(empty), "--output-dir", out], capsys)
+    cases.append((code, err, f"error: no checkpoint in {empty}\n"))
+    short_vocab = tmp_path / "short_vocab_run"
+    shutil.copytree(trained_run, short_vocab)
+    tokens = vocab_files.load_vocab(str(short_vocab / "vocab.txt"))
+    (short_vocab / "vocab.txt").write_text("\n".join(tokens[:-1]) + "\n", encoding="utf-8")
+    code, _, err = run_export(["--model-dir", str(short_vocab), "--output-dir", out], capsys)
+    cases.append((code, err, f"error: {short_vocab}/vocab.txt has 32,199 tokens but the model's vocab_size is 32,200\n"))
+    for code, err, want in cases:
+        assert (code, err) == (2, want)
+    assert sorted(os.listdir(tmp_path)) == ["empty_run", "short_vocab_run"]  # no output, no staging folder
+    os.makedirs(out)
+    code, _, err = run_export(["--model-dir", trained_run, "--output-dir", out], capsys)
+    assert (code, err) == (2, f"error: output folder {out} exists; pass --overwrite to replace it\n")
+    assert os.listdir(out) == []
+
+
+def test_console_script_reports_a_missing_model_dir(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "electra-export")
+    result = subprocess.run([script, "--model-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (2, f"error: model dir not found: {tmp_path / 'nope'}\n")
+
+
+def test_a_checkpoint_missing_model_weights_is_refused(tmp_path, source_model):
+    path = tf.train.Checkpoint(model=source_model.embeddings).write(str(tmp_path / "ckpt"))  # 5 of 80 weights
+    with pytest.raises(UserError, match=r"stores 5 of the model's 80 weights under model/"):
+        export.check_checkpoint_holds_model(path, len(source_model.weights))
