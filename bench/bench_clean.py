@@ -74,6 +74,7 @@ def main() -> int:
         reference = outputs["peer clean()"]
         identical = all(out == reference for out in outputs.values())
 
+    load = os.getloadavg()[0]
     peer_wall, peer_cpu = best["peer clean()"]
     rows = []
     for name, (wall, cpu) in best.items():
@@ -90,8 +91,9 @@ def main() -> int:
         f"- Input: first {lines:,} lines of `nsmc_reviews.txt.gz` (real NSMC reviews), "
         "unix-filter mode (`--keep-all`, stdin to stdout), both run as commands, best of "
         f"{a.rounds} alternating rounds; start-up time included.",
-        f"- Machine: `nproc` = {os.cpu_count()}, {cpu_model()}, shared with other jobs (wall figures are noisy; "
-        "CPU-seconds are steadier).",
+        f"- Machine: `nproc` = {os.cpu_count()}, {cpu_model()}, shared with other jobs: load average "
+        f"{load:.1f} at the end of the run (wall figures are noisy, and two processes only help when a second "
+        "core is free; CPU-seconds are steadier).",
         f"- Outputs byte-identical to the peer: **{'yes' if identical else 'NO'}**",
         "",
         "| run | lines/s (wall) | ratio to peer | lines per CPU-second | CPU ratio |",

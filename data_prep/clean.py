@@ -391,7 +391,11 @@ def parse_args(argv: list[str] | None = None) -> CleanConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parse_args(argv))
+    config = parse_args(argv)
+    try:
+        run(config)
+    except BrokenPipeError:  # `electra-clean --keep-all IN - | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
