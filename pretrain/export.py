@@ -168,6 +168,7 @@ def _publish(staging: str, output_dir: str, overwrite: bool) -> None:
         shutil.rmtree(old)
     else:
         os.replace(staging, output_dir)
+    os.chmod(output_dir, 0o755)  # mkdtemp made the staging folder private
 
 
 def _staging_dir(output_dir: str) -> str:

@@ -376,3 +376,17 @@ def test_a_checkpoint_missing_model_weights_is_refused(tmp_path, source_model):
     path = tf.train.Checkpoint(model=source_model.embeddings).write(str(tmp_path / "ckpt"))  # 5 of 80 weights
     with pytest.raises(UserError, match=r"stores 5 of the model's 80 weights under model/"):
         export.check_checkpoint_holds_model(path, len(source_model.weights))
+
+
+def test_trainer_init_checkpoint_reaches_the_importer(tmp_path, exported, source_model, tokens, batch):
+    """`run_pretraining.py --init-checkpoint` with an export folder and with a TF1 checkpoint."""
+    from pretrain import training
+
+    write_tf1_checkpoint(source_model, str(tmp_path / "model.ckpt"))
+    for path in (exported, str(tmp_path)):
+        trainer = training.Trainer(CFG, tf.distribute.get_strategy(), tokens, "float32")
+        description = training.init_weights(trainer, path)
+        assert description.startswith(("Hugging Face ELECTRA: ", "original ELECTRA TF1 checkpoint "))
+        assert_close(trainer.model.discriminator_logits(*batch).numpy(),
+                     source_model.discriminator_logits(*batch).numpy())
+        assert_close(trainer.model.generator_logits(*batch).numpy(), source_model.generator_logits(*batch).numpy())
