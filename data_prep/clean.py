@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import multiprocessing
 import os
 import re
@@ -61,6 +62,7 @@ class CleanConfig:
     num_processes: int = 1
     chunk_bytes: int = 1 << 20  # a worker's block of whole lines
     stats_file: str | None = None  # default OUT_DIR/clean_stats.json; none in keep-all mode
+    overwrite: bool = False  # redo even when OUT_DIR already holds this exact run
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -324,9 +326,49 @@ def _remove_stale_shards(directory: str, keep: list[str]) -> None:
             os.remove(path)
 
 
+# Settings that change how the work is split, not what comes out.
+_NOT_IN_OUTPUT = ("num_processes", "chunk_bytes", "overwrite", "stats_file")
+
+
+def input_fingerprint(files: list[str]) -> list[list] | None:
+    """(path, size, modification time) of each input; None when reading stdin."""
+    if STDIO in files:
+        return None
+    prints = []
+    for path in files:
+        if fileio.is_gcs(path):
+            import tensorflow as tf  # already loaded: listing gs:// inputs needed it
+
+            st = tf.io.gfile.stat(path)
+            prints.append([path, st.length, st.mtime_nsec])
+        else:
+            st = os.stat(path)
+            prints.append([path, st.st_size, st.st_mtime_ns])
+    return prints
+
+
+def _finished_run(config: CleanConfig, stats_file: str, fingerprint: list | None) -> CleanStats | None:
+    """The statistics of an earlier identical run whose outputs are all there, else None."""
+    if config.overwrite or fingerprint is None or not fileio.exists(stats_file):
+        return None
+    try:
+        saved = json.loads(fileio.read_text(stats_file))
+    except (ValueError, UserError):
+        return None
+    wanted = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_OUTPUT}
+    if {k: v for k, v in saved.get("config", {}).items() if k not in _NOT_IN_OUTPUT} != wanted:
+        return None
+    shards = [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)]
+    if saved.get("inputs") != fingerprint or not all(fileio.exists(p) for p in shards):
+        return None
+    return CleanStats.from_dict(saved)
+
+
 def run(config: CleanConfig) -> CleanStats:
-    """Run one cleaning job and write its statistics; returns them."""
+    """Run one cleaning job and write its statistics; returns them. A rerun with the same
+    inputs and settings finds the finished output and does nothing (`overwrite` to redo)."""
     start = time.perf_counter()
+    fingerprint = None
     if config.keep_all:
         if config.inputs[0] != STDIO and fileio.list_text_files(config.inputs[0]) != [config.inputs[0]]:
             raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
@@ -334,12 +376,18 @@ def run(config: CleanConfig) -> CleanStats:
         stats_file = config.stats_file
     else:
         files = [f for path in config.inputs for f in ([STDIO] if path == STDIO else fileio.list_text_files(path))]
+        fingerprint = input_fingerprint(files)
+        stats_file = config.stats_file or fileio.join(config.output, STATS_FILE)
+        finished = _finished_run(config, stats_file, fingerprint)
+        if finished:
+            print(f"electra-clean: {config.output} is up to date (same inputs and settings); "
+                  "--overwrite to redo", file=sys.stderr)
+            return finished
         stats = run_filtered(config, files)
         _remove_stale_shards(config.output, [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)])
-        stats_file = config.stats_file or fileio.join(config.output, STATS_FILE)
     seconds = time.perf_counter() - start
     if stats_file:
-        fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), seconds=round(seconds, 3)))
+        fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), inputs=fingerprint, seconds=round(seconds, 3)))
     for location in stats.non_utf8_locations[:10]:
         print(f"warning: not UTF-8: {location}", file=sys.stderr)
     rate = stats.lines_in / seconds if seconds else 0.0
@@ -368,6 +416,7 @@ def parse_args(argv: list[str] | None = None) -> CleanConfig:
     p.add_argument("--num-shards", type=int, default=1, help="output files; documents are dealt round-robin")
     p.add_argument("--num-processes", type=int, default=1, help="worker processes (output is the same for any number)")
     p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="bytes of whole lines per work unit")
+    p.add_argument("--overwrite", action="store_true", help="redo even if OUT_DIR holds the same finished run")
     p.add_argument("--stats-file", default=None, help="statistics JSON (default OUTPUT/clean_stats.json; keep-all: none)")
     a = p.parse_args(argv)
     if len(a.paths) < 2:
@@ -387,6 +436,7 @@ def parse_args(argv: list[str] | None = None) -> CleanConfig:
         num_processes=a.num_processes,
         chunk_bytes=a.chunk_bytes,
         stats_file=a.stats_file,
+        overwrite=a.overwrite,
     )
 
 

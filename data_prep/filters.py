@@ -108,6 +108,11 @@ class CleanStats:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CleanStats":
+        """From `to_dict`/`to_json` output; other keys (config, timing) are ignored."""
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
     def to_json(self, **extra: Any) -> str:
         return json.dumps({**self.to_dict(), **extra}, indent=2, ensure_ascii=False) + "\n"
 

@@ -1,5 +1,6 @@
 """The `electra-clean` stage: unix-filter parity, filters and their counts, sharding,
 process-count independence, and bad input."""
+import dataclasses
 import gzip
 import json
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 from data_prep import clean
 from data_prep.cleaning import clean_lines
+from data_prep.errors import UserError
 from data_prep.filters import FilterConfig
 
 from conftest import ROOT
@@ -182,3 +184,32 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, corpus_path, make, args, 
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message.format(**fill)}")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_rerun_skips_finished_work(tmp_path, corpus_path, capfd):
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:2000]))
+    out = tmp_path / "out"
+    config = clean.CleanConfig(inputs=(str(src),), output=str(out), num_shards=2)
+    first = clean.run(config)
+    shard = out / clean.shard_name(0, 2)
+    stamp = shard.stat().st_mtime_ns
+    # Same inputs and output settings (the process count does not change the output): skipped.
+    again = clean.run(dataclasses.replace(config, num_processes=2))
+    assert again == first and shard.stat().st_mtime_ns == stamp
+    assert "is up to date" in capfd.readouterr().err
+    # A changed filter, a changed input, or --overwrite: done again.
+    assert clean.run(dataclasses.replace(config, filters=FilterConfig(min_line_chars=20))).lines_out < first.lines_out
+    with open(src, "ab") as fh:
+        fh.write("새로 추가된 아주 긴 리뷰 한 줄입니다\n".encode())
+    assert clean.run(config).lines_out == clean.run(dataclasses.replace(config, overwrite=True)).lines_out
+    assert "is up to date" not in capfd.readouterr().err.split("\n")[0]
+    assert clean.run(config).lines_in == first.lines_in + 1
+
+
+def test_config_from_dict_rejects_unknown_keys(corpus_path):
+    config = clean.CleanConfig.from_dict({"inputs": [str(corpus_path)], "output": "o", "preset": "kcelectra", "dedupe": False})
+    assert config.filters == FilterConfig(dedupe=False) and config.inputs == (str(corpus_path),)
+    assert clean.CleanConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(UserError, match="unknown key 'min_chars' in config"):
+        clean.CleanConfig.from_dict({"inputs": ["x"], "output": "o", "min_chars": 3})
