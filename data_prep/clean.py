@@ -169,6 +169,7 @@ class ChunkResult(NamedTuple):
     keep-all mode, `output` holds the cleaned block as UTF-8."""
 
     path: str
+    first_line: int
     stats: CleanStats
     items: list
     output: bytes
@@ -183,7 +184,7 @@ def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
         stats.lines_in = stats.lines_out = len(lines)
         stats.chars_in = sum(map(len, lines))
         stats.chars_out = len(text) - len(lines) + 1
-        return ChunkResult(chunk.path, stats, [], text.encode("utf-8") + b"\n")
+        return ChunkResult(chunk.path, chunk.first_line, stats, [], text.encode("utf-8") + b"\n")
     items: list = []
     for i, (raw, cleaned) in enumerate(zip(lines, clean_lines(lines, preset))):
         if is_document_break(raw):
@@ -197,7 +198,7 @@ def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
             items.append(DROPPED)
         else:
             items.append((cleaned, dedupe_key(cleaned) if filters.dedupe else b""))
-    return ChunkResult(chunk.path, stats, items, b"")
+    return ChunkResult(chunk.path, chunk.first_line, stats, items, b"")
 
 
 T = TypeVar("T")
@@ -273,10 +274,9 @@ def run_filtered(config: CleanConfig, files: list[str]) -> CleanStats:
         writer = _ShardWriter([stack.enter_context(fileio.atomic_write(p)) for p in shard_paths])
         doc: list[str] = []
         in_document = False
-        dropped_in_doc = 0
 
         def end_document() -> None:
-            nonlocal doc, in_document, dropped_in_doc
+            nonlocal doc, in_document
             if in_document:
                 stats.documents_in += 1
                 if document_too_short(len(doc), filters):
@@ -289,11 +289,9 @@ def run_filtered(config: CleanConfig, files: list[str]) -> CleanStats:
                     stats.chars_out += sum(map(len, doc))
             doc, in_document = [], False
 
-        current_path = None
         for result in ordered_map(clean_chunk, jobs, config.num_processes):
-            if result.path != current_path:  # documents never span files
+            if result.first_line == 1:  # a new file: documents never span files
                 end_document()
-                current_path = result.path
             stats.merge(result.stats)
             bar.update(result.stats.lines_in)
             for item in result.items:

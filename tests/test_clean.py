@@ -163,6 +163,12 @@ def test_gzip_input_and_directory_input(tmp_path, corpus_path):
     assert stats.files == 2
     assert stats.lines_in == sum(1 for line in lines[:400] if line.strip())
 
+    def documents(part):  # a document ends at a blank line or at the end of its file
+        return sum(1 for i, line in enumerate(part) if line.strip() and (i + 1 == len(part) or not part[i + 1].strip()))
+
+    assert stats.documents_in == documents(lines[:200]) + documents(lines[200:400])
+    assert documents(lines[:200]) + documents(lines[200:400]) == documents(lines[:400]) + 1  # one split by the files
+
 
 @pytest.mark.parametrize(
     "make, args, message",
