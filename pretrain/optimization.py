@@ -130,6 +130,9 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
         replica = tf.distribute.get_replica_context()
         if replica is not None:
             grads = replica.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        # Checked after the sum, so every replica agrees (Keras' LossScaleOptimizer checks only
+        # the first replica's own gradients); a non-finite update is skipped, never applied.
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         steps = self.gradient_accumulation_steps or 1
         if steps > 1:
             accumulators = [self._accumulated_gradients[self._get_variable_index(v)] for v in trainable_variables]
@@ -137,36 +140,37 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
             grads = [t / steps for t in totals]
             is_update = tf.equal((self._iterations + 1) % steps, 0)
         else:
-            totals, is_update = grads, None
+            totals, is_update = grads, tf.constant(True)
         if self.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
         variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
         tf.__internal__.distribute.interim.maybe_merge_call(
             self._distributed_apply, self._distribution_strategy,
-            variables, grads, totals, self.learning_rate, is_update)
+            variables, grads, totals, self.learning_rate, is_update, finite)
 
-    def _distributed_apply(self, distribution, variables, grads, totals, learning_rate, is_update):
+    def _distributed_apply(self, distribution, variables, grads, totals, learning_rate, is_update, finite):
         for variable, grad, total in zip(variables, grads, totals):
             distribution.extended.update(
-                variable, self._apply_one, args=(grad, total, learning_rate, is_update), group=False)
+                variable, self._apply_one, args=(grad, total, learning_rate, is_update, finite), group=False)
 
-    def _apply_one(self, variable, grad, total, learning_rate, is_update):
-        """Update one variable, or (accumulating, not the N-th call) only add to its sum."""
-        if is_update is None:
-            self.update_step(grad, variable, learning_rate)
-            return
-        accumulator = self._accumulated_gradients[self._get_variable_index(variable)]
+    def _apply_one(self, variable, grad, total, learning_rate, is_update, finite):
+        """Update one variable; or add to its gradient sum (accumulating); or skip (non-finite)."""
+        accumulator = None
+        if self.gradient_accumulation_steps:
+            accumulator = self._accumulated_gradients[self._get_variable_index(variable)]
 
         def apply():
             self.update_step(grad, variable, learning_rate)
-            self.assign(accumulator, tf.zeros_like(total))
+            if accumulator is not None:
+                self.assign(accumulator, tf.zeros_like(total))
             return tf.constant(True)
 
-        def accumulate():
-            self.assign(accumulator, total)
+        def accumulate_or_skip():
+            if accumulator is not None:
+                self.assign(accumulator, tf.where(is_update, tf.zeros_like(total), total))
             return tf.constant(False)
 
-        tf.cond(is_update, apply, accumulate)
+        tf.cond(is_update & finite, apply, accumulate_or_skip)
 
     def _moments(self, gradient, variable):
         """Update and return (m, v) of `variable` with the new gradient."""

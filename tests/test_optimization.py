@@ -217,11 +217,30 @@ def test_lamb_step_equals_reference_and_learns():
     assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4])
 
 
-def test_float16_loss_scaling_step_is_finite_and_learns():
+def test_float16_loss_scaling_learns_and_two_replicas_match_one():
     x, y = _data(128, seed=4)
-    model = _toy()
-    opt = make_optimizer(learning_rate=0.01, num_train_steps=16, num_warmup_steps=1, precision="float16")
-    losses = _train(model, opt, x, y, micro_batch=8, global_batch=8, strategy=tf.distribute.get_strategy())
+    runs = []
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            model = _toy()
+            opt = make_optimizer(learning_rate=0.01, num_train_steps=16, num_warmup_steps=1, precision="float16")
+        runs.append((_train(model, opt, x, y, micro_batch=8, global_batch=8, strategy=strategy), _weights(model)))
+    (losses, weights), (losses_2, weights_2) = runs
     assert all(np.isfinite(losses))
-    assert float(opt.dynamic_scale) > 1.0
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    np.testing.assert_allclose(losses_2, losses, rtol=1e-5)
+    for got, want in zip(weights_2, weights):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_non_finite_gradient_skips_the_update():
+    model = _toy()
+    before = _weights(model)
+    opt = AdamWeightDecay(learning_rate=0.1)
+    grads = [tf.fill(v.shape, np.inf if i == 0 else 1.0) for i, v in enumerate(model.trainable_variables)]
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+    for w0, w1 in zip(before, _weights(model)):
+        np.testing.assert_array_equal(w0, w1)
+    assert all(np.all(np.array(m) == 0) for m in opt._m)
+    opt.apply_gradients([(tf.ones_like(v), v) for v in model.trainable_variables])
+    assert not np.allclose(_weights(model)[0], before[0])
