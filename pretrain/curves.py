@@ -21,7 +21,7 @@ from data_prep.errors import UserError, run_cli
 DEFAULT_TAGS: Mapping[str, str] = {
     "generator_loss": "loss/generator",
     "discriminator_loss": "loss/discriminator",
-    "discriminator_auc": "metrics/discriminator_auc",
+    "discriminator_auc": "discriminator/auc",
     "learning_rate": "learning_rate",
 }
 _TITLES = {
