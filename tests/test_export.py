@@ -187,6 +187,23 @@ def test_import_of_a_discriminator_folder_alone(exported, source_model):
         fresh.generator_weights()["electra.encoder.layer.0.attention.self.query.weight"].numpy(), generator_query)
 
 
+def test_import_of_a_pytorch_bin_electra_model_without_heads(tmp_path, exported, source_model):
+    """Older hub folders: `pytorch_model.bin` of a bare `ElectraModel` (no `electra.` prefix, no heads)."""
+    hf = ElectraForPreTraining.from_pretrained(os.path.join(exported, "discriminator"))
+    torch.save(hf.electra.state_dict(), tmp_path / "pytorch_model.bin")
+    config = json.load(open(os.path.join(exported, "discriminator", "config.json")))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["ElectraModel"]}))
+    fresh = perturbed_model(seed=8)
+    head_before = fresh.discriminator_weights()["discriminator_predictions.dense.weight"].numpy()
+    description = importing.init_from_external(fresh, str(tmp_path))
+    assert "4 head weights absent, kept initial" in description
+    src, dst = source_model.discriminator_weights(), fresh.discriminator_weights()
+    for name in src:
+        if not name.startswith("discriminator_predictions."):
+            np.testing.assert_array_equal(dst[name].numpy(), src[name].numpy(), err_msg=name)
+    np.testing.assert_array_equal(dst["discriminator_predictions.dense.weight"].numpy(), head_before)
+
+
 def write_tf1_checkpoint(model: rtd.RtdModel, prefix: str, *, generator: bool = True,
                          reshape: str | None = None) -> None:
     """An original-ELECTRA-layout checkpoint of `model`, with Adam slots, as TF1 saved them."""
