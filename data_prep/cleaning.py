@@ -30,19 +30,16 @@ PRESETS = ("kcelectra", "default")
 
 # --- kcelectra: the published rules, verbatim -------------------------------------------
 KC_ALLOWED = " .,?!/@$%~％·∼()\x00-\x7Fㄱ-ㅣ가-힣"
-KC_DISALLOWED_RE = re.compile(f"[^{KC_ALLOWED}]+")
 KC_URL_RE = re.compile(
     r"https?:\/\/(www\.)?[-a-zA-Z0-9@:%._\+~#=]{1,256}\.[a-zA-Z0-9()]{1,6}\b([-a-zA-Z0-9()@:%_\+.~#?&//=]*)"
 )
 
 
-_ALL_UNITS = "".join(map(chr, range(0x10000)))  # index = code unit
-
-
 def _unit_table(char_class: str) -> np.ndarray:
     """Which of the 65,536 UTF-16 code units `re` puts in `char_class` (surrogates: none)."""
+    all_units = "".join(map(chr, range(0x10000)))  # index = code unit
     table = np.zeros(0x10000, dtype=bool)
-    for match in re.finditer(f"(?:{char_class})+", _ALL_UNITS):
+    for match in re.finditer(f"(?:{char_class})+", all_units):
         table[match.start() : match.end()] = True
     return table
 
