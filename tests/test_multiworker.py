@@ -1,0 +1,166 @@
+"""Training across hosts: two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy
+(CPU) make the same steps as one process on the same global batch; only the chief's
+checkpoint lands in the model directory. Plus the `TF_CONFIG` parsing, without TensorFlow.
+
+This file is also the worker program: `python test_multiworker.py ROLE ...`.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_prep.errors import UserError
+from pretrain import multiworker
+from rtd_helpers import ROOT, write_nsmc_records
+
+HPARAMS = {"model_size": "small", "embedding_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
+           "num_attention_heads": 1, "intermediate_size": 64, "generator_hidden_size": 0.5, "max_seq_length": 32,
+           "max_position_embeddings": 32, "train_batch_size": 8, "eval_batch_size": 8, "num_train_steps": 3,
+           "num_warmup_steps": 1, "learning_rate": 1e-3, "use_tpu": False, "precision": "float32",
+           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+STEPS = 3
+
+
+def cluster(ports, index):
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+# --- TF_CONFIG, no TensorFlow ------------------------------------------------------------
+def test_parse_tf_config():
+    assert multiworker.parse_tf_config(None) is None
+    assert multiworker.parse_tf_config(cluster([1], 0)) is None  # one worker: a single host
+    w0, w1 = (multiworker.parse_tf_config(cluster([1, 2], i)) for i in (0, 1))
+    assert (w0.num_workers, w0.is_chief, w1.is_chief) == (2, True, False)
+    with_chief = {"cluster": {"chief": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker", "index": 0}}
+    info = multiworker.parse_tf_config(json.dumps(with_chief))
+    assert info.num_workers == 2 and not info.is_chief  # worker 0 is not chief when a chief is named
+    assert multiworker.parse_tf_config(json.dumps({**with_chief, "task": {"type": "chief", "index": 0}})).is_chief
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}), "TF_CONFIG is not valid JSON with 'cluster' and 'task'"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}}),
+     "task type(s) ['ps']"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}),
+     "task index 2 is out of range for 2 worker address(es)"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}),
+     "task type 'chief' is not in the cluster"),
+])
+def test_bad_tf_config_is_one_line(text, message):
+    with pytest.raises(UserError, match=None) as exc:
+        multiworker.parse_tf_config(text)
+    assert message in str(exc.value)
+
+
+def test_checkpoint_dir_is_the_model_dir_only_for_the_chief(tmp_path):
+    chief, other = (multiworker.parse_tf_config(cluster([1, 2], i)) for i in (0, 1))
+    with multiworker.checkpoint_dir(str(tmp_path), chief) as d:
+        assert d == str(tmp_path)
+    with multiworker.checkpoint_dir(str(tmp_path), None) as d:
+        assert d == str(tmp_path)
+    with multiworker.checkpoint_dir(str(tmp_path), other) as d:
+        assert d != str(tmp_path) and os.path.isdir(d)
+        open(os.path.join(d, "x"), "w").close()
+    assert not os.path.exists(d)
+
+
+# --- two real workers --------------------------------------------------------------------
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def worker_main(role, data_dir, model_dir, ports_json, index):
+    """One process: the trainer's compiled step on a fixed sequence of global batches."""
+    ports = json.loads(ports_json)
+    if role == "worker":
+        os.environ["TF_CONFIG"] = cluster(ports, int(index))
+    import tensorflow as tf
+
+    from data_prep import records
+    from pretrain import checkpoints, training
+    from pretrain.config import from_hparams
+
+    info = multiworker.worker_info()
+    strategy = multiworker.make_multiworker_strategy() if info else tf.distribute.get_strategy()
+    run = training.check_inputs(from_hparams(json.dumps(HPARAMS)), f"{data_dir}/pretrain_tfrecords",
+                                f"{data_dir}/vocab.txt")
+    trainer = training.make_trainer(run, strategy)
+    examples = records.load_examples(f"{data_dir}/pretrain_tfrecords")  # {name: [N, L]}
+    batch = HPARAMS["train_batch_size"]
+
+    def dataset(ctx):
+        """This input pipeline's rows of each global batch: pipeline p gets rows [p*b, (p+1)*b).
+
+        Endless, as the trainer's own data: a finite dataset makes MultiWorkerMirroredStrategy
+        drop the static batch size (uneven ends), which the step needs.
+        """
+        b = ctx.get_per_replica_batch_size(batch)
+        p = ctx.input_pipeline_id
+        rows = np.concatenate([np.arange(s * batch + p * b, s * batch + (p + 1) * b) for s in range(STEPS)])
+        sliced = {name: examples[name][rows].astype(np.int32) for name in records.FEATURES}
+        return tf.data.Dataset.from_tensor_slices(sliced).batch(b, drop_remainder=True).repeat()
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset))
+    losses = []
+    for _ in range(STEPS):
+        acc = trainer._train_loop(iterator, tf.constant(1, tf.int64))[0]  # summed outputs of the step
+        losses.append([float(acc.disc_loss_sum / acc.disc_count), float(acc.mlm_loss_sum / acc.mlm_count)])
+    with multiworker.checkpoint_dir(model_dir, info) as save_dir:
+        path = checkpoints.make_manager(trainer.checkpoint, save_dir, 1).save(checkpoint_number=STEPS)
+    w = trainer.model.discriminator_weights()["electra.encoder.layer.0.intermediate.dense.weight"].numpy()
+    print(json.dumps({"losses": losses, "replicas": strategy.num_replicas_in_sync, "saved": path,
+                      "chief": bool(info is None or info.is_chief), "w": w.ravel()[:50].tolist()}))
+
+
+def test_two_workers_make_the_same_steps_as_one_process_and_only_the_chief_saves(tmp_path):
+    write_nsmc_records(tmp_path, max_seq_length=32, num_examples=STEPS * HPARAMS["train_batch_size"], num_shards=2)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    env.pop("TF_CONFIG", None)
+    ports = json.dumps(_free_ports(2))
+    me = os.path.abspath(__file__)
+    jobs = {
+        "single": [me, "single", str(tmp_path), str(tmp_path / "single_model"), ports, "0"],
+        "w0": [me, "worker", str(tmp_path), str(tmp_path / "mw_model"), ports, "0"],
+        "w1": [me, "worker", str(tmp_path), str(tmp_path / "mw_model"), ports, "1"],
+    }
+    procs = {k: subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for k, args in jobs.items()}
+    out = {}
+    try:
+        for name, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, f"{name}: {stderr[-3000:]}"
+            out[name] = json.loads(stdout.strip().splitlines()[-1])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    single, w0, w1 = out["single"], out["w0"], out["w1"]
+    assert single["replicas"] == 1 and w0["replicas"] == w1["replicas"] == 2
+    np.testing.assert_allclose(w0["losses"], single["losses"], rtol=1e-4)
+    np.testing.assert_allclose(w1["losses"], single["losses"], rtol=1e-4)
+    assert len({round(loss[0], 6) for loss in single["losses"]}) == STEPS  # the weights changed between steps
+    np.testing.assert_allclose(w0["w"], single["w"], atol=1e-5)
+    np.testing.assert_allclose(w1["w"], w0["w"], atol=1e-6)
+    # Checkpoints: the chief's in the model directory, the other's in a scratch dir now gone.
+    assert w0["chief"] and not w1["chief"]
+    assert w0["saved"] == str(tmp_path / "mw_model" / f"ckpt-{STEPS}")
+    assert not w1["saved"].startswith(str(tmp_path / "mw_model")) and not os.path.exists(os.path.dirname(w1["saved"]))
+    assert sorted(os.listdir(tmp_path / "mw_model")) == ["checkpoint", f"ckpt-{STEPS}.data-00000-of-00001",
+                                                          f"ckpt-{STEPS}.index"]
+
+
+if __name__ == "__main__":
+    worker_main(*sys.argv[1:])
