@@ -183,19 +183,20 @@ def _staging_dir(output_dir: str) -> str:
         raise UserError(f"cannot create output folder {output_dir}: {exc}") from exc
 
 
-def check_checkpoint_holds_model(path: str, num_weights: int) -> None:
-    """Refuse a checkpoint that does not store every model weight under `model/`.
+def check_model_tracks_every_weight(model) -> None:
+    """Refuse a model with weights its checkpoint dependency graph does not reach.
 
-    A weight reachable only through the optimizer (a layer the model does not track) is
-    not restored by a model-only restore and would be exported with its random initial value.
+    `tf.train.Checkpoint(model=...)` restores only what the model tracks; an untracked weight
+    (e.g. a layer kept in a plain list) would keep its random initial value and be exported
+    as if trained.
     """
     import tensorflow as tf
 
-    stored = [name for name, _ in tf.train.list_variables(path)
-              if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
-    if len(stored) < num_weights:
-        raise UserError(f"checkpoint {path} stores {len(stored)} of the model's {num_weights} weights under model/; "
-                        "the rest would be exported untrained")
+    tracked = {id(obj) for obj in tf.train.TrackableView(model).descendants()}
+    untracked = [v.path for v in model.weights if id(v) not in tracked]
+    if untracked:
+        raise UserError(f"the model does not track {len(untracked)} of its {len(model.weights)} weights "
+                        f"(e.g. {untracked[0]}): a checkpoint cannot restore them, so nothing is exported")
 
 
 def check_vocab(tokens: list[str], cfg: PretrainConfig, vocab_path: str) -> None:
@@ -228,7 +229,7 @@ def export(cfg: ExportConfig) -> str:
 
     model, train_cfg, step = checkpoints.restore_model(cfg.model_dir, cfg.step)
     check_vocab(tokens, train_cfg, vocab_path)
-    check_checkpoint_holds_model(checkpoints.checkpoint_path(cfg.model_dir, cfg.step), len(model.weights))
+    check_model_tracks_every_weight(model)
     write_export(model, train_cfg, step, tokens, settings, cfg.output_dir, overwrite=cfg.overwrite,
                  facts=run_facts(checkpoints.read_run_config(cfg.model_dir) or {}))
     return (f"exported step {step:,} of {cfg.model_dir} to {cfg.output_dir} "
