@@ -126,11 +126,14 @@ def test_mecab_pretokenizer(tmp_path, corpus_path, corpus_lines):
     assert split("아버지가방에들어가신다") == "아버지 가 방 에 들어가 신다"
     for line in corpus_lines[:300]:  # morphemes are substrings: only spaces change
         assert "".join(split(line).split()) == "".join(line.split())
-    report = vocab.run(small_config(corpus_path, tmp_path, pretokenizer="mecab", merge_with=None, heldout_every=50))
-    assert load_settings(str(tmp_path / "vocab.txt")).pretokenizer == "mecab"
-    tokens = set(load_vocab(str(tmp_path / "vocab.txt")))
-    assert {"아버지", "영화", "에서"} <= tokens
-    assert report["heldout"]["lines"] == 304 and report["heldout"]["unk_rate"] < 0.01
+    src = tmp_path / "part.txt"
+    src.write_text("\n".join(corpus_lines[:4000]) + "\n", encoding="utf-8")
+    out = tmp_path / "vocab"
+    report = vocab.run(small_config(src, out, pretokenizer="mecab", merge_with=None, heldout_every=50))
+    assert load_settings(str(out / "vocab.txt")).pretokenizer == "mecab"
+    tokens = set(load_vocab(str(out / "vocab.txt")))
+    assert {"영화", "에서", "재밌", "는데"} <= tokens
+    assert report["heldout"]["lines"] == 80 and report["heldout"]["unk_rate"] < 0.02
 
 
 @pytest.mark.parametrize(
