@@ -15,7 +15,6 @@ is exactly what TF makes of the bytes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import re
@@ -114,30 +113,36 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-@functools.lru_cache(maxsize=8)
-def _varint_table(size: int) -> tuple[bytes, ...]:
-    """Varint bytes of 0..size-1: looking ids up beats encoding them one by one."""
-    return tuple(_varint(i) for i in range(size))
+_VARINTS = tuple(_varint(i) for i in range(1 << 16))  # ids of any usual vocab: a lookup, not a loop
+
+
+def _packed_varints(values: Sequence[int]) -> bytes:
+    if min(values, default=0) < 0:
+        raise ValueError("token ids must be >= 0")
+    if max(values, default=0) < 0x80:  # masks, segment ids: one byte each, the value itself
+        return bytes(values)
+    try:
+        return b"".join(map(_VARINTS.__getitem__, values))
+    except IndexError:  # an id >= 65536
+        return b"".join(map(_varint, values))
 
 
 def _len_field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+    n = len(payload)
+    return bytes((tag,)) + (_VARINTS[n] if n < len(_VARINTS) else _varint(n)) + payload
 
 
-def _int64_feature(key: str, values: Sequence[int], table: tuple[bytes, ...]) -> bytes:
-    packed = b"".join([table[v] if v < len(table) else _varint(v) for v in values])
-    int64_list = _len_field(0x0A, packed)  # Int64List.value, packed
+def _int64_feature(key: str, values: Sequence[int]) -> bytes:
+    int64_list = _len_field(0x0A, _packed_varints(values))  # Int64List.value, packed
     feature = _len_field(0x1A, int64_list)  # Feature.int64_list = 3
     entry = _len_field(0x0A, key.encode()) + _len_field(0x12, feature)  # map entry: key 1, value 2
     return _len_field(0x0A, entry)  # Features.feature = 1 (one map entry)
 
 
 def encode_example(input_ids: Sequence[int], input_mask: Sequence[int], segment_ids: Sequence[int]) -> bytes:
-    """A serialised `tf.train.Example` with the three int64 features, ids must be >= 0."""
-    table = _varint_table(1 << 16)
+    """A serialised `tf.train.Example` with the three int64 features (values >= 0)."""
     features = b"".join(
-        _int64_feature(key, values, table)
-        for key, values in zip(FEATURES, (input_ids, input_mask, segment_ids))
+        _int64_feature(key, values) for key, values in zip(FEATURES, (input_ids, input_mask, segment_ids))
     )
     return _len_field(0x0A, features)  # Example.features = 1
 

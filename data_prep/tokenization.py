@@ -99,10 +99,10 @@ class HFTokenizer(Tokenizer):
     """The `tokenizers` back end (single-threaded: scale with processes, not threads).
 
     Speed: `tokenizers` tracks character alignments through every normaliser step, which
-    costs more than the WordPiece itself. We need no offsets, so the NFC, control-character
+    costs as much as the WordPiece itself. We need no offsets, so the NFC, control-character
     and CJK steps run in Python's C string code first (`prenormalize`), and the Rust
-    tokenizer keeps only the case/accent rules. The result is the same ids as the full
-    `make_hf_tokenizer` pipeline (tested against `transformers`).
+    tokenizer keeps only the case/accent rules. The ids are those of the full
+    `make_hf_tokenizer` pipeline (tested against it and `transformers`).
     """
 
     def __init__(self, tokens: list[str], settings: VocabSettings):
@@ -122,6 +122,7 @@ class HFTokenizer(Tokenizer):
             if keep_case_rules
             else None
         )
+        self.hf.post_processor = None  # no [CLS]/[SEP] here: packing adds them
 
     def _encode(self, lines: Sequence[str]) -> list[list[int]]:
         encodings = self.hf.encode_batch_fast([prenormalize(line) for line in lines], add_special_tokens=False)
