@@ -108,3 +108,16 @@ def test_kcelectra_known_outputs():
 def test_unknown_preset_is_an_error():
     with pytest.raises(ValueError, match="unknown preset 'bert'"):
         clean_line("x", "bert")
+
+
+@pytest.mark.slow
+def test_kcelectra_matches_peer_on_whole_nsmc_dump(peer):
+    """All 655,973 lines of the raw NSMC dump (121 with a bare \\r), block by block."""
+    import gzip
+
+    with gzip.open(ROOT.parent / "shared" / "data" / "nsmc_reviews.txt.gz", "rb") as fh:
+        lines = fh.read().decode("utf-8").split("\n")[:-1]
+    assert len(lines) == 655_973 and sum("\r" in line for line in lines) == 121
+    for start in range(0, len(lines), 20_000):
+        block = lines[start : start + 20_000]
+        assert clean_lines(block, "kcelectra") == [peer.clean(line) for line in block], start
