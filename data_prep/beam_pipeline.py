@@ -12,6 +12,7 @@ A different runner for the same functions as `electra-clean` and `electra-build-
                                       earlier one is dropped (Jaccard >= --near-threshold)
     documents + document filter       lines regrouped by document, `filters.document_too_short`
     vocab sample                      a uniform sample of lines (bottom-k of a seeded hash)
+    vocab (without --vocab-file)      `vocab.run` on the sample, on one worker
     tokenise + pack                   `tokenization` + `packing` per document, seeded per document
     shards + manifest                 `records` schema and names; shard = hash of the example
 
@@ -19,8 +20,8 @@ Everything is a function of the input and `--seed`, never of how Beam splits the
 records hold the same examples as the single-machine tools and `clean_stats.json` the same
 numbers. Output (local or gs://): OUT/clean_stats.json, OUT/vocab_sample/{sample.txt,
 sample_stats.json}, OUT/records/pretrain_data.tfrecord-I-of-N + manifest.json. Without
-`--vocab-file` the pipeline stops after the sample: build the vocab from it with
-`electra-vocab`, then run again with `--vocab-file`. Nothing here is specific to a runner.
+`--vocab-file`, one worker builds OUT/vocab/ from the sample with `vocab.run` (electra-vocab)
+and the records use it. Nothing here is specific to a runner.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ try:
 except ImportError as _exc:  # the `beam` extra
     raise ImportError("the Beam pipeline needs Apache Beam: pip install -e '.[beam]'") from _exc
 
-from data_prep import fileio, minhash, packing, records, vocab_files
+from data_prep import fileio, minhash, packing, records, vocab, vocab_files
 from data_prep.clean import BREAK, DROPPED, STATS_FILE, clean_chunk, read_chunks
 from data_prep.cleaning import PRESETS
 from data_prep.errors import UserError, run_cli
@@ -47,6 +48,8 @@ from data_prep.filters import CleanStats, FilterConfig, document_too_short
 
 RECORDS_DIR = "records"
 SAMPLE_DIR = "vocab_sample"
+VOCAB_DIR = "vocab"  # the vocab built from the sample (without --vocab-file)
+MERGE_COPY = "merge_vocab.txt"  # the merge vocab, copied beside the sample so that workers can read it
 SAMPLE_FILE = "sample.txt"
 SAMPLE_STATS_FILE = "sample_stats.json"
 NEAR_DUPLICATE = "near_duplicate"  # drop reason added to the statistics with --near-dedupe
@@ -63,7 +66,9 @@ class BeamConfig:
     near_dedupe: bool = False
     near: minhash.MinHashConfig = minhash.MinHashConfig()
     vocab_sample_lines: int = 1_000_000  # 0: no sample
-    vocab_file: str | None = None  # None: stop after the sample
+    vocab_file: str | None = None  # None: build one from the sample (electra-vocab's rules)
+    vocab_size: int = vocab.VocabConfig.vocab_size  # of the trained vocab, when it is built here
+    merge_with: str | None = vocab.DEFAULT_MERGE_VOCAB  # merged into the built vocab; None: not merged
     max_seq_length: int = 128
     num_shards: int = 1
     seed: int = 0  # as electra-build-data
@@ -79,6 +84,8 @@ class BeamConfig:
         for name in ("num_shards", "chunk_bytes"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vocab_file is None and not self.vocab_sample_lines:
+            raise UserError("without --vocab-file the vocab is built from the sample: --vocab-sample-lines must be > 0")
         if self.max_seq_length < 8:
             raise UserError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
 
@@ -291,10 +298,21 @@ def sample_coverage(sample: Sequence[str], corpus_chars: collections.Counter, co
     }
 
 
-def write_sample(sample: list[str], corpus_chars: collections.Counter, corpus_lines: int, out_dir: str) -> None:
-    fileio.write_text(fileio.join(out_dir, SAMPLE_FILE), "".join(line + "\n" for line in sample))
+def write_sample(sample: list[str], corpus_chars: collections.Counter, corpus_lines: int, out_dir: str) -> str:
+    """Write the sample and its coverage; returns the sample's path."""
+    path = fileio.join(out_dir, SAMPLE_FILE)
+    fileio.write_text(path, "".join(line + "\n" for line in sample))
     coverage = sample_coverage(sample, corpus_chars, corpus_lines)
     fileio.write_text(fileio.join(out_dir, SAMPLE_STATS_FILE), json.dumps(coverage, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def build_vocab(sample_path: str, config: BeamConfig) -> str:
+    """`electra-vocab` on the sample, on one worker; returns the new vocab.txt."""
+    merge = fileio.join(config.output_dir, SAMPLE_DIR, MERGE_COPY) if config.merge_with else None
+    out = fileio.join(config.output_dir, VOCAB_DIR)
+    vocab.run(vocab.VocabConfig(inputs=(sample_path,), output=out, vocab_size=config.vocab_size, merge_with=merge))
+    return fileio.join(out, "vocab.txt")
 
 
 # --- tokenise, pack, shard ---------------------------------------------------------------
@@ -308,13 +326,14 @@ class DocumentPacker:
     """One document's lines to serialised examples and their real-token counts, exactly as
     `build.ShardBuilder` does: tokenise the lines, pack with the document's own random stream."""
 
-    def __init__(self, config: BeamConfig):
+    def __init__(self, vocab_file: str, max_seq_length: int, seed: int):
         from data_prep import tokenization
 
-        settings = tokenization.resolve_settings(config.vocab_file)
-        self.tokenizer = tokenization.load_tokenizer(config.vocab_file, settings)
-        self.max_seq_length = config.max_seq_length
-        self.seed = config.seed
+        settings = tokenization.resolve_settings(vocab_file)
+        self.vocab_file = vocab_file
+        self.tokenizer = tokenization.load_tokenizer(vocab_file, settings)
+        self.max_seq_length = max_seq_length
+        self.seed = seed
 
     def examples(self, lines: list[str]) -> Iterator[tuple[bytes, int]]:
         t, n = self.tokenizer, self.max_seq_length
@@ -326,15 +345,16 @@ class DocumentPacker:
 
 
 class PackDocuments(beam.DoFn):
-    """(shard, (example, tokens)) for each example of a document; the tokenizer loads once per worker."""
+    """(shard, (example, tokens)) for each example of a document; the vocab (a side input, as it
+    may be built in the same pipeline) is loaded once per worker."""
 
     def __init__(self, config: BeamConfig):
         self.config = config
+        self.packer: DocumentPacker | None = None
 
-    def setup(self):
-        self.packer = DocumentPacker(self.config)
-
-    def process(self, doc):
+    def process(self, doc, vocab_file: str):
+        if self.packer is None or self.packer.vocab_file != vocab_file:
+            self.packer = DocumentPacker(vocab_file, self.config.max_seq_length, self.config.seed)
         for example, tokens in self.packer.examples(doc[1]):
             yield shard_of(example, self.config.seed, self.config.num_shards), (example, tokens)
 
@@ -347,7 +367,7 @@ def write_records_shard(item, out_dir: str, num_shards: int) -> tuple[int, int, 
     return index, count, sum(t for _, t in ordered)
 
 
-def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_dir: str) -> None:
+def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_dir: str, vocab_file: str) -> None:
     """Empty files for shards that no example fell into, then the manifest (written last)."""
     done = {index: (count, tokens) for index, count, tokens in shards}
     for index in range(config.num_shards):
@@ -355,13 +375,13 @@ def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_d
             records.write_shard(fileio.join(out_dir, records.shard_name(index, config.num_shards)), [])
     manifest = records.Manifest(
         max_seq_length=config.max_seq_length,
-        vocab_size=len(vocab_files.load_vocab(config.vocab_file)),
-        vocab_sha256=records.file_sha256(config.vocab_file),
+        vocab_size=len(vocab_files.load_vocab(vocab_file)),
+        vocab_sha256=records.file_sha256(vocab_file),
         num_shards=config.num_shards,
         examples_per_shard=tuple(done.get(i, (0, 0))[0] for i in range(config.num_shards)),
         num_tokens=sum(tokens for _, tokens in done.values()),
         seed=config.seed,
-        flags={"tool": "electra-beam", **config_flags(config)},
+        flags={"tool": "electra-beam", **config_flags(config), "vocab_file": vocab_file},
     )
     records.write_manifest(out_dir, manifest)
 
@@ -422,7 +442,7 @@ def build_pipeline(p: beam.Pipeline, config: BeamConfig, files: list[str]) -> No
         texts = docs | "Lines" >> beam.FlatMap(lambda doc: doc[1])
         chars = texts | "CountChars" >> beam.CombineGlobally(CharCounts())
         count = texts | "CountLines" >> beam.combiners.Count.Globally()
-        (
+        sample_path = (
             texts
             | "Sample" >> beam.combiners.Top.Smallest(config.vocab_sample_lines, key=lambda t: sample_rank(t, config.seed))
             | "WriteSample" >> beam.Map(write_sample, beam.pvalue.AsSingleton(chars), beam.pvalue.AsSingleton(count),
@@ -430,21 +450,26 @@ def build_pipeline(p: beam.Pipeline, config: BeamConfig, files: list[str]) -> No
         )
 
     if config.vocab_file:
-        records_dir = fileio.join(out, RECORDS_DIR)
-        (
-            docs
-            | "Pack" >> beam.ParDo(PackDocuments(config))
-            | "ByShard" >> beam.GroupByKey()
-            | "WriteShards" >> beam.Map(write_records_shard, records_dir, config.num_shards)
-            | "AllShards" >> beam.combiners.ToList()
-            | "Manifest" >> beam.Map(finish_records, config, records_dir)
-        )
+        vocab_file = p | "VocabFile" >> beam.Create([config.vocab_file])
+    else:
+        vocab_file = sample_path | "BuildVocab" >> beam.Map(build_vocab, config)
+    vocab_file = beam.pvalue.AsSingleton(vocab_file)
+    records_dir = fileio.join(out, RECORDS_DIR)
+    (
+        docs
+        | "Pack" >> beam.ParDo(PackDocuments(config), vocab_file)
+        | "ByShard" >> beam.GroupByKey()
+        | "WriteShards" >> beam.Map(write_records_shard, records_dir, config.num_shards)
+        | "AllShards" >> beam.combiners.ToList()
+        | "Manifest" >> beam.Map(finish_records, config, records_dir, vocab_file)
+    )
 
 
 class Summary(NamedTuple):
     stats: CleanStats
     coverage: dict[str, Any] | None
-    manifest: records.Manifest | None
+    manifest: records.Manifest
+    vocab_file: str  # given, or built from the sample
     seconds: float
 
 
@@ -455,14 +480,19 @@ def run(config: BeamConfig, options: PipelineOptions | None = None) -> Summary:
     if config.vocab_file:
         vocab_files.load_vocab(config.vocab_file)  # a bad vocab fails here, not on a worker
     fileio.makedirs(config.output_dir)
+    if config.vocab_file is None and config.merge_with:  # workers may not see the driver's files
+        vocab_files.load_vocab(config.merge_with)
+        fileio.write_text(fileio.join(config.output_dir, SAMPLE_DIR, MERGE_COPY), fileio.read_text(config.merge_with))
     with beam.Pipeline(options=options or PipelineOptions([])) as p:
         build_pipeline(p, config, files)
     out = config.output_dir
     stats = CleanStats(**json.loads(fileio.read_text(fileio.join(out, STATS_FILE))))
     coverage_path = fileio.join(out, SAMPLE_DIR, SAMPLE_STATS_FILE)
     coverage = json.loads(fileio.read_text(coverage_path)) if config.vocab_sample_lines else None
-    manifest = records.read_manifest(fileio.join(out, RECORDS_DIR)) if config.vocab_file else None
-    return Summary(stats, coverage, manifest, time.monotonic() - start)
+    manifest = records.read_manifest(fileio.join(out, RECORDS_DIR))
+    assert manifest is not None
+    vocab_file = config.vocab_file or fileio.join(out, VOCAB_DIR, "vocab.txt")
+    return Summary(stats, coverage, manifest, vocab_file, time.monotonic() - start)
 
 
 # --- command line ------------------------------------------------------------------------
@@ -483,7 +513,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]
                    help="Estimated Jaccard of character 5-grams at or above which a later line is dropped.")
     p.add_argument("--vocab-sample-lines", type=int, default=BeamConfig.vocab_sample_lines,
                    help="Lines in the uniform sample for vocab training (0: none).")
-    p.add_argument("--vocab-file", default=None, help="vocab.txt to tokenise with; without it, stop after the sample.")
+    p.add_argument("--vocab-file", default=None,
+                   help="vocab.txt to tokenise with; without it a vocab is built from the sample (as electra-vocab).")
+    p.add_argument("--vocab-size", type=int, default=BeamConfig.vocab_size,
+                   help="Size of the vocab trained on the sample (without --vocab-file).")
+    p.add_argument("--merge-with", default=BeamConfig.merge_with,
+                   help="Vocab merged into the trained one ('none': no merge); default KoELECTRA v1.")
     p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length)
     p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards)
     p.add_argument("--seed", type=int, default=BeamConfig.seed)
@@ -502,6 +537,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]
         near=minhash.MinHashConfig(threshold=args.near_threshold),
         vocab_sample_lines=args.vocab_sample_lines,
         vocab_file=args.vocab_file,
+        vocab_size=args.vocab_size,
+        merge_with=None if args.merge_with == "none" else args.merge_with,
         max_seq_length=args.max_seq_length,
         num_shards=args.num_shards,
         seed=args.seed,
@@ -518,13 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vocab sample: {c['sample_lines']:,} of {c['corpus_lines']:,} lines, character coverage "
               f"{c['char_coverage']:.4%} ({c['distinct_chars_sample']:,} of {c['distinct_chars_corpus']:,} characters) "
               f"-> {fileio.join(config.output_dir, SAMPLE_DIR)}")
-    if summary.manifest:
-        m = summary.manifest
-        print(f"records: {m.num_examples:,} examples, {m.num_tokens:,} tokens in {m.num_shards} shard(s) -> "
-              f"{fileio.join(config.output_dir, RECORDS_DIR)}")
-    else:
-        print(f"no --vocab-file: build the vocab from {fileio.join(config.output_dir, SAMPLE_DIR, SAMPLE_FILE)} "
-              "with electra-vocab, then run again with --vocab-file to write the records")
+    if config.vocab_file is None:
+        print(f"vocab: {summary.manifest.vocab_size:,} tokens built from the sample -> {summary.vocab_file}")
+    m = summary.manifest
+    print(f"records: {m.num_examples:,} examples, {m.num_tokens:,} tokens in {m.num_shards} shard(s) -> "
+          f"{fileio.join(config.output_dir, RECORDS_DIR)}")
     print(f"done in {summary.seconds:.1f}s")
     return 0
 

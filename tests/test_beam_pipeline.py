@@ -4,13 +4,14 @@ Same cleaner statistics, same example multiset, same manifest counts; plus near-
 the vocab sample and the command line. A slice of the corpus keeps the DirectRunner fast.
 """
 import collections
+import dataclasses
 import json
 from typing import NamedTuple
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data_prep import beam_pipeline, build, clean, minhash, records
+from data_prep import beam_pipeline, build, clean, minhash, records, vocab
 from data_prep.cleaning import clean_line
 from data_prep.errors import run_cli
 from data_prep.filters import CleanStats, FilterConfig
@@ -94,6 +95,7 @@ def test_output_does_not_depend_on_beam_parallelism_or_shard_count(beam_run, tmp
     options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])
     summary = beam_pipeline.run(again, options)
     assert summary.coverage is None and not (tmp_path / beam_pipeline.SAMPLE_DIR).exists()
+    assert summary.vocab_file == str(koelectra_vocab)
     assert example_multiset(tmp_path / beam_pipeline.RECORDS_DIR) == example_multiset(
         f"{config.output_dir}/{beam_pipeline.RECORDS_DIR}")
 
@@ -118,14 +120,14 @@ def test_vocab_sample_is_a_seeded_uniform_sample_with_its_coverage(beam_run, loc
     assert summary.coverage["distinct_chars_sample"] < summary.coverage["distinct_chars_corpus"]
 
 
-def test_near_dedupe_drops_constructed_near_duplicates(tmp_path, corpus_path):
+def test_near_dedupe_drops_constructed_near_duplicates(tmp_path, corpus_path, koelectra_vocab):
     """Edited copies of long reviews are removed; the pipeline agrees with `minhash` on one machine."""
     lines = [raw.decode("utf-8") for raw in corpus_path.read_bytes().split(b"\n")[:600]]
     long = [line.strip() for line in lines if len(line.strip()) >= 100][:6]
     copies = [text[:50] + "!" + text[51:] for text in long[:3]] + [text + " ㅋㅋ" for text in long[3:]]
     (tmp_path / "raw.txt").write_text("\n".join(lines + [""] + copies) + "\n", encoding="utf-8")
     config = beam_pipeline.BeamConfig(inputs=(str(tmp_path / "raw.txt"),), output_dir=str(tmp_path / "out"),
-                                      near_dedupe=True, vocab_sample_lines=10_000)
+                                      near_dedupe=True, vocab_sample_lines=10_000, vocab_file=str(koelectra_vocab))
     summary = beam_pipeline.run(config)
     assert summary.stats.dropped[beam_pipeline.NEAR_DUPLICATE] >= len(copies)
     kept = set(open(tmp_path / "out" / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE, encoding="utf-8")
@@ -133,7 +135,7 @@ def test_near_dedupe_drops_constructed_near_duplicates(tmp_path, corpus_path):
     cleaned = [clean_line(text, config.preset) for text in long + copies]
     assert not kept & set(cleaned[len(long):]) and set(cleaned[:len(long)]) <= kept
     # The same rule on one machine, over the lines that survived exact dedupe, removes the same lines.
-    plain = beam_pipeline.BeamConfig(inputs=config.inputs, output_dir=str(tmp_path / "plain"), vocab_sample_lines=10_000)
+    plain = dataclasses.replace(config, output_dir=str(tmp_path / "plain"), near_dedupe=False)
     beam_pipeline.run(plain)
     survivors = open(tmp_path / "plain" / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE,
                      encoding="utf-8").read().split("\n")[:-1]
@@ -145,14 +147,32 @@ def test_near_dedupe_drops_constructed_near_duplicates(tmp_path, corpus_path):
     assert summary.stats.dropped[beam_pipeline.NEAR_DUPLICATE] == len(removed)
 
 
-def test_cli_runs_and_rejects_unknown_flags(tmp_path, raw_dir, capsys):
+def test_cli_rejects_unknown_flags(tmp_path, raw_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(lambda: beam_pipeline.main(["--input", str(raw_dir), "--output-dir", str(tmp_path),
-                                                           "--runner", "DirectRunner", "--bogus_flag", "1"]))
+                                            "--runner", "DirectRunner", "--nmu_workers", "1"]))
     assert exc.value.code == 2
-    assert "unknown flag(s): --bogus_flag" in capsys.readouterr().err
-    code = beam_pipeline.main(["--input", str(raw_dir / "a.txt"), "--output-dir", str(tmp_path), "--runner",
-                               "DirectRunner", "--vocab-sample-lines", "50", "--min-line-chars", "5"])
-    out = capsys.readouterr().out
-    assert code == 0 and "vocab sample: 50 of" in out and "no --vocab-file" in out
-    assert not (tmp_path / beam_pipeline.RECORDS_DIR).exists()
+    assert "error: unknown flag(s): --nmu_workers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli(lambda: beam_pipeline.main(["--input", str(raw_dir), "--output-dir", str(tmp_path),
+                                            "--vocab-sample-lines", "0"]))
+    assert "--vocab-sample-lines must be > 0" in capsys.readouterr().err
+
+
+def test_cli_without_vocab_builds_it_from_the_sample(tmp_path, raw_dir, capsys):
+    """One pipeline does it all: the vocab is `electra-vocab` on the sample, the records use it."""
+    out = tmp_path / "out"
+    code = beam_pipeline.main(["--input", str(raw_dir / "a.txt"), "--output-dir", str(out), "--runner", "DirectRunner",
+                               "--vocab-sample-lines", "400", "--vocab-size", "600", "--merge-with", "none",
+                               "--max-seq-length", "64"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "vocab sample: 400 of" in printed and "built from the sample" in printed
+    sample = out / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE
+    vocab.run(vocab.VocabConfig(inputs=(str(sample),), output=str(tmp_path / "by_hand"), vocab_size=600,
+                                merge_with=None))
+    built = (out / beam_pipeline.VOCAB_DIR / "vocab.txt").read_text(encoding="utf-8")
+    # The same tokens (electra-vocab's order of equal-count tokens varies from run to run).
+    assert sorted(built.split("\n")) == sorted((tmp_path / "by_hand" / "vocab.txt").read_text(encoding="utf-8").split("\n"))
+    manifest = records.check_record_dir(str(out / beam_pipeline.RECORDS_DIR), 64,
+                                        str(out / beam_pipeline.VOCAB_DIR / "vocab.txt"))
+    assert manifest.vocab_size == len(built.split("\n")) - 1 and manifest.num_examples > 10
