@@ -21,7 +21,7 @@ import pathlib
 import re
 import sys
 import time
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from data_prep import fileio
 from data_prep.clean import input_fingerprint
@@ -32,6 +32,7 @@ from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, 
 DEFAULT_MERGE_VOCAB = str(pathlib.Path(__file__).resolve().parents[1] / "data" / "vocab" / "koelectra_v1_vocab.txt")
 REPORT_FILE = "vocab_report.json"
 _UNUSED_RE = re.compile(r"\[unused\d+\]$")
+Pretok = Optional[Callable[[str], str]]  # the morpheme splitter, or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +131,9 @@ class _Split:
     """Streams training lines, setting aside every n-th for the held-out report and
     counting characters (after the tokenizer's normaliser) for the coverage report."""
 
-    def __init__(self, lines: Iterator[str], config: VocabConfig, normalize: Callable[[str], str], pretok):
+    def __init__(
+        self, lines: Iterator[str], config: VocabConfig, normalize: Callable[[str], str], pretok: Pretok
+    ) -> None:
         self.lines, self.config, self.normalize, self.pretok = lines, config, normalize, pretok
         self.heldout: list[str] = []
         self.chars: collections.Counter = collections.Counter()
@@ -164,7 +167,7 @@ def alphabet_coverage(chars: collections.Counter, tokens: Sequence[str], limit_a
     }
 
 
-def heldout_report(tokenizer, lines: Sequence[str], pretok) -> dict[str, Any]:
+def heldout_report(tokenizer, lines: Sequence[str], pretok: Pretok) -> dict[str, Any]:
     """UNK rate, tokens per (whitespace) word and share of the vocab used, on held-out text."""
     if not lines:
         return {"lines": 0}
@@ -183,7 +186,7 @@ def heldout_report(tokenizer, lines: Sequence[str], pretok) -> dict[str, Any]:
 
 
 # --- the stage -----------------------------------------------------------------------------
-def train_wordpiece(lines, config: VocabConfig):
+def train_wordpiece(lines: Iterable[str], config: VocabConfig) -> list[str]:
     """A WordPiece vocab trained on `lines`: tokens in id order (special tokens first)."""
     from tokenizers import trainers
 
