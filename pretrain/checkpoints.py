@@ -71,8 +71,15 @@ def prepare_model_dir(model_dir: str, cfg: PretrainConfig, vocab_path: str,
     fileio.write_text(fileio.join(model_dir, vocab_files.SETTINGS_FILE), settings.to_json())
 
 
+def model_checkpoint(model) -> tf.train.Checkpoint:
+    """The model's variables under stable names (`rtd.checkpoint_variables`)."""
+    from pretrain.rtd import checkpoint_variables
+
+    return tf.train.Checkpoint(**checkpoint_variables(model))
+
+
 def make_checkpoint(model, optimizer, step: tf.Variable) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    return tf.train.Checkpoint(model=model_checkpoint(model), optimizer=optimizer, step=step)
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, keep: int) -> tf.train.CheckpointManager:
@@ -104,7 +111,8 @@ def restore_model(model_dir: str, step: int | None = None):
     model = build_model(cfg, special_ids(vocab))
     path = checkpoint_path(model_dir, step)
     step_var = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(model=model, step=step_var).restore(path).expect_partial()
+    tf.train.Checkpoint(model=model_checkpoint(model), step=step_var).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
     return model, cfg, int(step_var.numpy())
 
 
@@ -113,7 +121,8 @@ def restore_weights(model, path: str) -> str:
     if fileio.isdir(path):
         path = checkpoint_path(path)
     try:
-        tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(model=model_checkpoint(model)).restore(path).expect_partial() \
+            .assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as exc:
         raise UserError(f"cannot initialise from {path}: {str(exc).splitlines()[0]}") from exc
     return path

@@ -266,7 +266,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
                 "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
-    need(cfg.num_warmup_steps >= 0, "num_warmup_steps", "must not be negative")
+    need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")
     need(cfg.train_batch_size % cfg.gradient_accumulation_steps == 0, "train_batch_size",
          f"must be divisible by gradient_accumulation_steps {cfg.gradient_accumulation_steps}")

@@ -213,6 +213,21 @@ class RtdModel(keras.Model):
         return out
 
 
+def checkpoint_variables(model: RtdModel) -> dict:
+    """Every variable of the model once, by stable readable name (the checkpoint's object graph).
+
+    Named explicitly rather than through Keras' layer tracking, which does not expose
+    sublayers (lists of blocks, nested layers) to `tf.train.Checkpoint`.
+    """
+    out, seen = {}, set()
+    for part, weights in (("discriminator", model.discriminator_weights()), ("generator", model.generator_weights())):
+        for name, var in weights.items():
+            if id(var) not in seen:
+                seen.add(id(var))
+                out[f"{part}.{name}"] = var
+    return out
+
+
 def special_ids(vocab: list[str]) -> SpecialIds:
     index = {tok: i for i, tok in enumerate(vocab)}
     return SpecialIds(pad=index["[PAD]"], cls=index["[CLS]"], sep=index["[SEP]"], mask=index["[MASK]"])

@@ -25,6 +25,8 @@ from pretrain.config import PretrainConfig
 from pretrain.rtd import AUC_BINS, RtdModel, RtdOutputs, build_model, rtd_loss, special_ids, step_key
 
 SUM = tf.distribute.ReduceOp.SUM
+STEP_SCALARS = ("loss/total", "loss/generator", "loss/discriminator", "generator/accuracy",
+                "discriminator/accuracy", "discriminator/precision", "discriminator/recall", "learning_rate")
 EVAL_KEY_OFFSET = 1 << 40  # eval noise keys never collide with training steps
 DEGENERATE_DISC_LOSS = 0.01
 DEGENERATE_GEN_ACCURACY = 0.01
@@ -128,11 +130,16 @@ class Trainer:
         return RtdOutputs(*[self.strategy.reduce(SUM, t, axis=None) for t in out])
 
     def _host_loop(self, iterator, num_steps):
-        """Up to `num_steps` optimiser steps in one call; stops early at a non-finite loss."""
+        """Up to `num_steps` optimiser steps in one call; stops early at a non-finite loss.
+
+        Returns the summed outputs, whether the last loss was finite, and the per-step
+        scalars [steps, len(STEP_SCALARS)] that the host writes as summaries.
+        """
         cfg = self.cfg
         acc = _zeros_like_outputs()
         finite = tf.constant(True)
-        for _ in tf.range(num_steps):
+        per_step = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for i in tf.range(num_steps):
             step_out = _zeros_like_outputs()
             for micro in range(cfg.gradient_accumulation_steps):
                 key = step_key(cfg.seed, self.step * cfg.gradient_accumulation_steps + micro)
@@ -140,26 +147,19 @@ class Trainer:
                 step_out = RtdOutputs(*[a + b for a, b in zip(step_out, out)])
             self.step.assign_add(1)
             losses = rtd_loss(step_out, cfg, step_out.mlm_count, step_out.disc_count)
-            self._summaries(step_out, losses)
+            per_step = per_step.write(tf.cast(i, tf.int32), self._step_scalars(step_out, losses))
             acc = RtdOutputs(*[a + b for a, b in zip(acc, step_out)])
             finite = tf.math.is_finite(losses.total)
             if not finite:
                 break
-        return acc, finite
+        return acc, finite, per_step.stack()
 
-    def _summaries(self, out: RtdOutputs, losses) -> None:
-        """Per-step TensorBoard scalars (no-op without a default writer)."""
-        div = lambda a, b: tf.math.divide_no_nan(a, b)  # noqa: E731
-        with tf.summary.record_if(tf.equal(self.step % self.cfg.log_every_steps, 0) | (self.step <= 1)):
-            for name, value in (
-                ("loss/total", losses.total), ("loss/generator", losses.mlm), ("loss/discriminator", losses.disc),
-                ("generator/accuracy", div(out.mlm_correct, out.mlm_count)),
-                ("discriminator/accuracy", div(out.disc_correct, out.disc_count)),
-                ("discriminator/precision", div(out.true_pos, out.pred_pos)),
-                ("discriminator/recall", div(out.true_pos, out.replaced)),
-                ("learning_rate", self.learning_rate()),
-            ):
-                tf.summary.scalar(name, value, step=self.step)
+    def _step_scalars(self, out: RtdOutputs, losses) -> tf.Tensor:
+        div = tf.math.divide_no_nan
+        return tf.stack([
+            losses.total, losses.mlm, losses.disc, div(out.mlm_correct, out.mlm_count),
+            div(out.disc_correct, out.disc_count), div(out.true_pos, out.pred_pos), div(out.true_pos, out.replaced),
+            tf.cast(self.learning_rate(), tf.float32)])
 
     def learning_rate(self) -> tf.Tensor:
         opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -261,7 +261,8 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
                 t0 = time.perf_counter()
-                acc, finite = trainer._train_loop(iterator, tf.constant(n, tf.int64))
+                acc, finite, per_step = trainer._train_loop(iterator, tf.constant(n, tf.int64))
+                _write_step_summaries(per_step.numpy(), step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 if watchdog is not None:
                     watchdog.beat()
@@ -283,6 +284,15 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
     return TrainResult(step, summary)
+
+
+def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:
+    """TensorBoard scalars of each step of a host call (rows are steps first_step+1, ...)."""
+    for i, row in enumerate(per_step):
+        step = first_step + i + 1
+        if step % every == 0 or step == first_step + 1:
+            for name, value in zip(STEP_SCALARS, row):
+                tf.summary.scalar(name, float(value), step=step)
 
 
 def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float, rate: float,

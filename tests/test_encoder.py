@@ -68,6 +68,10 @@ def test_initialisation_and_variable_names_for_weight_decay():
     assert np.abs(emb).max() <= 0.04 + 1e-6
     paths = [v.path for v in model.trainable_variables]
     assert len(paths) == len({id(v) for v in model.trainable_variables})  # shared embeddings counted once
+    from pretrain.rtd import checkpoint_variables
+
+    named = checkpoint_variables(model)  # what checkpoints save: every variable once, by name
+    assert sorted(id(v) for v in named.values()) == sorted(id(v) for v in model.trainable_variables)
     from pretrain.optimization import uses_weight_decay
 
     decayed = [p for p in paths if uses_weight_decay(p)]
