@@ -250,23 +250,25 @@ def write_export(model, train_cfg: PretrainConfig, step: int, tokens: list[str],
             dims = train_cfg.discriminator_dims() if part == "discriminator" else train_cfg.generator_dims()
             weights = model.discriminator_weights() if part == "discriminator" else model.generator_weights()
             state = hf_state_dict(weights, dims, part)
-            _write_folder(os.path.join(staging, part), {
+            folder = os.path.join(staging, part)
+            _write_folder(folder, {
                 "config.json": json.dumps(hf_format.hf_config(dims, part, pad_token_id=tokens.index("[PAD]")),
                                           indent=2, sort_keys=True) + "\n",
-                "model.safetensors": _safetensors_bytes(state, part, step),
                 **tokenizer,
                 "README.md": model_card(part, train_cfg, step, facts or {}, settings),
             })
+            _save_safetensors(state, os.path.join(folder, "model.safetensors"), part, step)
             log.info("%s: %d tensors, %.2f M parameters", part, len(state), sum(a.size for a in state.values()) / 1e6)
         _publish(staging, output_dir, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _safetensors_bytes(state: Mapping[str, np.ndarray], part: str, step: int) -> bytes:
-    from safetensors.numpy import save
+def _save_safetensors(state: Mapping[str, np.ndarray], path: str, part: str, step: int) -> None:
+    """Straight to the local staging folder (no in-memory copy of the file)."""
+    from safetensors.numpy import save_file
 
-    return save(dict(state), metadata={"format": "pt", "electra_part": part, "step": str(step)})
+    save_file(dict(state), path, metadata={"format": "pt", "electra_part": part, "step": str(step)})
 
 
 def main(argv: list[str] | None = None) -> int:
