@@ -136,7 +136,8 @@ def main() -> int:
         f"generator as wide, KoELECTRA vocab 32,200), {params / 1e6:.1f} M weights, every one random; "
         f"two `model.safetensors` of {size / 1e6:.1f} MB together. Peer: `save_pretrained` of the same "
         "weights as PyTorch `ElectraForPreTraining` + `ElectraForMaskedLM` + tokenizer; best of "
-        f"{a.rounds} rounds each, in one process, after warm-up of neither.",
+        f"{a.rounds} rounds each, in one process. Ours also reads the TF variables and transposes every dense "
+        "kernel to PyTorch layout; the peer's tensors are already in that layout.",
         f"- Machine: `nproc` = {os.cpu_count()}, {cpu_model()}, shared: load average {load:.1f} at the end.",
         f"- Same tensors, bit for bit, as the peer's own save: **{'yes' if identical else 'NO'}**",
         f"- Exactness on 16 real NSMC sentence pairs (L = 128, padded): max |PyTorch - TF| logit "
