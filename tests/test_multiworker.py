@@ -162,5 +162,51 @@ def test_two_workers_make_the_same_steps_as_one_process_and_only_the_chief_saves
                                                           f"ckpt-{STEPS}.index"]
 
 
+def train_main(data_dir, model_dir, ports_json, index):
+    """One worker of a real `training.train` run (the path `run_pretraining.py` takes)."""
+    os.environ["TF_CONFIG"] = cluster(json.loads(ports_json), int(index))
+    from pretrain import training
+    from pretrain.config import from_hparams
+
+    strategy = multiworker.make_multiworker_strategy()
+    hparams = {**HPARAMS, "num_train_steps": 4, "save_checkpoints_steps": 2, "iterations_per_loop": 2,
+               "shuffle_buffer": 16}
+    run = training.check_inputs(from_hparams(json.dumps(hparams)), f"{data_dir}/pretrain_tfrecords",
+                                f"{data_dir}/vocab.txt")
+    with multiworker.checkpoint_dir(model_dir, multiworker.worker_info()) as save_dir:
+        result = training.train(run, save_dir, strategy=strategy)
+    print(json.dumps({"step": result.step, "loss": result.metrics["loss"], "dir": save_dir}), flush=True)
+
+
+@pytest.mark.slow
+def test_training_train_on_two_workers_checkpoints_on_the_chief_only(tmp_path):
+    write_nsmc_records(tmp_path, max_seq_length=32, num_examples=64, num_shards=2)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    ports = json.dumps(_free_ports(2))
+    model = tmp_path / "model"
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "train", str(tmp_path), str(model), ports,
+                               str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (0, 1)]
+    outs = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=600)
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+            assert lines, stderr[-3000:]  # the non-chief may exit non-zero on the chief's shutdown, after its work
+            outs.append(json.loads(lines[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert outs[0]["step"] == outs[1]["step"] == 4 and outs[0]["loss"] == pytest.approx(outs[1]["loss"], rel=1e-6)
+    assert outs[0]["dir"] == str(model) and not outs[1]["dir"].startswith(str(model))
+    saved = sorted(p for p in os.listdir(model) if p.startswith("ckpt-"))
+    assert saved == ["ckpt-2.data-00000-of-00001", "ckpt-2.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    assert not os.path.exists(outs[1]["dir"])
+
+
 if __name__ == "__main__":
-    worker_main(*sys.argv[1:])
+    if sys.argv[1] == "train":
+        train_main(*sys.argv[2:])
+    else:
+        worker_main(*sys.argv[1:])
