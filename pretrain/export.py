@@ -183,22 +183,6 @@ def _staging_dir(output_dir: str) -> str:
         raise UserError(f"cannot create output folder {output_dir}: {exc}") from exc
 
 
-def check_model_tracks_every_weight(model) -> None:
-    """Refuse a model with weights its checkpoint dependency graph does not reach.
-
-    `tf.train.Checkpoint(model=...)` restores only what the model tracks; an untracked weight
-    (e.g. a layer kept in a plain list) would keep its random initial value and be exported
-    as if trained.
-    """
-    import tensorflow as tf
-
-    tracked = {id(obj) for obj in tf.train.TrackableView(model).descendants()}
-    untracked = [v.path for v in model.weights if id(v) not in tracked]
-    if untracked:
-        raise UserError(f"the model does not track {len(untracked)} of its {len(model.weights)} weights "
-                        f"(e.g. {untracked[0]}): a checkpoint cannot restore them, so nothing is exported")
-
-
 def check_vocab(tokens: list[str], cfg: PretrainConfig, vocab_path: str) -> None:
     if len(tokens) != cfg.vocab_size:
         raise UserError(f"{vocab_path} has {len(tokens):,} tokens but the model's vocab_size is {cfg.vocab_size:,}")
@@ -229,7 +213,6 @@ def export(cfg: ExportConfig) -> str:
 
     model, train_cfg, step = checkpoints.restore_model(cfg.model_dir, cfg.step)
     check_vocab(tokens, train_cfg, vocab_path)
-    check_model_tracks_every_weight(model)
     write_export(model, train_cfg, step, tokens, settings, cfg.output_dir, overwrite=cfg.overwrite,
                  facts=run_facts(checkpoints.read_run_config(cfg.model_dir) or {}))
     return (f"exported step {step:,} of {cfg.model_dir} to {cfg.output_dir} "

@@ -389,22 +389,6 @@ def test_console_script_reports_a_missing_model_dir(tmp_path):
     assert (result.returncode, result.stderr) == (2, f"error: model dir not found: {tmp_path / 'nope'}\n")
 
 
-def test_a_model_with_untracked_weights_is_refused():
-    import keras
-
-    class ListOfLayers(keras.layers.Layer):
-        def __init__(self):
-            super().__init__()
-            self.tracked = keras.layers.Dense(2, name="tracked")
-            self.parts = [keras.layers.Dense(2, name="in_a_list")]  # a plain list: not a checkpoint dependency
-            for layer in (self.tracked, *self.parts):
-                layer.build((None, 3))
-
-    with pytest.raises(UserError, match=r"does not track 2 of its 4 weights \(e.g. in_a_list/kernel\)"):
-        export.check_model_tracks_every_weight(ListOfLayers())
-    export.check_model_tracks_every_weight(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-
-
 def test_trainer_init_checkpoint_reaches_the_importer(tmp_path, exported, source_model, tokens, batch):
     """`run_pretraining.py --init-checkpoint` with an export folder and with a TF1 checkpoint."""
     from pretrain import training
