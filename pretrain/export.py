@@ -137,7 +137,7 @@ def model_card(part: hf_format.Part, cfg: PretrainConfig, step: int, run_facts: 
         note = (f"\nThe training data was split into morphemes ({settings.pretokenizer}) before WordPiece; "
                 "`tokenizer.json` cannot do that, so run the same morpheme splitter on text first.\n")
     return (
-        f"---\nlanguage: ko\nlibrary_name: transformers\ntags: [electra]\n---\n\n"
+        f"---\nlibrary_name: transformers\ntags: [electra]\n---\n\n"
         f"# ELECTRA {part}\n\nPretrained with replaced token detection (ELECTRA) by this project's "
         f"TensorFlow trainer and exported with `electra-export`.\n\n| fact | value |\n|---|---|\n{table}\n{note}\n"
         f"```python\npath = \".\"  # this folder\n{usage}\n```\n"
