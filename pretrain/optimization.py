@@ -18,9 +18,14 @@ strategy. What they do differently from the stock Keras ones, and why:
   `num_replicas_in_sync` after a per-replica mean), as for any Keras optimizer under
   `tf.distribute`. (The original on TPU clipped each shard before averaging; on one device
   the two are the same.)
-- Gradient accumulation is Keras' own (`gradient_accumulation_steps`): each call adds one
-  micro batch; every N-th call applies the mean, so N micro batches equal one batch N
-  times larger. `optimizer.iterations` counts applied updates, which drives the schedule.
+- Gradient accumulation (`gradient_accumulation_steps` N, Keras' accumulator variables):
+  each call adds one micro batch; every N-th call applies the mean, so N micro batches
+  equal one batch N times larger. Keras' own accumulation step is replaced because it
+  puts the cross-replica sum inside a `cond`, which MirroredStrategy refuses, and it
+  evaluates the schedule per micro batch; here `optimizer.iterations` (applied updates)
+  drives the schedule.
+- An update whose summed gradients are not finite is skipped (the weights and slots keep
+  their values); with float16 loss scaling this is what a skipped step means.
 
 Build the optimiser inside `strategy.scope()` and always compute gradients of
 `optimizer.scale_loss(loss)` (identity unless float16 loss scaling is on).
