@@ -15,7 +15,6 @@ of the wrong shape is a `UserError` that names it, and the model is left untouch
 from __future__ import annotations
 
 import json
-import os
 from typing import Callable, Mapping
 
 import numpy as np
