@@ -149,7 +149,7 @@ def prenormalize(line: str) -> str:
 # BERT's split points, as RE2 patterns (`tokenizers`' BertPreTokenizer and the original's
 # `_is_punctuation`/`_tokenize_chinese_chars`).
 _PUNCT = r"[!-/:-@\[-`{-~]|\p{P}"
-_CJK_RE2 = (
+_CJK_TF = (
     r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
     r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]"
 )
@@ -190,7 +190,7 @@ class TFTextTokenizer(Tokenizer):
             text = tf.strings.regex_replace(tf_text.normalize_utf8(text, "NFD"), r"\p{Mn}", "")
         if s.do_lower_case:
             text = tf.strings.lower(text, encoding="utf-8")
-        text = tf.strings.regex_replace(text, "(" + _CJK_RE2 + ")", r" \1 ")
+        text = tf.strings.regex_replace(text, "(" + _CJK_TF + ")", r" \1 ")
         words = tf_text.regex_split(
             text, delim_regex_pattern=_SPACE + "+|" + _PUNCT, keep_delim_regex_pattern=_PUNCT
         )  # [B, (words)]
