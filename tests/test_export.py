@@ -401,3 +401,10 @@ def test_trainer_init_checkpoint_reaches_the_importer(tmp_path, exported, source
         assert_close(trainer.model.discriminator_logits(*batch).numpy(),
                      source_model.discriminator_logits(*batch).numpy())
         assert_close(trainer.model.generator_logits(*batch).numpy(), source_model.generator_logits(*batch).numpy())
+
+
+def test_model_card_warns_when_the_vocab_split_morphemes_first():
+    card = export.model_card("generator", CFG, 7, {"training data": "1 sequence"},
+                             vocab_files.VocabSettings(pretokenizer="mecab"))
+    assert "| training step | 7 of 300 |" in card and "| training data | 1 sequence |" in card
+    assert "split into morphemes (mecab) before WordPiece" in card and "ElectraForMaskedLM.from_pretrained" in card
