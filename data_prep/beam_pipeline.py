@@ -41,6 +41,7 @@ except ImportError as _exc:  # the `beam` extra
     raise ImportError("the Beam pipeline needs Apache Beam: pip install -e '.[beam]'") from _exc
 
 from data_prep import fileio, minhash, packing, records, vocab, vocab_files
+from data_prep.build import MIN_SEQ_LENGTH
 from data_prep.clean import BREAK, DROPPED, STATS_FILE, clean_chunk, read_chunks
 from data_prep.cleaning import PRESETS
 from data_prep.errors import UserError, run_cli
@@ -86,8 +87,8 @@ class BeamConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.vocab_file is None and not self.vocab_sample_lines:
             raise UserError("without --vocab-file the vocab is built from the sample: --vocab-sample-lines must be > 0")
-        if self.max_seq_length < 8:
-            raise UserError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+        if self.max_seq_length < MIN_SEQ_LENGTH:
+            raise UserError(f"max_seq_length must be >= {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
 
 
 # --- elements ----------------------------------------------------------------------------

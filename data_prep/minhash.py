@@ -7,7 +7,9 @@ from `num_perm` min-hashes; LSH splits the signature into `bands` x `rows` and o
 that agree on every row of at least one band are compared, which keeps the work near
 linear. With 128 = 16 x 8 the chance that a pair becomes a candidate is 1 - (1 - s^8)^16:
 1.00 at s = 0.9, 0.95 at s = 0.8, 0.24 at s = 0.6, 0.01 at s = 0.4, so few true pairs are
-missed and the signature estimate then decides.
+missed and the signature estimate then decides. On NSMC reviews with constructed edits,
+96% of the copies whose exact Jaccard is >= 0.8 are removed and 95% of the removed texts
+truly are >= 0.8 (`bench/bench_minhash.py`; the misses are estimates just under 0.8).
 
 The rule is "a text is removed when it is a near-duplicate of an earlier one" (earlier by
 an order key such as (file index, line number)), checked pair by pair inside LSH buckets.
