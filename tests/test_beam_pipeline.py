@@ -176,3 +176,21 @@ def test_cli_without_vocab_builds_it_from_the_sample(tmp_path, raw_dir, capsys):
     manifest = records.check_record_dir(str(out / beam_pipeline.RECORDS_DIR), 64,
                                         str(out / beam_pipeline.VOCAB_DIR / "vocab.txt"))
     assert manifest.vocab_size == len(built.split("\n")) - 1 and manifest.num_examples > 10
+
+
+def test_standard_beam_options_pass_through_for_dataflow(raw_dir):
+    """The documented Dataflow invocation parses: our flags to the config, the rest to Beam."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, StandardOptions, WorkerOptions
+
+    config, options = beam_pipeline.parse_args([
+        "--input", str(raw_dir), "--output-dir", "gs://bucket/prep", "--vocab-file", "gs://bucket/vocab.txt",
+        "--near-dedupe", "--num-shards", "256", "--runner", "DataflowRunner", "--project", "my-project",
+        "--region", "europe-west4", "--temp_location", "gs://bucket/tmp", "--num_workers", "10",
+        "--setup_file", "./setup.py"])
+    assert (config.output_dir, config.vocab_file, config.near_dedupe, config.num_shards) == (
+        "gs://bucket/prep", "gs://bucket/vocab.txt", True, 256)
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    gcp = options.view_as(GoogleCloudOptions)
+    assert (gcp.project, gcp.region, gcp.temp_location) == ("my-project", "europe-west4", "gs://bucket/tmp")
+    assert options.view_as(WorkerOptions).num_workers == 10
+    assert options.view_as(SetupOptions).setup_file == "./setup.py"
