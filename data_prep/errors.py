@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Callable, NoReturn
 
 
@@ -15,9 +16,35 @@ class UserError(Exception):
     """Bad input that the user can fix: the message is the whole explanation."""
 
 
+_NOTICES = (b"absl::InitializeLog", b"oneDNN custom operations", b"cudart_stub", b"cuda drivers",
+            b"computation placer", b"cuFFT", b"cuDNN", b"cuBLAS", b"TF-TRT", b"rebuild TensorFlow",
+            b"This TensorFlow binary is optimized", b"Unable to register")
+
+
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's oneDNN/CUDA start-up notices; call before TF is imported."""
+    """Import TensorFlow without its oneDNN/CUDA start-up notices.
+
+    TF 2.21 prints those through absl before its log level applies, so
+    `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: stderr is captured while TF is
+    imported and everything but the known notices is written back.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().splitlines(keepends=True):
+                if not any(n in line for n in _NOTICES):
+                    sys.stderr.buffer.write(line)
+            sys.stderr.flush()
 
 
 def fail(message: str) -> NoReturn:
