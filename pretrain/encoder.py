@@ -93,7 +93,8 @@ class TransformerBlock(keras.layers.Layer):
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         scores = tf.einsum("bqhd,bkhd->bhqk", q, k) * (1.0 / math.sqrt(self.head_size))  # [B, nh, L, L]
-        scores = tf.cast(scores, tf.float32) + attention_bias  # softmax in float32 under mixed precision
+        # softmax in float32 under mixed precision (Keras casts the bias input to the compute dtype)
+        scores = tf.cast(scores, tf.float32) + tf.cast(attention_bias, tf.float32)
         probs = self.attention_dropout(tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype), training=training)
         context = tf.reshape(tf.einsum("bhqk,bkhd->bqhd", probs, v), [b, length, self.num_heads * self.head_size])
         x = self.attention_norm(x + self.hidden_dropout(self.attention_output(context), training=training))
