@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from data_prep import fileio, packing, records, tokenization, vocab_files
@@ -179,7 +180,7 @@ def read_span(
                 while blanks_separate_docs:
                     raw = fh.readline()
                     pos += len(raw)
-                    if not raw or not _decode(raw, span.path, pos).strip():
+                    if not raw or not _decode(raw, span.path, pos - len(raw)).strip():
                         break
                 reported = pos - span.start
                 report(reported)
@@ -201,7 +202,7 @@ def read_span(
                 if not in_doc:
                     first, in_doc = raw, True
                 yield doc, first, text
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # gzip raises all three
             raise UserError(f"unreadable file {span.path}: {exc}") from exc
         done = raw_fh.tell() if raw_fh is not None else pos - span.start
         report(done - reported)
@@ -458,6 +459,8 @@ def build(cfg: BuildConfig) -> BuildSummary:
     if state == "done":
         manifest = records.read_manifest(cfg.output_dir)
         assert manifest is not None
+        if len(records.list_shards(cfg.output_dir)) != num_shards:
+            raise UserError(f"{cfg.output_dir} has a manifest but not all {num_shards} shards; pass --overwrite")
         return BuildSummary(manifest, time.monotonic() - start, num_shards)
     plan = plan_shards(files, num_shards)
     done = _finished(cfg, num_shards)

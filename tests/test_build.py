@@ -196,6 +196,7 @@ def test_rerun_of_a_finished_build_is_a_no_op(built, corpus, koelectra_vocab):
     before = _shard_bytes(out)
     again = _build(corpus, out, koelectra_vocab, num_shards=3, seed=5)
     assert again.manifest == summary.manifest and _shard_bytes(out) == before
+    assert again.skipped_shards == 3
 
 
 def test_refuses_records_from_other_settings_unless_overwrite(built, tmp_path, corpus, koelectra_vocab):
@@ -229,6 +230,11 @@ def test_bad_inputs(tmp_path, corpus, koelectra_vocab):
     (tmp_path / "broken.txt.gz").write_bytes(gzip.compress("좋아요\n".encode() * 1000)[:-20])
     with pytest.raises(UserError, match="unreadable file .*broken.txt.gz"):
         _build(tmp_path / "broken.txt.gz", tmp_path / "out1", koelectra_vocab)
+    data = bytearray(gzip.compress("좋아요 정말\n".encode() * 5000))
+    data[len(data) // 2 : len(data) // 2 + 8] = b"\x00" * 8  # damaged deflate stream: zlib.error
+    (tmp_path / "damaged.txt.gz").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="unreadable file .*damaged.txt.gz"):
+        _build(tmp_path / "damaged.txt.gz", tmp_path / "out1b", koelectra_vocab)
     with pytest.raises(UserError, match="input not found"):
         _build(tmp_path / "missing", tmp_path / "out2", koelectra_vocab)
     bad_vocab = tmp_path / "vocab.txt"
