@@ -296,3 +296,20 @@ def test_read_span_every_cut_reads_each_line_once(tmp_path, blanks):
             assert parts == whole, cut  # documents are never split
         else:
             assert [line for d in parts for line in d] == whole[0], cut
+
+
+def test_directory_of_files_cut_anywhere_gives_the_same_examples(tmp_path, corpus, koelectra_vocab):
+    """Three files (one .gz) in a directory: 7 ranges cut inside files give the examples of 1 range."""
+    docs = (corpus / "reviews.txt").read_bytes().split(b"\n\n")
+    d = tmp_path / "dir"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_bytes(b"\n\n".join(docs[:30]) + b"\n")
+    (d / "sub" / "b.txt.gz").write_bytes(gzip.compress(b"\n\n".join(docs[30:50]) + b"\n"))
+    (d / "c.txt").write_bytes(b"\n\n".join(docs[50:]))  # no final newline
+    (d / "notes.md").write_bytes(b"not read")
+    seven = _build(d, tmp_path / "seven", koelectra_vocab, num_shards=7)
+    one = _build(d, tmp_path / "one", koelectra_vocab, num_shards=1)
+    assert _rows(tmp_path / "seven") == _rows(tmp_path / "one")
+    assert seven.manifest.num_tokens == one.manifest.num_tokens
+    assert sum(1 for n in seven.manifest.examples_per_shard if n) >= 5
+    assert [p for p, _ in seven.manifest.flags["inputs"]] == [str(d / "a.txt"), str(d / "c.txt"), str(d / "sub" / "b.txt.gz")]
