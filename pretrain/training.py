@@ -61,6 +61,14 @@ def _to_numpy(out: RtdOutputs) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out._asdict().items()}
 
 
+class HostCall(NamedTuple):
+    """What one host call of `Trainer.train_steps` returns."""
+
+    outputs: RtdOutputs  # summed over its steps and replicas
+    finite: bool  # False: stopped at a non-finite loss
+    per_step: np.ndarray  # [steps, len(STEP_SCALARS)]
+
+
 class Trainer:
     """Model, optimiser and compiled step functions under one strategy."""
 
@@ -153,6 +161,11 @@ class Trainer:
             if not finite:
                 break
         return acc, finite, per_step.stack()
+
+    def train_steps(self, iterator, num_steps: int) -> HostCall:
+        """Run `num_steps` optimiser steps in one host call (fewer if a loss is non-finite)."""
+        acc, finite, per_step = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
+        return HostCall(acc, bool(finite), per_step.numpy())
 
     def _step_scalars(self, out: RtdOutputs, losses) -> tf.Tensor:
         div = tf.math.divide_no_nan
@@ -261,16 +274,16 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
                 t0 = time.perf_counter()
-                acc, finite, per_step = trainer._train_loop(iterator, tf.constant(n, tf.int64))
-                _write_step_summaries(per_step.numpy(), step, cfg.log_every_steps)
+                call = trainer.train_steps(iterator, n)
+                _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 if watchdog is not None:
                     watchdog.beat()
-                if not bool(finite):
+                if not call.finite:
                     last = manager.latest_checkpoint or "none (nothing was saved)"
                     raise UserError(f"non-finite loss at step {step}; training stopped, last good checkpoint: {last}. "
                                     "Lower learning_rate, check the data, or use precision float32")
-                summary = metrics.summarize(_to_numpy(acc), cfg.gen_weight, cfg.disc_weight)
+                summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
                 done = n if step - start >= n else step - start
                 rate = done * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
                 _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)

@@ -183,7 +183,7 @@ for name, strategy in (("one", tf.distribute.get_strategy()),
     it = trainer.train_iterator(run.files, 0)
     losses = []
     for _ in range(3):
-        acc, _, _ = trainer._train_loop(it, tf.constant(1, tf.int64))
+        acc = trainer.train_steps(it, 1).outputs
         losses.append(float(acc.disc_loss_sum / acc.disc_count))
     w = trainer.model.discriminator_weights()["electra.encoder.layer.0.intermediate.dense.weight"].numpy()
     out[name] = {"losses": losses, "replicas": strategy.num_replicas_in_sync, "w": w.ravel()[:50].tolist()}
