@@ -263,7 +263,8 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
         logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
         return TrainResult(start, {})
     iterator = trainer.train_iterator(run.files, start)
-    watchdog = _watchdog(cfg, trainer)
+    progress = {"step": start}
+    watchdog = _watchdog(cfg, progress)
     writer = tf.summary.create_file_writer(fileio.join(model_dir, "train"))
     num_examples = run.manifest.num_examples if run.manifest is not None else None
     summary: dict[str, float] = {}
@@ -277,6 +278,7 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
                 call = trainer.train_steps(iterator, n)
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
+                progress["step"] = step
                 if watchdog is not None:
                     watchdog.beat()
                 if not call.finite:
@@ -323,12 +325,15 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
                             "(check the data and learning_rate)", m["generator_accuracy"])
 
 
-def _watchdog(cfg: PretrainConfig, trainer: Trainer):
+def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
+    """A hang watchdog (H4's) fed after every host call; `progress` is read from its thread."""
     if cfg.watchdog_seconds <= 0:
         return None
     from pretrain.watchdog import Watchdog
 
-    dog = Watchdog(cfg.watchdog_seconds, lambda: f"training step {int(trainer.step.numpy())}")
+    dog = Watchdog(cfg.watchdog_seconds,
+                   lambda: f"training: last finished step {progress['step']}, waiting for the next "
+                           f"{cfg.iterations_per_loop} step(s)")
     dog.start()
     return dog
 
