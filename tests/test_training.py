@@ -203,3 +203,41 @@ def test_two_replicas_give_the_same_losses_as_one_device(data_dir, tmp_path):
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-4)
     assert len(set(out["one"]["losses"])) == 3  # the weights did change between steps
     np.testing.assert_allclose(out["two"]["w"], out["one"]["w"], atol=1e-5)
+
+
+def test_degenerate_training_warnings_after_warmup(caplog):
+    import logging
+
+    from pretrain import training
+    from pretrain.config import from_hparams
+
+    cfg = from_hparams(hp(num_warmup_steps=2))
+    m = {"loss": 1.0, "generator_loss": 1.0, "discriminator_loss": 0.001, "generator_accuracy": 0.0,
+         "discriminator_auc": 0.99}
+    with caplog.at_level(logging.INFO):
+        training._log_progress(cfg, 2, m, 1e-3, 10.0, 96)  # still warming up: no warning
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        training._log_progress(cfg, 3, m, 1e-3, 10.0, 96)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("discriminator loss 0.001 is ~0" in w for w in warnings)
+    assert any("generator accuracy 0 is ~0" in w for w in warnings)
+    assert "step 3/6 (epoch 0.25)" in caplog.records[-3].getMessage()
+
+
+def test_resumed_input_continues_at_the_data_position(data_dir):
+    from data_prep import records
+    from pretrain import data
+
+    files = records.list_shards(str(data_dir / "pretrain_tfrecords"))
+
+    def batches(skip, n):
+        ds = data.train_dataset(files, max_seq_length=32, batch_size=8, seed=5, shuffle_buffer=64, skip_examples=skip)
+        return [b["input_ids"].numpy() for b in ds.take(n)]
+
+    fresh = batches(0, 30)  # 240 examples: 2.5 passes over the 96 records, reshuffled each pass
+    assert len({tuple(r) for b in fresh for r in b}) == 96
+    resumed = batches(3 * 8, 27)
+    for a, b in zip(fresh[3:], resumed):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batches(0, 1)[0], data.train_dataset(
+        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64).take(1).get_single_element()["input_ids"])
