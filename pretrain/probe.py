@@ -39,9 +39,12 @@ class ProbeConfig:
     learning_rate: float = 1e-4
     warmup_fraction: float = 0.1  # of all steps: linear warmup, then linear decay to 0
     seed: int = 42
+    # Models this small gain little from intra-op threads, and on a shared machine OpenMP
+    # threads wait on each other: 1 thread ran 6x faster than 2 under load here.
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "num_threads"):
             if getattr(self, name) < 1:
                 raise UserError(f"probe {name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_train_rows", "max_test_rows"):
@@ -148,7 +151,8 @@ def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, confi
     batches = batch_order(len(ids), config.batch_size, config.epochs, config.seed)
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
     warmup = int(config.warmup_fraction * len(batches))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    # fused: one kernel over all tensors, 7x faster than the default on the dense embedding grads
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: (step + 1) / warmup if step < warmup else max(0.0, (len(batches) - step) / (len(batches) - warmup)),
@@ -210,10 +214,21 @@ def run_probe(model_dir: str, train_tsv: str, test_tsv: str, config: ProbeConfig
 
     import torch
     import transformers
-    from transformers import AutoConfig, AutoTokenizer, ElectraForSequenceClassification
 
     transformers.logging.set_verbosity_error()  # "newly initialised classifier" is the point here
     start = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        return _probe(model_dir, train, test, config, start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _probe(model_dir: str, train: Split, test: Split, config: ProbeConfig, start: float) -> ProbeResult:
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, ElectraForSequenceClassification
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model_config = AutoConfig.from_pretrained(model_dir, num_labels=2)
@@ -275,6 +290,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--num-threads", type=int, default=d.num_threads, help="PyTorch intra-op threads")
     p.add_argument("--output-json", help="also write the result here")
     return p.parse_args(argv)
 

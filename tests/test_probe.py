@@ -14,6 +14,15 @@ from data_prep.errors import UserError, run_cli  # noqa: E402
 from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer  # noqa: E402
 from pretrain import probe  # noqa: E402
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """As run_probe does: direct fine_tune calls here are otherwise slowed by a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FAST = probe.ProbeConfig(max_train_rows=600, max_test_rows=300, epochs=2, batch_size=32, learning_rate=1e-3, seed=7)
 
 
