@@ -286,8 +286,7 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
                     raise UserError(f"non-finite loss at step {step}; training stopped, last good checkpoint: {last}. "
                                     "Lower learning_rate, check the data, or use precision float32")
                 summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
-                done = n if step - start >= n else step - start
-                rate = done * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
+                rate = len(call.per_step) * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
                 _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)

@@ -134,7 +134,7 @@ def test_do_eval_on_heldout_shards_writes_metrics_json(data_dir, capsys):
     assert result["masked_tokens"] > 0 and json.loads(capsys.readouterr().out) == result
 
 
-def test_lamb_with_gradient_accumulation_and_bfloat16(data_dir):
+def test_lamb_with_gradient_accumulation(data_dir):
     res = _train(data_dir, "lamb", optimizer="lamb", gradient_accumulation_steps=2, num_train_steps=2,
                  save_checkpoints_steps=2)
     assert res.step == 2 and np.isfinite(res.metrics["loss"])
