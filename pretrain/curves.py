@@ -68,7 +68,8 @@ def read_scalars(paths: Sequence[str]) -> dict[str, Series]:
     by_tag: dict[str, dict[int, float]] = {}
     for path in paths:  # sorted by name = by creation time
         try:
-            for event in tf.compat.v1.train.summary_iterator(path):
+            for raw in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(raw.numpy())
                 for value in event.summary.value:
                     if value.HasField("simple_value"):
                         number = float(value.simple_value)
@@ -78,7 +79,7 @@ def read_scalars(paths: Sequence[str]) -> dict[str, Series]:
                         continue  # histograms, images, non-scalar tensors
                     by_tag.setdefault(value.tag, {})[int(event.step)] = number
         except tf.errors.DataLossError as exc:
-            raise UserError(f"corrupt event file {path}: {exc.message}") from exc
+            raise UserError(f"corrupt event file {path}: {exc.message.splitlines()[0]}") from exc
     return {
         tag: Series(np.array(sorted(points), dtype=np.int64), np.array([points[s] for s in sorted(points)]))
         for tag, points in by_tag.items()

@@ -66,6 +66,11 @@ def test_errors_name_the_directory_and_found_tags(tmp_path):
     _write(tmp_path, {"something/else": [(1, 1.0)]})
     with pytest.raises(UserError, match=r"found: something/else"):
         curves.read_curves(str(tmp_path))
+    bad = tmp_path / "bad" / (curves.EVENT_PREFIX + "broken")
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage, not a TFRecord")
+    with pytest.raises(UserError, match=f"corrupt event file {bad}"):
+        curves.read_curves(str(bad.parent))
 
 
 def test_cli_writes_png_and_prints_final_values(tmp_path, capsys):
