@@ -161,6 +161,7 @@ def measured_table() -> str:
                               capture_output=True, text=True)
         if proc.returncode:
             rows.append(f"| {label} | {batch} | | failed: {proc.stderr.strip().splitlines()[-1][:120]} | |")
+            print(rows[-1], flush=True)
             continue
         m = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(f"| {label} | {batch} | {m['parameters'] / 1e6:.1f} M | {m['peak_rss_mib']:,.0f} | "
