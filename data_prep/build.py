@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -300,8 +301,6 @@ def _build_in_worker(task: ShardTask) -> ShardResult:
 
 
 def _json(d: dict) -> str:
-    import json
-
     return json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -340,8 +339,6 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
     Refuses (unless --overwrite) a directory holding shards, a manifest or a partial build
     from other settings.
     """
-    import json
-
     out = cfg.output_dir
     fileio.makedirs(out)
     config_path = fileio.join(out, STATE_DIR, "config.json")
@@ -378,8 +375,6 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
 
 
 def _finished(cfg: BuildConfig, num_shards: int) -> dict[int, ShardResult]:
-    import json
-
     done = {}
     shards = set(fileio.glob(fileio.join(cfg.output_dir, records.SHARD_PREFIX + "-*")))
     for i in range(num_shards):

@@ -104,7 +104,7 @@ def test_tokens_equal_transformers_on_the_records(built, corpus, koelectra_vocab
 def test_output_independent_of_process_count_and_split(built, tmp_path, corpus, koelectra_vocab):
     out, _ = built
     two = tmp_path / "two"
-    _build(corpus, two, koelectra_vocab, num_shards=3, seed=5, num_processes=2)
+    _build(corpus, two, koelectra_vocab, num_shards=3, seed=5, num_processes=2, files_per_process=1)
     assert _shard_bytes(two) == _shard_bytes(out)
     one = tmp_path / "one"
     _build(corpus, one, koelectra_vocab, num_shards=1, seed=5)
