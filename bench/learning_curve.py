@@ -9,6 +9,7 @@ Usage: python bench/learning_curve.py [--steps 300] [--eval-every 50] [--work-di
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -54,6 +55,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--work-dir", default=None)
+    p.add_argument("--hparams", default="{}", help="JSON overrides of configs/tiny.json")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "learning.md"))
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,7 +64,8 @@ def main() -> None:
     from pretrain import training
     from pretrain.config import config_path, from_hparams
 
-    cfg = from_hparams({"num_train_steps": args.steps, "use_tpu": False, "jit_compile": True}, base=config_path("tiny"))
+    overrides = {"num_train_steps": args.steps, "use_tpu": False, "jit_compile": True, **json.loads(args.hparams)}
+    cfg = from_hparams(overrides, base=config_path("tiny"))
     train_text, heldout_text = split_corpus(work)
     build(train_text, work / "pretrain_tfrecords", cfg.max_seq_length)
     build(heldout_text, work / "heldout", cfg.max_seq_length)
@@ -91,12 +94,14 @@ def main() -> None:
     lines = [
         "## Learning curve: tiny model on NSMC (CPU)",
         "",
-        f"Command: `python bench/learning_curve.py --steps {args.steps} --eval-every {args.eval_every}`  ",
+        f"Command: `python bench/learning_curve.py --steps {args.steps} --eval-every {args.eval_every}"
+        + (f" --hparams '{args.hparams}'" if args.hparams != "{}" else "") + "`  ",
         f"Input: `data/corpus/nsmc_reviews_sample.txt`, 90% of the movies -> {n_train} training examples, "
         f"10% -> {n_held} held-out examples (max_seq_length {cfg.max_seq_length}), built with "
         "`build_pretraining_dataset.py` and the KoELECTRA v1 vocab.  ",
         f"Model: `configs/tiny.json` (hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, generator "
-        f"{cfg.generator_dims().hidden_size}, batch {cfg.train_batch_size}, lr {cfg.learning_rate}, XLA), seed {cfg.seed}.  ",
+        f"{cfg.generator_dims().hidden_size}, batch {cfg.train_batch_size}, lr {cfg.learning_rate}, "
+        f"warm-up {cfg.num_warmup_steps}, XLA), seed {cfg.seed}.  ",
         f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), shared; {seconds:.0f} s for training and evaluations.",
         "",
         "Training losses are the mean of the last 10 steps before the evaluation; held-out columns are on "

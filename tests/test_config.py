@@ -45,8 +45,10 @@ def test_model_hparam_overrides_as_the_original(tmp_path):
 
 
 def test_source_overrides_base_file():
-    cfg = from_hparams({"num_train_steps": 7}, base=config_path("tiny"))
-    assert (cfg.num_train_steps, cfg.hidden_size) == (7, 64)
+    cfg = from_hparams({"num_train_steps": 70}, base=config_path("tiny"))
+    assert (cfg.num_train_steps, cfg.hidden_size) == (70, 64)
+    with pytest.raises(UserError, match="'num_warmup_steps' = 20: must be in"):
+        from_hparams({"num_train_steps": 7}, base=config_path("tiny"))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "base", "large"])
