@@ -11,6 +11,7 @@ BASE = [
     "tqdm>=4,<5",
     "safetensors>=0.8,<0.9",
     "numpy",
+    "google-crc32c>=1,<2",
 ]
 
 setup(

@@ -101,16 +101,8 @@ class Span(NamedTuple):
     end: int | None
 
 
-def _file_size(path: str) -> int:
-    if fileio.is_gcs(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.stat(path).length
-    return os.path.getsize(path)
-
-
 def list_inputs(corpus: str) -> list[InputFile]:
-    files = [InputFile(p, _file_size(p), not p.endswith(".gz")) for p in fileio.list_text_files(corpus)]
+    files = [InputFile(p, fileio.size(p), not p.endswith(".gz")) for p in fileio.list_text_files(corpus)]
     if not any(f.size for f in files):
         raise UserError(f"empty corpus: no text in {corpus}")
     return files
@@ -461,7 +453,7 @@ def build(cfg: BuildConfig) -> BuildSummary:
     done = _finished(cfg, num_shards)
     tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
     todo_bytes = sum(
-        ((s.end if s.end is not None else _file_size(s.path)) - s.start) for t in tasks for s in t.spans
+        ((s.end if s.end is not None else fileio.size(s.path)) - s.start) for t in tasks for s in t.spans
     )
     results = {r.index: r for r in _run_tasks(cfg, settings, tasks, todo_bytes)} if tasks else {}
     results.update(done)

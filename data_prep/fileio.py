@@ -69,25 +69,35 @@ def remove(path: str) -> None:
         os.remove(path)
 
 
+def _is_text_name(path: str) -> bool:
+    """Corpus files: `.txt`, `.gz`, or no extension at all (WikiExtractor's `wiki_00`);
+    never hidden files, temporaries or side files such as `stats.json`."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return not name.startswith(".") and ".tmp-" not in name and (name.endswith(TEXT_SUFFIXES) or "." not in name)
+
+
+def size(path: str) -> int:
+    return _gfile().stat(path).length if is_gcs(path) else os.path.getsize(path)
+
+
 def list_text_files(path: str) -> list[str]:
-    """The `.txt`/`.gz` files under a directory (sorted, recursive), or the file itself."""
+    """The corpus files under a directory (sorted, recursive), or the file itself."""
     if not exists(path):
         raise UserError(f"input not found: {path}")
     if not isdir(path):
         return [path]
     if is_gcs(path):
-        found = [p for p in _gfile().glob(join(path, "**")) if p.endswith(TEXT_SUFFIXES)]
-        found += [p for p in _gfile().glob(join(path, "*")) if p.endswith(TEXT_SUFFIXES)]
+        found = [p for p in _gfile().glob(join(path, "**")) + _gfile().glob(join(path, "*")) if _is_text_name(p)]
     else:
         found = [
             os.path.join(root, name)
             for root, _, names in os.walk(path)
             for name in names
-            if name.endswith(TEXT_SUFFIXES)
+            if _is_text_name(name)
         ]
     files = sorted(set(found))
     if not files:
-        raise UserError(f"no .txt or .gz files in directory {path}")
+        raise UserError(f"no text files (.txt, .gz or without extension) in directory {path}")
     return files
 
 

@@ -175,7 +175,7 @@ def test_gzip_input_and_directory_input(tmp_path, corpus_path):
     [
         (lambda d: None, ["{d}/missing.txt", "{d}/out"], "input not found: {d}/missing.txt"),
         (lambda d: (d / "e.txt").write_text("\n\n"), ["{d}/e.txt", "{d}/out"], "empty corpus: no text lines in {d}/e.txt"),
-        (lambda d: (d / "x").mkdir(), ["{d}/x", "{d}/out"], "no .txt or .gz files in directory {d}/x"),
+        (lambda d: (d / "x").mkdir(), ["{d}/x", "{d}/out"], "no text files (.txt, .gz or without extension) in directory {d}/x"),
         (lambda d: (d / "c.gz").write_bytes(b"\x1f\x8b\x08\x00garbage"), ["{d}/c.gz", "{d}/out"], "unreadable file {d}/c.gz"),
         (lambda d: (d / "f").write_text(""), ["{corpus}", "{d}/f/out"], "cannot create output directory {d}/f/out"),
         (lambda d: None, ["--num-processes", "0", "{corpus}", "{d}/out"], "num_processes must be a positive integer, got 0"),

@@ -143,7 +143,7 @@ def test_mecab_pretokenizer(tmp_path, corpus_path, corpus_lines):
         (lambda d: None, {"vocab_size": 4}, "vocab_size 4 leaves no room beside the 5 special tokens"),
         (lambda d: None, {"inputs": ("{d}/missing.txt",)}, "input not found: {d}/missing.txt"),
         (lambda d: (d / "e.txt").write_text("\n \n"), {"inputs": ("{d}/e.txt",)}, "empty corpus: no text lines in {d}/e.txt"),
-        (lambda d: (d / "x").mkdir(), {"inputs": ("{d}/x",)}, "no .txt or .gz files in directory {d}/x"),
+        (lambda d: (d / "x").mkdir(), {"inputs": ("{d}/x",)}, "no text files (.txt, .gz or without extension) in directory {d}/x"),
         (lambda d: (d / "c.gz").write_bytes(b"\x1f\x8b\x08\x00garbage"), {"inputs": ("{d}/c.gz",)}, "unreadable file {d}/c.gz"),
         (lambda d: (d / "b.txt").write_bytes("좋은 영화\n".encode() + b"bad \xff\n"), {"inputs": ("{d}/b.txt",)}, "{d}/b.txt line 2 is not UTF-8"),
         (lambda d: (d / "f").write_text(""), {"output": "{d}/f/out"}, "cannot create output directory {d}/f/out"),
