@@ -73,7 +73,7 @@ class PretrainConfig:
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
-    # model (original keys; None = from the model_size preset)
+    # model (original keys; the model_size preset fills the ones not given)
     model_size: str = "small"
     vocab_size: int = 32200
     embedding_size: int = 128

@@ -234,6 +234,5 @@ def special_ids(vocab: list[str]) -> SpecialIds:
 
 
 def build_model(cfg: PretrainConfig, special: SpecialIds, dtype=None) -> RtdModel:
-    """A model with all variables created (so checkpoints can restore into it)."""
-    model = RtdModel(cfg, special, dtype=dtype)
-    return model
+    """A model with all variables created (every layer builds in its constructor), ready to restore into."""
+    return RtdModel(cfg, special, dtype=dtype)
