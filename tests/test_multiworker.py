@@ -121,7 +121,25 @@ def worker_main(role, data_dir, model_dir, ports_json, index):
         path = checkpoints.make_manager(trainer.checkpoint, save_dir, 1).save(checkpoint_number=STEPS)
     w = trainer.model.discriminator_weights()["electra.encoder.layer.0.intermediate.dense.weight"].numpy()
     print(json.dumps({"losses": losses, "replicas": strategy.num_replicas_in_sync, "saved": path,
-                      "chief": bool(info is None or info.is_chief), "w": w.ravel()[:50].tolist()}))
+                      "chief": bool(info is None or info.is_chief), "w": w.ravel()[:50].tolist()}), flush=True)
+    if info is not None:
+        leave_together(model_dir, info)
+
+
+def leave_together(model_dir, info):
+    """The chief hosts the cluster's coordination service: it exits after the other workers, or
+    their last heartbeats fail and they abort after their work is done."""
+    import time
+
+    flag = f"{model_dir}.done-{info.task_index}"
+    if not info.is_chief:
+        open(flag, "w").close()
+        return
+    others = [f"{model_dir}.done-{i}" for i in range(1, info.num_workers)]
+    deadline = time.monotonic() + 120
+    while not all(os.path.exists(f) for f in others) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # let them finish exiting
 
 
 def test_two_workers_make_the_same_steps_as_one_process_and_only_the_chief_saves(tmp_path):
@@ -176,6 +194,7 @@ def train_main(data_dir, model_dir, ports_json, index):
     with multiworker.checkpoint_dir(model_dir, multiworker.worker_info()) as save_dir:
         result = training.train(run, save_dir, strategy=strategy)
     print(json.dumps({"step": result.step, "loss": result.metrics["loss"], "dir": save_dir}), flush=True)
+    leave_together(model_dir, multiworker.worker_info())
 
 
 @pytest.mark.slow
@@ -191,9 +210,8 @@ def test_training_train_on_two_workers_checkpoints_on_the_chief_only(tmp_path):
     try:
         for proc in procs:
             stdout, stderr = proc.communicate(timeout=600)
-            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-            assert lines, stderr[-3000:]  # the non-chief may exit non-zero on the chief's shutdown, after its work
-            outs.append(json.loads(lines[-1]))
+            assert proc.returncode == 0, stderr[-3000:]
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
     finally:
         for proc in procs:
             if proc.poll() is None:
