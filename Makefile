@@ -38,6 +38,7 @@ test-slow: $(STAMP) tools
 
 ## Benchmarks against the peers; regenerates the figures in BENCHMARKS.md.
 bench: $(STAMP)
+	$(BIN)/pip install -q -r requirements/bench.txt
 	$(BIN)/python bench/run_all.py
 
 clean:

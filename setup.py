@@ -47,6 +47,8 @@ setup(
             "electra-probe=pretrain.probe:cli",
             "electra-demo=pretrain.pipeline:cli",
             "electra-doctor=cloudops.doctor:cli",
+            "electra-beam=data_prep.beam_pipeline:cli",
+            "electra-gcs=cloudops.storage:cli",
         ]
     },
 )

@@ -24,6 +24,7 @@ BENCHES = [
     ("bench_train_throughput.py", "train_throughput.md"),
     ("bench_flops_memory.py", "flops_memory.md"),
     ("bench_export.py", "export.md"),
+    ("bench_minhash.py", "minhash.md"),
     ("learning_curve.py", "learning.md"),
     ("demo_record.py", "demo.md"),
 ]
