@@ -200,8 +200,11 @@ def train_wordpiece(lines: Iterable[str], config: VocabConfig) -> list[str]:
         show_progress=sys.stderr.isatty(),
     )
     tokenizer.train_from_iterator(lines, trainer=trainer)
-    vocab = tokenizer.get_vocab()
-    return sorted(vocab, key=vocab.__getitem__)
+    # The trainer's own order (and, at equal counts, which token makes the cut) follows Rust
+    # hash-map order and changes from run to run; sorting fixes the ids. WordPiece splits by
+    # longest match, so the order never changes how text is split.
+    trained = set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS)
+    return list(SPECIAL_TOKENS) + sorted(trained)
 
 
 OUTPUT_FILES = ("vocab.txt", "tokenizer.json", SETTINGS_FILE, REPORT_FILE)
