@@ -337,12 +337,11 @@ class DocumentPacker:
         self.seed = seed
 
     def examples(self, lines: list[str]) -> Iterator[tuple[bytes, int]]:
-        t, n = self.tokenizer, self.max_seq_length
-        # build.read_span seeds with the document's first line as read, newline included.
-        rng = packing.document_rng(self.seed, (lines[0] + "\n").encode("utf-8"))
-        for ex in packing.pack_document(t.encode_batch(lines), n, rng):
-            tokens = len(ex.first) + len(ex.second) + (3 if ex.second else 2)
-            yield records.encode_example(*packing.to_features(ex, n, t.cls_id, t.sep_id, t.pad_id)), tokens
+        t = self.tokenizer
+        for features, tokens in packing.document_features(
+            t.encode_batch(lines), lines[0].encode("utf-8"), self.max_seq_length, self.seed, t.cls_id, t.sep_id, t.pad_id
+        ):
+            yield records.encode_example(*features), tokens
 
 
 class PackDocuments(beam.DoFn):

@@ -257,16 +257,14 @@ class ShardBuilder:
         def serialized() -> Iterator[bytes]:
             nonlocal tokens, written
             for (_, first), group in itertools.groupby(self._sentences(task.spans), key=lambda s: s[:2]):
-                rng = packing.document_rng(cfg.seed, first)
-                for example in packing.pack_document((ids for *_, ids in group), cfg.max_seq_length, rng):
-                    input_ids, mask, segments = packing.to_features(
-                        example, cfg.max_seq_length, tok.cls_id, tok.sep_id, tok.pad_id
-                    )
-                    tokens += len(example.first) + len(example.second) + (3 if example.second else 2)
+                for features, n in packing.document_features(
+                    (ids for *_, ids in group), first, cfg.max_seq_length, cfg.seed, tok.cls_id, tok.sep_id, tok.pad_id
+                ):
+                    tokens += n
                     written += 1
                     if written % 256 == 0:
                         _add(self.counters.examples, 256)
-                    yield records.encode_example(input_ids, mask, segments)
+                    yield records.encode_example(*features)
 
         path = fileio.join(cfg.output_dir, records.shard_name(task.index, task.num_shards))
         count = records.write_shard(path, serialized())

@@ -39,8 +39,9 @@ class Example(NamedTuple):
 
 
 def document_rng(seed: int, first_line: bytes) -> random.Random:
-    """The random stream of one document: a function of the seed and the document's first line."""
-    digest = hashlib.blake2b(first_line, digest_size=8, key=str(seed).encode()).digest()
+    """The random stream of one document: a function of the seed and the document's first line
+    (its line ending ignored, so a last line without a newline packs the same)."""
+    digest = hashlib.blake2b(first_line.rstrip(b"\n"), digest_size=8, key=str(seed).encode()).digest()
     return random.Random(int.from_bytes(digest, "little"))
 
 
@@ -103,3 +104,24 @@ def to_features(
         segment_ids += [1] * (len(example.second) + 1)
     pad = max_seq_length - len(input_ids)
     return input_ids + [pad_id] * pad, [1] * len(input_ids) + [0] * pad, segment_ids + [0] * pad
+
+
+def num_tokens(example: Example) -> int:
+    """Real tokens of an example: its segments plus `[CLS]` and one `[SEP]` per segment."""
+    return len(example.first) + len(example.second) + (3 if example.second else 2)
+
+
+def document_features(
+    sentences: Iterable[list[int]],
+    first_line: bytes,
+    max_seq_length: int,
+    seed: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int = 0,
+) -> Iterator[tuple[tuple[list[int], list[int], list[int]], int]]:
+    """One document's examples as (features, real-token count), packed with its own random
+    stream: the single-machine builder and the Beam pipeline both call this."""
+    rng = document_rng(seed, first_line)
+    for example in pack_document(sentences, max_seq_length, rng):
+        yield to_features(example, max_seq_length, cls_id, sep_id, pad_id), num_tokens(example)
