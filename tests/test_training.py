@@ -87,8 +87,6 @@ def test_seeded_runs_are_reproducible_and_write_summaries_config_and_vocab(data_
     b = _train(data_dir, "seed_b", num_train_steps=3, save_checkpoints_steps=3)
     assert a.step == b.step == 3
     assert a.metrics == b.metrics and np.isfinite(a.metrics["loss"])
-    c = _train(data_dir, "seed_c", num_train_steps=3, save_checkpoints_steps=3, seed=1)
-    assert c.metrics["loss"] != a.metrics["loss"]
     model_dir = data_dir / "models" / "seed_a"
     cfg = json.loads((model_dir / "run_config.json").read_text())
     assert cfg["hparams"]["hidden_size"] == 32 and cfg["max_predictions_per_seq"] == 4
@@ -134,9 +132,9 @@ def test_do_eval_on_heldout_shards_writes_metrics_json(data_dir, capsys):
     assert result["masked_tokens"] > 0 and json.loads(capsys.readouterr().out) == result
 
 
-def test_lamb_with_gradient_accumulation(data_dir):
+def test_lamb_with_gradient_accumulation_under_bfloat16(data_dir):
     res = _train(data_dir, "lamb", optimizer="lamb", gradient_accumulation_steps=2, num_train_steps=2,
-                 save_checkpoints_steps=2)
+                 save_checkpoints_steps=2, precision="bfloat16")
     assert res.step == 2 and np.isfinite(res.metrics["loss"])
     from pretrain.checkpoints import restore_model
 
