@@ -20,7 +20,7 @@ from absl import logging
 
 from data_prep import fileio, records, vocab_files
 from data_prep.errors import UserError
-from pretrain import checkpoints, data, metrics
+from pretrain import checkpoints, data, metrics, multiworker
 from pretrain.config import PretrainConfig
 from pretrain.rtd import AUC_BINS, RtdModel, RtdOutputs, build_model, rtd_loss, special_ids, step_key
 
@@ -248,14 +248,27 @@ def init_weights(trainer: Trainer, path: str) -> str:
 
 
 def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None) -> TrainResult:
-    """Train to `num_train_steps`, resuming from the latest checkpoint in `model_dir` if there is one."""
+    """Train to `num_train_steps`, resuming from the latest checkpoint in `model_dir` if there is one.
+
+    Across hosts (`TF_CONFIG`), every worker restores from `model_dir` but only the chief
+    writes there; the others save into a scratch directory, since saving is collective.
+    """
+    info = multiworker.worker_info()
+    with multiworker.checkpoint_dir(model_dir, info) as save_dir:
+        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy)
+
+
+def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
+           strategy) -> TrainResult:
     cfg = run.cfg
-    checkpoints.prepare_model_dir(model_dir, cfg, run.vocab_path, run.manifest)
+    if is_chief:
+        checkpoints.prepare_model_dir(model_dir, cfg, run.vocab_path, run.manifest)
     trainer = make_trainer(run, strategy)
-    manager = checkpoints.make_manager(trainer.checkpoint, model_dir, cfg.keep_checkpoint_max)
-    if manager.latest_checkpoint:
-        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step))
+    manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest:
+        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", latest, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
     start = int(trainer.step.numpy())
@@ -265,7 +278,7 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
     iterator = trainer.train_iterator(run.files, start)
     progress = {"step": start}
     watchdog = _watchdog(cfg, progress)
-    writer = tf.summary.create_file_writer(fileio.join(model_dir, "train"))
+    writer = tf.summary.create_file_writer(fileio.join(save_dir, "train"))
     num_examples = run.manifest.num_examples if run.manifest is not None else None
     summary: dict[str, float] = {}
     try:
