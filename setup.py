@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 BASE = [
     "tensorflow==2.21.*",
     "tensorflow-text==2.21.*",
+    "tensorboard==2.21.*",
     "tokenizers>=0.23,<0.24",
     "soynlp==0.0.493",
     "emoji>=2.16,<3",
