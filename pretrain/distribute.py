@@ -58,13 +58,18 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
 
 def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None,
                   num_tpu_cores: int, num_gpus: int | None = None):
-    """The strategy for this run: TPU if asked, else all (or `num_gpus`) GPUs, else the CPU.
+    """The strategy for this run: TPU if asked, else several hosts when `TF_CONFIG` names a
+    cluster, else all (or `num_gpus`) GPUs, else the CPU.
 
     `num_gpus=None` uses every visible GPU; 0 forces the CPU.
     """
+    from pretrain import multiworker
+
     tf = _tf()
     if use_tpu:
         return _tpu_strategy(tpu_name, tpu_zone, gcp_project, num_tpu_cores)
+    if multiworker.worker_info() is not None:  # before any device query initialises the runtime
+        return multiworker.make_multiworker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None:
         if num_gpus > len(gpus):
