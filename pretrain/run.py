@@ -18,7 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
     p.add_argument("--data-dir", required=True, help="holds pretrain_tfrecords/, vocab.txt and models/ (local or gs://)")
     p.add_argument("--model-name", required=True, help="the run's name: checkpoints go to DATA_DIR/models/NAME")
-    p.add_argument("--hparams", default="{}", help="JSON string or JSON file of hyperparameters (original keys)")
+    p.add_argument("--hparams", action="append", default=None,
+                   help="JSON string or JSON file of hyperparameters (original keys); repeat to layer them, later "
+                        "wins: --hparams configs/tiny.json --hparams '{\"vocab_size\": 46232}'")
     p.add_argument("--vocab-file", default=None, help="default DATA_DIR/vocab.txt")
     p.add_argument("--init-checkpoint", default=None,
                    help="start from these weights only (a run dir/checkpoint of ours, a Hugging Face folder, "
@@ -35,10 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     args = parse_args(argv)
-    from pretrain.config import from_hparams
+    from pretrain.config import from_hparams, load_hparams
 
-    overrides = {k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None}
-    cfg = from_hparams(json.dumps(overrides), base=args.hparams)
+    given: dict = {}
+    for layer in args.hparams or []:
+        given.update(load_hparams(layer))
+    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
+    cfg = from_hparams(given)
     from pretrain import training
 
     vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
