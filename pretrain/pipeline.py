@@ -32,6 +32,9 @@ SENTIMENT_DIR = os.path.join(ROOT, "data", "nsmc_sentiment")
 PRESETS = ("demo", "tiny", "small", "base", "large")  # configs/<name>.json
 MODEL_NAME = "electra"
 SUMMARY = "summary.json"
+# The demo preset's vocab: 8,000 WordPieces of the corpus alone. A 46k merged vocab makes the hidden-64
+# model's steps 4x slower and most of its embedding rows never trained (measured: docs/demo.md).
+DEMO_VOCAB = (8_000, False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +47,10 @@ class DemoConfig:
     hparams: str | None = None  # JSON string or file, over the preset (original keys)
     train_steps: int | None = None  # shortcut for num_train_steps (warm-up capped at 10%)
     clean_preset: str = "default"
-    vocab_size: int = 30_000  # of the trained vocab, before merging
-    merge_vocab: bool = True  # merge with the bundled KoELECTRA vocab, as the vocab stage does by default
+    # None: the preset's (DEMO_VOCAB for "demo", else 30,000 merged with the bundled KoELECTRA vocab, as the
+    # vocab stage does by default)
+    vocab_size: int | None = None  # of the trained vocab, before merging
+    merge_vocab: bool | None = None
     num_processes: int = 1
     seed: int = 0
     probe: ProbeConfig = ProbeConfig()
@@ -55,6 +60,11 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        vocab_size, merge = DEMO_VOCAB if self.preset == "demo" else (30_000, True)
+        if self.vocab_size is None:
+            object.__setattr__(self, "vocab_size", vocab_size)
+        if self.merge_vocab is None:
+            object.__setattr__(self, "merge_vocab", merge)
         if self.train_steps is not None and self.train_steps < 1:
             raise UserError(f"--train-steps must be >= 1, got {self.train_steps}")
         if not self.corpus:
@@ -367,9 +377,11 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
     p.add_argument("--hparams", default=None, help="JSON string or file of hparams over the preset's")
     p.add_argument("--train-steps", type=int, default=None, help="num_train_steps (default: the preset's)")
     p.add_argument("--clean-preset", default=d.clean_preset, help="electra-clean preset (default or kcelectra)")
-    p.add_argument("--vocab-size", type=int, default=d.vocab_size, help="size of the vocab trained on the corpus")
-    p.add_argument("--merge-vocab", action=argparse.BooleanOptionalAction, default=d.merge_vocab,
-                   help="merge the trained vocab with the bundled KoELECTRA vocab")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="size of the vocab trained on the corpus (default: 8,000 for the demo preset, else 30,000)")
+    p.add_argument("--merge-vocab", action=argparse.BooleanOptionalAction, default=None,
+                   help="merge the trained vocab with the bundled KoELECTRA vocab (default: not for the demo preset, "
+                        "else yes)")
     p.add_argument("--num-processes", type=int, default=d.num_processes, help="for cleaning and records")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the record packing")
     p.add_argument("--probe", action=argparse.BooleanOptionalAction, default=d.run_probe,

@@ -34,9 +34,12 @@ class ProbeConfig:
     max_train_rows: int = 4000  # 0 = all rows of the file
     max_test_rows: int = 0  # 0 = all rows of the file
     max_seq_length: int = 64  # NSMC reviews are short: 64 tokens cover nearly all
-    epochs: int = 3  # ELECTRA's fine-tuning recipe: 3 epochs, lr 3e-4 for ELECTRA-Small
+    epochs: int = 3  # ELECTRA's fine-tuning recipe: 3 epochs
     batch_size: int = 32
-    learning_rate: float = 3e-4
+    # ELECTRA-Small (hidden 256) fine-tunes at 3e-4; the demo's hidden-64 model barely leaves its pretrained
+    # weights at that rate (measured: train loss 0.57 vs 0.34 from random init), at 1e-3 both fit and the
+    # random-init baseline is unchanged (0.771-0.778 vs 0.760-0.771)
+    learning_rate: float = 1e-3
     warmup_fraction: float = 0.1  # of all steps: linear warmup, then linear decay to 0
     seed: int = 42
     # Models this small gain little from intra-op threads, and on a shared machine OpenMP

@@ -162,3 +162,11 @@ def test_demo_with_probe_and_more_steps(tmp_path, corpus_slice):
     assert summary["pretrained_accuracy"] == probe["pretrained_accuracy"]
     assert 0.3 < summary["random_init_accuracy"] < 0.8
     assert json.loads((out / "probe.json").read_text()) == probe
+
+
+def test_vocab_defaults_depend_on_the_preset():
+    assert (pipeline.DemoConfig().vocab_size, pipeline.DemoConfig().merge_vocab) == pipeline.DEMO_VOCAB
+    assert (pipeline.DemoConfig(preset="small").vocab_size, pipeline.DemoConfig(preset="small").merge_vocab) == \
+        (30_000, True)
+    given = pipeline.DemoConfig(vocab_size=5000, merge_vocab=True)
+    assert (given.vocab_size, given.merge_vocab) == (5000, True)
