@@ -102,11 +102,13 @@ def _path(variable) -> str:
 class _ElectraOptimizer(keras.optimizers.Optimizer):
     """Shared part: decay mask by path, all-reduce then global-norm clip, dense gradients."""
 
-    def __init__(self, *, learning_rate, weight_decay_rate: float, clip_norm: float | None,
-                 beta_1: float, beta_2: float, epsilon: float,
-                 gradient_accumulation_steps: int | None, name: str):
+    default_name = "electra_optimizer"
+
+    def __init__(self, *, learning_rate, weight_decay_rate: float = 0.01, clip_norm: float | None = 1.0,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
+                 gradient_accumulation_steps: int | None = None, name: str | None = None):
         super().__init__(learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
-                         name=name)
+                         name=name or self.default_name)
         self.weight_decay_rate = weight_decay_rate
         self.clip_norm = clip_norm
         self.beta_1 = beta_1
@@ -195,12 +197,7 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
 class AdamWeightDecay(_ElectraOptimizer):
     """The original ELECTRA/BERT `AdamWeightDecayOptimizer` (no bias correction)."""
 
-    def __init__(self, *, learning_rate, weight_decay_rate: float = 0.01, clip_norm: float | None = 1.0,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
-                 gradient_accumulation_steps: int | None = None, name: str = "adamw"):
-        super().__init__(learning_rate=learning_rate, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm,
-                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         gradient_accumulation_steps=gradient_accumulation_steps, name=name)
+    default_name = "adamw"
 
     def update_step(self, gradient, variable, learning_rate):
         gradient = tf.cast(gradient, variable.dtype)
@@ -220,12 +217,7 @@ class Lamb(_ElectraOptimizer):
     the trust-ratio update and applies the ratio to every variable.
     """
 
-    def __init__(self, *, learning_rate, weight_decay_rate: float = 0.01, clip_norm: float | None = 1.0,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
-                 gradient_accumulation_steps: int | None = None, name: str = "lamb"):
-        super().__init__(learning_rate=learning_rate, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm,
-                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         gradient_accumulation_steps=gradient_accumulation_steps, name=name)
+    default_name = "lamb"
 
     def update_step(self, gradient, variable, learning_rate):
         gradient = tf.cast(gradient, variable.dtype)
