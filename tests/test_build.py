@@ -9,13 +9,14 @@ import time
 
 import pytest
 
-from data_prep import build, packing, records, tokenization, vocab_files
+from data_prep import build, records, tokenization, vocab_files
 from data_prep.build import BuildConfig, InputFile, Span
 from data_prep.errors import UserError
 from test_packing import _made_of
+from shared_paths import ORIGINAL_ELECTRA
 
 L = 64
-PEER = "/work/shared/bench/peers/google-research-electra"
+PEER = str(ORIGINAL_ELECTRA)
 
 
 @pytest.fixture(scope="module")

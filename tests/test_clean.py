@@ -14,8 +14,9 @@ from data_prep.errors import UserError
 from data_prep.filters import FilterConfig
 
 from conftest import ROOT
+from shared_paths import KCELECTRA_CLEAN
 
-PEER = ROOT.parent / "shared" / "bench" / "peers" / "kcelectra_clean.py"
+PEER = KCELECTRA_CLEAN
 
 
 def electra_clean(*args, stdin=None):

@@ -6,9 +6,9 @@ import pytest
 
 from data_prep.cleaning import KC_ALLOWED, clean_line, clean_lines, clean_text
 
-from conftest import ROOT
+from shared_paths import KCELECTRA_CLEAN, RAW_DUMP
 
-PEER = ROOT.parent / "shared" / "bench" / "peers" / "kcelectra_clean.py"
+PEER = KCELECTRA_CLEAN
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_kcelectra_matches_peer_on_whole_nsmc_dump(peer):
     """All 655,973 lines of the raw NSMC dump (121 with a bare \\r), block by block."""
     import gzip
 
-    with gzip.open(ROOT.parent / "shared" / "data" / "nsmc_reviews.txt.gz", "rb") as fh:
+    with gzip.open(RAW_DUMP, "rb") as fh:
         lines = fh.read().decode("utf-8").split("\n")[:-1]
     assert len(lines) == 655_973 and sum("\r" in line for line in lines) == 121
     for start in range(0, len(lines), 20_000):

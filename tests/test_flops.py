@@ -1,13 +1,13 @@
 """FLOPs per step against the original `flops_computation.py`, run from the peer checkout."""
 import importlib.util
-import pathlib
 
 import pytest
 
 from pretrain.config import config_path, from_hparams
 from pretrain.flops import block_flops, electra_train_flops_per_step
+from shared_paths import ORIGINAL_ELECTRA
 
-PEER = pathlib.Path("/work/shared/bench/peers/google-research-electra/flops_computation.py")
+PEER = ORIGINAL_ELECTRA / "flops_computation.py"
 
 
 @pytest.fixture(scope="module")

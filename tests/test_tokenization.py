@@ -8,8 +8,9 @@ import pytest
 from data_prep import tokenization, vocab_files
 from data_prep.errors import UserError
 from data_prep.vocab_files import VocabSettings
+from shared_paths import ORIGINAL_ELECTRA
 
-PEER = "/work/shared/bench/peers/google-research-electra"
+PEER = str(ORIGINAL_ELECTRA)
 # Hand-picked hard cases: CJK ideographs (split per character), control and format characters,
 # ideographic space, tab, accents, U+FFFD, and words over 100 and 200 characters.
 EDGE = [

@@ -15,8 +15,9 @@ from data_prep.pretokenize import MecabSplitter
 from data_prep.vocab_files import SPECIAL_TOKENS, VocabSettings, load_settings, load_vocab, make_hf_tokenizer
 
 from conftest import ROOT
+from shared_paths import ORIGINAL_ELECTRA
 
-ORIGINAL_TOKENIZATION = ROOT.parent / "shared" / "bench" / "peers" / "google-research-electra" / "model" / "tokenization.py"
+ORIGINAL_TOKENIZATION = ORIGINAL_ELECTRA / "model" / "tokenization.py"
 HANGUL = re.compile("[가-힣]")
 
 
