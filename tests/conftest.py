@@ -29,3 +29,5 @@ def koelectra_vocab() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def sentiment_dir() -> pathlib.Path:
     return DATA / "nsmc_sentiment"
+
+from gcs_emulator import bucket, emulator_host, store  # noqa: E402,F401  (fixtures for every test module)

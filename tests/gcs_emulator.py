@@ -1,6 +1,6 @@
 """A real gcp-storage-emulator for the Cloud Storage tests (test_storage, test_doctor).
 
-Import the fixtures into a test module: `from gcs_emulator import emulator_host, store, bucket`.
+`tests/conftest.py` makes the fixtures `emulator_host`, `store` and `bucket` available to every test.
 """
 import socket
 import subprocess

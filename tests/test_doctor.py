@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
 
 from cloudops import doctor, storage
 from data_prep import records

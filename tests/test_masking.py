@@ -1,6 +1,5 @@
 """Masking, gather/scatter and sampling: hand-computed cases and statistics on real records."""
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from pretrain import masking, sampling

@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASH = shutil.which("bash")

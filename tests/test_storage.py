@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from gcs_emulator import bucket, emulator_host, store  # noqa: F401  (fixtures)
 
 from cloudops import storage
 from data_prep import records
