@@ -1,7 +1,9 @@
 """Where the shared peers and raw data live (`../shared` beside the checkout on a developer's
 machine, `/work/shared` on CI, or `$ELECTRA_SHARED_DIR`): the peers are run, never vendored."""
+import importlib.util
 import os
 import pathlib
+import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -19,3 +21,11 @@ PEERS = SHARED / "bench" / "peers"
 ORIGINAL_ELECTRA = PEERS / "google-research-electra"
 KCELECTRA_CLEAN = PEERS / "kcelectra_clean.py"
 RAW_DUMP = SHARED / "data" / "nsmc_reviews.txt.gz"
+
+
+def load_peer(path: pathlib.Path, name: str) -> types.ModuleType:
+    """Import a peer's file by path, to run it beside ours (never as project code)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

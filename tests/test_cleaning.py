@@ -1,12 +1,11 @@
 """The per-line rules: KcELECTRA parity on real NSMC text, and the default preset's cases."""
-import importlib.util
 import random
 
 import pytest
 
 from data_prep.cleaning import KC_ALLOWED, clean_line, clean_lines, clean_text
 
-from shared_paths import KCELECTRA_CLEAN, RAW_DUMP
+from shared_paths import KCELECTRA_CLEAN, RAW_DUMP, load_peer
 
 PEER = KCELECTRA_CLEAN
 
@@ -14,10 +13,7 @@ PEER = KCELECTRA_CLEAN
 @pytest.fixture(scope="module")
 def peer():
     """KcELECTRA's published clean(), imported by path: a peer, not project code."""
-    spec = importlib.util.spec_from_file_location("kcelectra_clean_peer", PEER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_peer(PEER, "kcelectra_clean_peer")
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,17 @@
 """FLOPs per step against the original `flops_computation.py`, run from the peer checkout."""
-import importlib.util
 
 import pytest
 
 from pretrain.config import config_path, from_hparams
 from pretrain.flops import block_flops, electra_train_flops_per_step
-from shared_paths import ORIGINAL_ELECTRA
+from shared_paths import ORIGINAL_ELECTRA, load_peer
 
 PEER = ORIGINAL_ELECTRA / "flops_computation.py"
 
 
 @pytest.fixture(scope="module")
 def original():
-    spec = importlib.util.spec_from_file_location("original_flops_computation", PEER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_peer(PEER, "original_flops_computation")
 
 
 class Size:

@@ -1,7 +1,6 @@
 """The vocab builder: merge order and ids, tokenizer.json agreeing with vocab.txt (and with
 the original ELECTRA tokenizer) on real text, Hangul round trips, reports, Mecab, bad input."""
 import dataclasses
-import importlib.util
 import json
 import re
 import subprocess
@@ -15,7 +14,7 @@ from data_prep.pretokenize import MecabSplitter
 from data_prep.vocab_files import SPECIAL_TOKENS, VocabSettings, load_settings, load_vocab, make_hf_tokenizer
 
 from conftest import ROOT
-from shared_paths import ORIGINAL_ELECTRA
+from shared_paths import ORIGINAL_ELECTRA, load_peer
 
 ORIGINAL_TOKENIZATION = ORIGINAL_ELECTRA / "model" / "tokenization.py"
 HANGUL = re.compile("[가-힣]")
@@ -74,9 +73,7 @@ def test_tokenizer_json_agrees_with_vocab_txt_on_real_text(built, sentiment_dir)
     texts = [row.split("\t")[1] for row in (sentiment_dir / "test.tsv").read_text(encoding="utf-8").split("\n")[1:301] if row]
     hf = Tokenizer.from_file(str(out / "tokenizer.json"))
     fast = PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), unk_token="[UNK]")
-    spec = importlib.util.spec_from_file_location("electra_tokenization", ORIGINAL_TOKENIZATION)
-    original = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(original)
+    original = load_peer(ORIGINAL_TOKENIZATION, "electra_tokenization")
     full = original.FullTokenizer(str(out / "vocab.txt"), do_lower_case=False, strip_accents=False)
     full.wordpiece_tokenizer.max_input_chars_per_word = VocabSettings().max_input_chars_per_word
     ids = {t: i for i, t in enumerate(load_vocab(str(out / "vocab.txt")))}
