@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import glob as _glob
 import gzip
-import io
 import os
 import uuid
 from typing import IO, Iterator
@@ -122,7 +121,7 @@ def iter_lines(path: str) -> Iterator[bytes]:
     """
     with open_read(path) as fh:
         try:
-            for raw in io.BufferedReader(fh, 1 << 20) if not isinstance(fh, io.BufferedReader) else fh:
+            for raw in fh:
                 yield raw[:-1] if raw.endswith(b"\n") else raw
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise UserError(f"unreadable file {path}: {exc}") from exc
