@@ -158,7 +158,7 @@ def test_demo_with_probe_and_more_steps(tmp_path, corpus_slice):
     code, summary = _run(out, corpus_slice, "--train-steps", "30", "--probe-train-rows", "400", "--probe-epochs", "1")
     assert code == 0
     probe = summary["stages"]["probe"]
-    assert probe["train_rows"] == 400 and probe["test_rows"] == 1000
+    assert probe["train_rows"] == 400 and probe["test_rows"] == 10000
     assert summary["pretrained_accuracy"] == probe["pretrained_accuracy"]
     assert 0.3 < summary["random_init_accuracy"] < 0.8
     assert json.loads((out / "probe.json").read_text()) == probe
