@@ -13,7 +13,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from pretrain import masking, sampling
+from pretrain import fused, masking, sampling
 from pretrain.config import PretrainConfig
 from pretrain.encoder import Embeddings, Encoder
 from pretrain.heads import DiscriminatorHead, GeneratorHead
@@ -122,7 +122,7 @@ class RtdModel(keras.Model):
         gen_logits = self.generator_head(masking.gather_positions(gen_hidden, masked.positions),
                                          self.embeddings.word_embeddings)  # [B, N, V] float32
         w = masked.weights
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=masked.original_ids, logits=gen_logits)
+        nll = fused.sparse_softmax_cross_entropy(masked.original_ids, gen_logits)  # [B, N]
         mlm_correct = tf.cast(tf.equal(tf.argmax(gen_logits, -1, output_type=tf.int32), masked.original_ids),
                               tf.float32)
 

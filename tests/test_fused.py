@@ -62,3 +62,20 @@ def test_layer_norm_matches_keras_values_and_gradients():
     np.testing.assert_allclose(y, y_ref.numpy(), atol=1e-5)
     for got, ref_grad in zip(grads, want):
         np.testing.assert_allclose(got, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_sparse_softmax_cross_entropy_by_hand_and_against_tensorflow():
+    logits = tf.math.log(tf.constant([[[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]]))  # [1, 2, 3] log-probs
+    labels = tf.constant([[1, 2]])
+    nll, (dlogits,) = _value_and_grads(lambda z: fused.sparse_softmax_cross_entropy(labels, z), [logits + 7.0],
+                                       tf.constant([[1.0, 2.0]]))
+    np.testing.assert_allclose(nll, [[-math.log(0.25), -math.log(0.8)]], rtol=1e-6)
+    np.testing.assert_allclose(dlogits, [[[0.5, -0.75, 0.25], [0.2, 0.2, -0.4]]], atol=1e-6)  # (p - onehot) * dnll
+
+    big = tf.random.stateless_normal([4, 5, 300], seed=(1, 1)) * 5
+    ids = tf.random.stateless_uniform([4, 5], seed=(2, 2), maxval=300, dtype=tf.int32)
+    weights = tf.random.stateless_uniform([4, 5], seed=(3, 3))
+    got = _value_and_grads(lambda z: fused.sparse_softmax_cross_entropy(ids, z), [big], weights)
+    want = _value_and_grads(lambda z: tf.nn.sparse_softmax_cross_entropy_with_logits(ids, z), [big], weights)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    np.testing.assert_allclose(got[1][0], want[1][0], atol=1e-6)
