@@ -128,6 +128,10 @@ def test_hash_dropout_keeps_scales_and_is_split_invariant():
     np.testing.assert_array_equal(half, y[4:])
     # kept exactly where the stream's hash uniform >= rate
     np.testing.assert_array_equal(y > 0, sampling.hash_uniform(11, rows, (64, 32), stream=1024).numpy() >= 0.25)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        dropped = sampling.dropout(x, noise, 0.25)
+    np.testing.assert_array_equal(tape.gradient(dropped, x, 2 * tf.ones_like(x)).numpy(), 2 * y)  # same mask
     other = sampling.dropout(x, sampling.substream(noise, 1), 0.25).numpy()
     assert not np.array_equal(other, y)
     np.testing.assert_array_equal(sampling.dropout(x, None, 0.25).numpy(), x.numpy())
