@@ -179,7 +179,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many timed runs per side")
     parser.add_argument("--jit", action="store_true",
-                        help="compile our forward/backward with XLA (slower on this CPU: 2.47 vs 2.11 s/step)")
+                        help="compile our forward/backward with XLA (slower on this CPU: 2.36 vs 1.74 CPU s/step)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternate fresh ours/peer processes this many times; best of all")
     parser.add_argument("--out", default=str(RESULT))

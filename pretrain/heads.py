@@ -26,7 +26,10 @@ class GeneratorHead(keras.layers.Layer):
 
     def call(self, hidden: tf.Tensor, word_embeddings: tf.Tensor) -> tf.Tensor:
         x = self.layer_norm(gelu(self.dense(hidden)))  # [B, N, E]
-        logits = tf.einsum("bne,ve->bnv", x, tf.cast(word_embeddings, x.dtype))
+        b, n, e = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        # one GEMM against the transposed table (no einsum, which copied the [V, E] table)
+        logits = tf.matmul(tf.reshape(x, [b * n, e]), tf.cast(word_embeddings, x.dtype), transpose_b=True)
+        logits = tf.reshape(logits, [b, n, -1])  # [B, N, V]
         return tf.cast(logits, tf.float32) + tf.cast(self.output_bias, tf.float32)
 
 

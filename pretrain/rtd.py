@@ -13,12 +13,17 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from pretrain import masking, sampling
+from pretrain import fused, masking, sampling
 from pretrain.config import PretrainConfig
 from pretrain.encoder import Embeddings, Encoder
 from pretrain.heads import DiscriminatorHead, GeneratorHead
 
 AUC_BINS = 200  # histogram of discriminator probabilities for a streaming, distribution-safe AUC
+# hash streams of one step: 1-3 masking and sampling; each encoder pass's dropout sites count
+# up from its base (1 + DROPOUT_SITES * layers of them), far below the next base
+POSITION_STREAM, KEEP_STREAM, GUMBEL_STREAM = 1, 2, 3
+GENERATOR_DROPOUT_STREAM = 1 << 10
+DISCRIMINATOR_DROPOUT_STREAM = 2 << 10
 
 
 class SpecialIds(NamedTuple):
@@ -88,42 +93,49 @@ class RtdModel(keras.Model):
         """
         cfg, n = self.cfg, self.cfg.max_predictions_per_seq
         length = input_ids.shape[1]
-        pos_noise = sampling.hash_uniform(key, rows, (n,) if cfg.masking_with_replacement else (length,), stream=1)
+        pos_noise = sampling.hash_uniform(key, rows, (n,) if cfg.masking_with_replacement else (length,),
+                                          stream=POSITION_STREAM)
         return masking.mask_tokens(
             tf.cast(input_ids, tf.int32), input_mask, mask_id=self.special.mask,
             special_ids=(self.special.pad, self.special.cls, self.special.sep, self.special.mask),
             mask_prob=cfg.mask_prob, n=n, position_noise=pos_noise,
-            keep_noise=sampling.hash_uniform(key, rows, (n,), stream=2),
+            keep_noise=sampling.hash_uniform(key, rows, (n,), stream=KEEP_STREAM),
             with_replacement=cfg.masking_with_replacement)
 
     def step(self, input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor, masked: masking.Masked, *,
              key: tf.Tensor, rows: tf.Tensor, training: bool = True) -> RtdOutputs:
-        """One RTD forward pass on [B, L] int inputs masked by `self.mask`; returns summed outputs."""
+        """One RTD forward pass on [B, L] int inputs masked by `self.mask`; returns summed outputs.
+
+        With `training`, dropout draws from the hash of (key, rows), like the masks and samples.
+        """
         cfg, n = self.cfg, self.cfg.max_predictions_per_seq
         input_ids = tf.cast(input_ids, tf.int32)
         input_mask = tf.cast(input_mask, tf.int32)
         segment_ids = tf.cast(segment_ids, tf.int32)
 
+        gen_noise = sampling.make_noise(key, rows, GENERATOR_DROPOUT_STREAM) if training else None
+        disc_noise = sampling.make_noise(key, rows, DISCRIMINATOR_DROPOUT_STREAM) if training else None
+
         # generator: MLM on the N masked slots only
-        gen_hidden = self.generator(self.embeddings(masked.input_ids, segment_ids, training=training),
-                                    input_mask, training=training)  # [B, L, Hg]
+        gen_hidden = self.generator(self.embeddings(masked.input_ids, segment_ids, noise=gen_noise),
+                                    input_mask, noise=gen_noise)  # [B, L, Hg]
         gen_logits = self.generator_head(masking.gather_positions(gen_hidden, masked.positions),
                                          self.embeddings.word_embeddings)  # [B, N, V] float32
         w = masked.weights
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=masked.original_ids, logits=gen_logits)
+        nll = fused.sparse_softmax_cross_entropy(masked.original_ids, gen_logits)  # [B, N]
         mlm_correct = tf.cast(tf.equal(tf.argmax(gen_logits, -1, output_type=tf.int32), masked.original_ids),
                               tf.float32)
 
         # fake data: sampled tokens at every chosen slot (also the 15% kept ones), as the original
         vocab = gen_logits.shape[-1]
         sampled = sampling.gumbel_max_sample(
-            gen_logits, sampling.hash_uniform(key, rows, (n, vocab), stream=3), cfg.temperature)  # [B, N]
+            gen_logits, sampling.hash_uniform(key, rows, (n, vocab), stream=GUMBEL_STREAM), cfg.temperature)  # [B, N]
         fake_ids = masking.scatter_update(masked.input_ids, sampled, masked.positions, w)
         real = tf.cast(input_mask, tf.float32)
         labels = real * tf.cast(tf.not_equal(fake_ids, input_ids), tf.float32)  # [B, L]
 
-        disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, training=training),
-                                         input_mask, training=training)
+        disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, noise=disc_noise), input_mask,
+                                         noise=disc_noise)
         disc_logits = self.discriminator_head(disc_hidden)  # [B, L] float32
         xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=disc_logits)
         pred = tf.cast(disc_logits > 0, tf.float32)
@@ -140,16 +152,17 @@ class RtdModel(keras.Model):
             neg_hist=tf.math.unsorted_segment_sum(tf.reshape(real - labels, [-1]), flat_bin, AUC_BINS),
         )
 
-    def call(self, inputs, training: bool = False):
+    def call(self, inputs):
         """Keras entry (builds the model): discriminator logits of (input_ids, input_mask, segment_ids)."""
         input_ids, input_mask, segment_ids = inputs
-        return self.discriminator_logits(input_ids, input_mask, segment_ids, training=training)
+        return self.discriminator_logits(input_ids, input_mask, segment_ids)
 
     # --- inference, for exactness tests and export --------------------------------------
-    def discriminator_logits(self, input_ids, input_mask, segment_ids, training: bool = False) -> tf.Tensor:
-        """[B, L] float32 replaced-token logits (dropout off unless training)."""
+    def discriminator_logits(self, input_ids, input_mask, segment_ids,
+                             noise: sampling.Noise | None = None) -> tf.Tensor:
+        """[B, L] float32 replaced-token logits (dropout off unless `noise` is given)."""
         hidden = self.discriminator(self.embeddings(tf.cast(input_ids, tf.int32), tf.cast(segment_ids, tf.int32),
-                                                    training=training), input_mask, training=training)
+                                                    noise=noise), input_mask, noise=noise)
         return self.discriminator_head(hidden)
 
     def generator_logits(self, input_ids, input_mask, segment_ids) -> tf.Tensor:

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from pretrain import hf_format
 from pretrain.rtd import SpecialIds, build_model
+from pretrain.sampling import make_noise
 from rtd_helpers import nsmc_token_ids, tiny_config
 
 SPECIAL = SpecialIds(pad=0, cls=2, sep=3, mask=4)
@@ -88,4 +89,7 @@ def test_dropout_only_in_training():
     ids, mask, seg = _batch()
     a = model.discriminator_logits(ids, mask, seg).numpy()
     np.testing.assert_array_equal(a, model.discriminator_logits(ids, mask, seg).numpy())
-    assert not np.allclose(a, model.discriminator_logits(ids, mask, seg, training=True).numpy())
+    noise = make_noise(7, tf.range(ids.shape[0]), stream=1024)
+    b = model.discriminator_logits(ids, mask, seg, noise).numpy()
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(b, model.discriminator_logits(ids, mask, seg, noise).numpy())  # same noise

@@ -107,3 +107,33 @@ def test_sampling_has_no_gradient():
         ids = sampling.gumbel_max_sample(logits, tf.constant([[0.3, 0.6]]))
         y = tf.reduce_sum(tf.cast(ids, tf.float32)) + 0.0 * tf.reduce_sum(logits)
     assert tape.gradient(y, logits).numpy().tolist() == [[0.0, 0.0]]
+
+
+def test_hash_uniform_values_are_pinned():
+    # the 24-bit integers behind u for (key 123, rows 0 and 5, stream 2): resumed runs depend on them
+    u = sampling.hash_uniform(123, tf.constant([0, 5]), (3,), stream=2).numpy()
+    bits = np.rint(u * 2 ** 24 - 0.5).astype(np.int64)
+    assert bits.tolist() == [[1020140, 4608608, 7438462], [9859832, 5252593, 16692010]]
+
+
+def test_hash_dropout_keeps_scales_and_is_split_invariant():
+    rows = tf.range(8, dtype=tf.int64)
+    x = tf.ones([8, 64, 32])
+    noise = sampling.make_noise(11, rows, stream=1024)
+    y = sampling.dropout(x, noise, 0.25).numpy()
+    assert set(np.unique(y).tolist()) == {0.0, float(np.float32(4 / 3))}  # dropped or scaled by 1 / (1 - rate)
+    assert abs((y > 0).mean() - 0.75) < 0.01
+    # the same elements drop for an example whichever replica (slice of the batch) holds it
+    half = sampling.dropout(x[4:], sampling.make_noise(11, rows[4:], stream=1024), 0.25).numpy()
+    np.testing.assert_array_equal(half, y[4:])
+    # kept exactly where the stream's hash uniform >= rate
+    np.testing.assert_array_equal(y > 0, sampling.hash_uniform(11, rows, (64, 32), stream=1024).numpy() >= 0.25)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        dropped = sampling.dropout(x, noise, 0.25)
+    np.testing.assert_array_equal(tape.gradient(dropped, x, 2 * tf.ones_like(x)).numpy(), 2 * y)  # same mask
+    other = sampling.dropout(x, sampling.substream(noise, 1), 0.25).numpy()
+    assert not np.array_equal(other, y)
+    np.testing.assert_array_equal(sampling.dropout(x, None, 0.25).numpy(), x.numpy())
+    np.testing.assert_array_equal(sampling.dropout(x, noise, 0.0).numpy(), x.numpy())
+    assert sampling.substream(None, 3) is None and int(sampling.substream(noise, 3).stream) == 1027
