@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -103,10 +104,7 @@ def main() -> int:
         "Targets (issue 3): at least 6x the peer with one process, 10x with two.",
         "",
     ]
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "clean.md").write_text("\n".join(md), encoding="utf-8")
-    print(f"wrote {results / 'clean.md'}")
+    write_fragment("clean.md", "\n".join(md))
     return 0 if identical else 1
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_train_throughput import cpu_model  # noqa: E402
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 RESULT = ROOT / "bench" / "results" / "encoder_step.md"
 BATCH, SEQ, EMBED, HIDDEN, LAYERS, HEADS, FFN = 16, 128, 128, 256, 12, 4, 1024
@@ -132,9 +133,7 @@ encoder's work is matrix products (116 GFLOP dense + 10 GFLOP attention per step
 forward), which both frameworks run at similar rates. The whole-step ratio above comes from the work around the encoder (dropout, softmax
 cross-entropy, sampling, optimizer).
 """
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(text, encoding="utf-8")
-    print(f"wrote {RESULT}")
+    write_fragment(RESULT, text)
     return 0
 
 

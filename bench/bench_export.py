@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 
 def cpu_model() -> str:
@@ -149,10 +150,7 @@ def main() -> int:
         *[f"| {n} | {w:.2f} | {rw:.2f}x | {c:.2f} | {rc:.2f}x |" for n, w, c, rw, rc in rows],
         "",
     ]
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "export.md").write_text("\n".join(md), encoding="utf-8")
-    print(f"wrote {results / 'export.md'}")
+    write_fragment("export.md", "\n".join(md))
     return 0 if identical and max(disc_diff, gen_diff, back_diff) < 1e-4 else 1
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench_train_throughput import SMALL, VOCAB, cpu_model, packed_examples, time_ours  # noqa: E402
 from pretrain.config import PretrainConfig, config_path, from_hparams  # noqa: E402
 from pretrain.flops import electra_train_flops_per_step  # noqa: E402
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 RESULT = HERE / "results" / "flops_memory.md"
 V3_8_PEAK = 420e12  # FLOP/s, bfloat16, the whole v3-8 (8 cores)
@@ -224,9 +225,7 @@ includes the TensorFlow runtime and XLA compilation (~1 GiB before the model).
 
 {measured}
 """
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_fragment(args.out, text)
     return 0
 
 

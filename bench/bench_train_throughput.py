@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from data_prep import fileio, records, vocab_files  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
 from pretrain.flops import electra_train_flops_per_step  # noqa: E402
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
 VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
@@ -252,9 +253,7 @@ Wall time on a shared machine is noisy. With 2 threads per side under load the p
 busy-wait at barriers, which slowed it 3-7x in our runs (ratios of 2.4-3.8x); one thread per side (the
 default) measures the per-core efficiency of the two steps without that distortion.
 """
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_fragment(args.out, text)
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
@@ -123,8 +124,7 @@ def main() -> None:
                      f"{ev['discriminator_loss']:.3f} | {ev['generator_accuracy']:.3f} | "
                      f"{ev['discriminator_accuracy']:.3f} | {ev['discriminator_precision']:.3f} | "
                      f"{ev['discriminator_recall']:.3f} | **{ev['discriminator_auc']:.3f}** |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_fragment(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 
