@@ -39,7 +39,8 @@ def render(summary: dict, command: str, wall: float | None) -> str:
         ("pretrain", f"{s['pretrain']['steps']:,} steps, batch {s['pretrain']['train_batch_size']}, hidden "
                      f"{s['pretrain']['hidden_size']} x {s['pretrain']['num_hidden_layers']} layers; final generator "
                      f"loss {s['pretrain'].get('generator_loss', float('nan')):.3f}, discriminator loss "
-                     f"{s['pretrain'].get('discriminator_loss', float('nan')):.3f}, AUC "
+                     f"{s['pretrain'].get('discriminator_loss', float('nan')):.3f} (base rate "
+                     f"{s['pretrain'].get('discriminator_base_rate_loss', float('nan')):.3f}), AUC "
                      f"{s['pretrain'].get('discriminator_auc', float('nan')):.3f}"),
         ("export", f"discriminator {s['export']['discriminator_parameters'] / 1e6:.2f} M parameters, "
                    f"generator {s['export']['generator_parameters'] / 1e6:.2f} M"),

@@ -19,6 +19,18 @@ def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((pos * neg_below).sum() + 0.5 * (pos * neg).sum()) / total
 
 
+def base_rate_loss(replaced_fraction: float) -> float:
+    """The discriminator loss of a model that ignores its input and predicts the replaced fraction.
+
+    Binary entropy in nats. A discriminator loss at this value means it has learnt nothing from the
+    context (the "base-rate" solution, e.g. 0.39 at 13.5% replaced); the gap below it is what it learnt.
+    """
+    p = float(replaced_fraction)
+    if not 0.0 < p < 1.0:
+        return 0.0 if p in (0.0, 1.0) else float("nan")
+    return float(-(p * np.log(p) + (1.0 - p) * np.log1p(-p)))
+
+
 def _ratio(a: float, b: float) -> float:
     return float(a) / float(b) if b else float("nan")
 
@@ -37,6 +49,7 @@ def summarize(totals: dict[str, np.ndarray], gen_weight: float, disc_weight: flo
         "discriminator_recall": _ratio(totals["true_pos"], totals["replaced"]),
         "discriminator_auc": auc_from_histograms(totals["pos_hist"], totals["neg_hist"]),
         "replaced_fraction": _ratio(totals["replaced"], totals["disc_count"]),
+        "discriminator_base_rate_loss": base_rate_loss(_ratio(totals["replaced"], totals["disc_count"])),
         "masked_tokens": float(totals["mlm_count"]),
         "tokens": float(totals["disc_count"]),
     }

@@ -179,8 +179,8 @@ def _pretrain(paths: Paths, train_cfg) -> dict[str, Any]:
                                "train_batch_size": train_cfg.train_batch_size,
                                "max_seq_length": train_cfg.max_seq_length,
                                "hidden_size": train_cfg.hidden_size, "num_hidden_layers": train_cfg.num_hidden_layers}
-    for key in ("generator_loss", "discriminator_loss", "generator_accuracy", "discriminator_accuracy",
-                "discriminator_auc"):
+    for key in ("generator_loss", "discriminator_loss", "discriminator_base_rate_loss", "generator_accuracy",
+                "discriminator_accuracy", "discriminator_auc"):
         if key in m:
             figures[key] = round(float(m[key]), 4)
     return figures

@@ -30,6 +30,7 @@ STEP_SCALARS = ("loss/total", "loss/generator", "loss/discriminator", "generator
 EVAL_KEY_OFFSET = 1 << 40  # eval noise keys never collide with training steps
 DEGENERATE_DISC_LOSS = 0.01
 DEGENERATE_GEN_ACCURACY = 0.01
+BASE_RATE_MARGIN = 0.98  # a discriminator loss above this share of the base-rate loss has learnt ~nothing
 
 
 class Run(NamedTuple):
@@ -335,6 +336,12 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
         if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
             logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
                             "(check the data and learning_rate)", m["generator_accuracy"])
+        base = m["discriminator_base_rate_loss"]
+        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
+            logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
+                            "predicts that share everywhere and uses no context yet; normal early on, but a model "
+                            "exported in this state fine-tunes worse than random init (docs/pretraining.md)",
+                            m["discriminator_loss"], base, 100 * m["replaced_fraction"])
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):

@@ -1,5 +1,8 @@
 """The RTD step: every output recomputed by hand from the model's parts on real text."""
+import math
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pretrain import masking, metrics, sampling
@@ -72,6 +75,17 @@ def test_step_is_deterministic_per_key_and_differs_across_steps(tmp_path):
     c = model.mask(ids, mask, key=step_key(0, 2), rows=rows)
     np.testing.assert_array_equal(a.positions.numpy(), b.positions.numpy())
     assert not np.array_equal(a.positions.numpy(), c.positions.numpy())
+
+
+def test_base_rate_loss_is_the_binary_entropy_of_the_replaced_share():
+    assert metrics.base_rate_loss(0.5) == pytest.approx(math.log(2))
+    assert metrics.base_rate_loss(0.135) == pytest.approx(0.3958, abs=1e-4)
+    assert metrics.base_rate_loss(0.0) == 0.0 and math.isnan(metrics.base_rate_loss(float("nan")))
+    # the sigmoid cross-entropy of the best constant logit, over labels with that share of ones
+    labels = np.array([1.0] * 27 + [0.0] * 173)
+    logit = math.log(27 / 173)
+    xent = np.mean(np.log1p(np.exp(-logit)) * labels + np.log1p(np.exp(logit)) * (1 - labels))
+    assert metrics.base_rate_loss(labels.mean()) == pytest.approx(xent)
 
 
 def test_auc_from_histograms():

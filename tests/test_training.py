@@ -211,7 +211,7 @@ def test_degenerate_training_warnings_after_warmup(caplog):
 
     cfg = from_hparams(hp(num_warmup_steps=2))
     m = {"loss": 1.0, "generator_loss": 1.0, "discriminator_loss": 0.001, "generator_accuracy": 0.0,
-         "discriminator_auc": 0.99}
+         "discriminator_auc": 0.99, "replaced_fraction": 0.135, "discriminator_base_rate_loss": 0.3958}
     with caplog.at_level(logging.INFO):
         training._log_progress(cfg, 2, m, 1e-3, 10.0, 96)  # still warming up: no warning
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -220,6 +220,25 @@ def test_degenerate_training_warnings_after_warmup(caplog):
     assert any("discriminator loss 0.001 is ~0" in w for w in warnings)
     assert any("generator accuracy 0 is ~0" in w for w in warnings)
     assert "step 3/6 (epoch 0.25)" in caplog.records[-3].getMessage()
+
+
+def test_a_discriminator_at_its_base_rate_is_reported(caplog):
+    import logging
+
+    from pretrain import training
+    from pretrain.config import from_hparams
+
+    cfg = from_hparams(hp(num_warmup_steps=2))
+    m = {"loss": 20.0, "generator_loss": 7.0, "discriminator_loss": 0.395, "generator_accuracy": 0.08,
+         "discriminator_auc": 0.55, "replaced_fraction": 0.135, "discriminator_base_rate_loss": 0.3958}
+    with caplog.at_level(logging.WARNING):
+        training._log_progress(cfg, 3, m, 1e-4, 10.0, None)
+    assert "at the base rate 0.3958 (13.5% of tokens replaced)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        training._log_progress(cfg, 3, dict(m, discriminator_loss=0.30), 1e-4, 10.0, None)
+        training._log_progress(cfg, 2, m, 1e-4, 10.0, None)  # still warming up
+    assert "base rate" not in caplog.text
 
 
 def test_resumed_input_continues_at_the_data_position(data_dir):
