@@ -247,6 +247,10 @@ process, {args.rounds} alternating rounds; each figure is the best of {args.roun
 | peer ({peer_what}) | {peer_s:.3f} | {peer_cpu:.3f} | {tokens / peer_s:,.0f} | {flops / peer_s / 1e9:.1f} |
 
 **Ratio (ours / peer tokens per CPU second): {cpu_ratio:.2f}x** (target >= 2x); by wall time {ratio:.2f}x.
+2x the peer would mean {2 * flops / peer_cpu / 1e9:.0f} GFLOP/s on one core for this step (ours achieves
+{flops / ours_cpu / 1e9:.0f}), while its matrix products, nearly all of its work, run at about the same
+rate in both frameworks (the encoder alone, next section): in float32 on this CPU the target is out of
+reach, and what is left to gain is outside the matrix products.
 With one thread per side, CPU time is the work each step does; wall time also counts the time another job
 held the core.
 Wall time on a shared machine is noisy. With 2 threads per side under load the peer's OpenMP threads
