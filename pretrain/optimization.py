@@ -183,8 +183,9 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
         """Update and return (m, v) of `variable` with the new gradient."""
         index = self._get_variable_index(variable)
         m, v = self._m[index], self._v[index]
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
+        new_m, new_v = _new_moments(gradient, m, v, self.beta_1, self.beta_2)
+        self.assign(m, new_m)
+        self.assign(v, new_v)
         return tf.convert_to_tensor(m), tf.convert_to_tensor(v), self._decays[index]
 
     def get_config(self) -> dict:
@@ -215,9 +216,13 @@ class AdamWeightDecay(_ElectraOptimizer):
 @tf.function(jit_compile=True)  # one pass per variable instead of ~12 elementwise kernels
 def _adamw_kernel(gradient, m, v, w, learning_rate, beta_1, beta_2, epsilon, decay):
     """The new (m, v, w): `w -= lr * (m / (sqrt(v) + eps) + decay * w)`, no bias correction."""
-    m = beta_1 * m + (1.0 - beta_1) * gradient
-    v = beta_2 * v + (1.0 - beta_2) * tf.square(gradient)
+    m, v = _new_moments(gradient, m, v, beta_1, beta_2)
     return m, v, w - learning_rate * (m / (tf.sqrt(v) + epsilon) + decay * w)
+
+
+def _new_moments(gradient, m, v, beta_1, beta_2):
+    """Adam's moving averages of the gradient and its square (AdamW and LAMB alike)."""
+    return beta_1 * m + (1.0 - beta_1) * gradient, beta_2 * v + (1.0 - beta_2) * tf.square(gradient)
 
 
 class Lamb(_ElectraOptimizer):
