@@ -39,6 +39,7 @@ def summarize(totals: dict[str, np.ndarray], gen_weight: float, disc_weight: flo
     """Loss and metrics from summed `RtdOutputs` fields (as numpy)."""
     mlm = _ratio(totals["mlm_loss_sum"], totals["mlm_count"])
     disc = _ratio(totals["disc_loss_sum"], totals["disc_count"])
+    replaced = _ratio(totals["replaced"], totals["disc_count"])
     return {
         "loss": gen_weight * mlm + disc_weight * disc,
         "generator_loss": mlm,
@@ -48,8 +49,8 @@ def summarize(totals: dict[str, np.ndarray], gen_weight: float, disc_weight: flo
         "discriminator_precision": _ratio(totals["true_pos"], totals["pred_pos"]),
         "discriminator_recall": _ratio(totals["true_pos"], totals["replaced"]),
         "discriminator_auc": auc_from_histograms(totals["pos_hist"], totals["neg_hist"]),
-        "replaced_fraction": _ratio(totals["replaced"], totals["disc_count"]),
-        "discriminator_base_rate_loss": base_rate_loss(_ratio(totals["replaced"], totals["disc_count"])),
+        "replaced_fraction": replaced,
+        "discriminator_base_rate_loss": base_rate_loss(replaced),
         "masked_tokens": float(totals["mlm_count"]),
         "tokens": float(totals["disc_count"]),
     }
