@@ -148,19 +148,27 @@ def test_kill_9_and_rerun_gives_identical_shards(tmp_path, corpus_path, koelectr
             "--num-shards", "8"]
     out = tmp_path / "killed"
     proc = _cli(*args, "--output-dir", str(out))
-    first = out / records.shard_name(0, 8)
+    # a shard counts as finished once its stats file follows the renamed shard; a kill between
+    # the two leaves a shard that the rerun must rebuild, so wait for the stats file
+    state = out / build.STATE_DIR
+
+    def finished() -> int:
+        return sum(
+            (out / records.shard_name(i, 8)).exists() and (state / f"shard-{i}-of-8.json").exists() for i in range(8)
+        )
+
     deadline = time.monotonic() + 120
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not finished() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert first.exists() and not (out / records.MANIFEST).exists()
-    finished = sum((out / records.shard_name(i, 8)).exists() for i in range(8))
-    assert 1 <= finished < 8
+    assert not (out / records.MANIFEST).exists()
+    kept = finished()
+    assert 1 <= kept < 8
     rerun = _cli(*args, "--output-dir", str(out))
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
-    assert "kept" in stdout and "finished shards" in stdout
+    assert f"(kept {kept} finished shards)" in stdout
     clean = tmp_path / "clean"
     build.build(BuildConfig(str(corpus_path), str(koelectra_vocab), str(clean), max_seq_length=128, num_shards=8))
     assert _shard_bytes(out) == _shard_bytes(clean)
