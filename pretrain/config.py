@@ -106,6 +106,7 @@ class PretrainConfig:
     # ours
     seed: int = 0
     optimizer: str = "adamw"
+    adam_bias_correction: bool = False  # the original's AdamW has none; LAMB always corrects
     clip_norm: float = 1.0
     precision: str = "auto"  # bfloat16 on TPU, float16 on GPU, float32 on CPU
     gradient_accumulation_steps: int = 1

@@ -6,7 +6,10 @@ strategy. What they do differently from the stock Keras ones, and why:
 
 - AdamW is the original's `AdamWeightDecayOptimizer`: beta1 0.9, beta2 0.999, eps 1e-6,
   *no* bias correction, weight decay added to the Adam update before the learning rate
-  multiplies it (`w -= lr * (m / (sqrt(v) + eps) + wd * w)`).
+  multiplies it (`w -= lr * (m / (sqrt(v) + eps) + wd * w)`). `bias_correction=True`
+  (hparam `adam_bias_correction`) divides m and v by `1 - beta^t` as Adam does: without it
+  the first ~1/(1-beta2) = 1,000 updates are up to 3.2x larger than the learning rate says,
+  which a long warm-up hides but a short run does not (docs/demo.md measures what it does).
 - Weight decay (and LAMB's trust ratio) is skipped for every variable whose *path* contains
   "LayerNorm", "layer_norm" or "bias" (the original's `exclude_from_weight_decay`). Keras
   matches only `variable.name` ("gamma", "beta"), which would decay LayerNorm, so the model
@@ -106,7 +109,8 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
 
     def __init__(self, *, learning_rate, weight_decay_rate: float = 0.01, clip_norm: float | None = 1.0,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-6,
-                 gradient_accumulation_steps: int | None = None, name: str | None = None):
+                 gradient_accumulation_steps: int | None = None, name: str | None = None,
+                 bias_correction: bool = False):
         super().__init__(learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
                          name=name or self.default_name)
         self.weight_decay_rate = weight_decay_rate
@@ -114,6 +118,7 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.bias_correction = bias_correction
 
     def build(self, variables):
         if self.built:
@@ -191,12 +196,20 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(weight_decay_rate=self.weight_decay_rate, clip_norm=self.clip_norm,
-                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                      bias_correction=self.bias_correction)
         return config
+
+    def _corrections(self, dtype):
+        """Adam's `(1 - beta1^t, 1 - beta2^t)` at this update, or (1, 1) without bias correction."""
+        if not self.bias_correction:
+            return tf.constant(1.0, dtype), tf.constant(1.0, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+        return 1.0 - tf.pow(tf.cast(self.beta_1, dtype), step), 1.0 - tf.pow(tf.cast(self.beta_2, dtype), step)
 
 
 class AdamWeightDecay(_ElectraOptimizer):
-    """The original ELECTRA/BERT `AdamWeightDecayOptimizer` (no bias correction)."""
+    """The original ELECTRA/BERT `AdamWeightDecayOptimizer` (bias correction only if asked)."""
 
     default_name = "adamw"
 
@@ -207,17 +220,18 @@ class AdamWeightDecay(_ElectraOptimizer):
         new_m, new_v, new_w = _adamw_kernel(
             tf.cast(gradient, variable.dtype), tf.convert_to_tensor(m), tf.convert_to_tensor(v),
             tf.convert_to_tensor(variable), tf.cast(learning_rate, variable.dtype),
-            *(tf.constant(c, variable.dtype) for c in (self.beta_1, self.beta_2, self.epsilon, decay)))
+            *(tf.constant(c, variable.dtype) for c in (self.beta_1, self.beta_2, self.epsilon, decay)),
+            *self._corrections(variable.dtype))
         self.assign(m, new_m)
         self.assign(v, new_v)
         self.assign(variable, new_w)
 
 
 @tf.function(jit_compile=True)  # one pass per variable instead of ~12 elementwise kernels
-def _adamw_kernel(gradient, m, v, w, learning_rate, beta_1, beta_2, epsilon, decay):
-    """The new (m, v, w): `w -= lr * (m / (sqrt(v) + eps) + decay * w)`, no bias correction."""
+def _adamw_kernel(gradient, m, v, w, learning_rate, beta_1, beta_2, epsilon, decay, correction_1, correction_2):
+    """The new (m, v, w): `w -= lr * (m/c1 / (sqrt(v/c2) + eps) + decay * w)`; c1 = c2 = 1 is the original."""
     m, v = _new_moments(gradient, m, v, beta_1, beta_2)
-    return m, v, w - learning_rate * (m / (tf.sqrt(v) + epsilon) + decay * w)
+    return m, v, w - learning_rate * (m / correction_1 / (tf.sqrt(v / correction_2) + epsilon) + decay * w)
 
 
 def _new_moments(gradient, m, v, beta_1, beta_2):
@@ -228,7 +242,7 @@ def _new_moments(gradient, m, v, beta_1, beta_2):
 class Lamb(_ElectraOptimizer):
     """LAMB as NVIDIA's ELECTRA uses it (the tensorflow-addons algorithm).
 
-    Adam with bias correction, weight decay inside the update, and the layer-wise trust
+    Adam with bias correction (always), weight decay inside the update, and the layer-wise trust
     ratio `||w|| / ||update||` (1 when either norm is 0). LayerNorm and bias variables get
     neither decay nor the trust ratio. `keras.optimizers.Lamb` differs: it decays outside
     the trust-ratio update and applies the ratio to every variable.
@@ -236,13 +250,14 @@ class Lamb(_ElectraOptimizer):
 
     default_name = "lamb"
 
+    def __init__(self, **kwargs):
+        super().__init__(**{"bias_correction": True, **kwargs})
+
     def update_step(self, gradient, variable, learning_rate):
         gradient = tf.cast(gradient, variable.dtype)
         m, v, adapts = self._moments(gradient, variable)
-        step = tf.cast(self.iterations + 1, variable.dtype)
-        m_hat = m / (1.0 - tf.pow(tf.cast(self.beta_1, variable.dtype), step))
-        v_hat = v / (1.0 - tf.pow(tf.cast(self.beta_2, variable.dtype), step))
-        update = m_hat / (tf.sqrt(v_hat) + self.epsilon)
+        correction_1, correction_2 = self._corrections(variable.dtype)
+        update = m / correction_1 / (tf.sqrt(v / correction_2) + self.epsilon)
         ratio = 1.0
         if adapts:
             if self.weight_decay_rate > 0:
@@ -255,7 +270,7 @@ class Lamb(_ElectraOptimizer):
 def make_optimizer(*, learning_rate: float, num_train_steps: int, num_warmup_steps: int,
                    weight_decay_rate: float = 0.01, lr_decay_power: float = 1.0, optimizer: str = "adamw",
                    clip_norm: float = 1.0, gradient_accumulation_steps: int = 1,
-                   precision: str = "float32") -> keras.optimizers.Optimizer:
+                   precision: str = "float32", adam_bias_correction: bool = False) -> keras.optimizers.Optimizer:
     """The pretraining optimiser with its schedule; float16 wraps it in dynamic loss scaling.
 
     `precision` is a resolved one ("float32", "bfloat16", "float16"); see
@@ -271,9 +286,12 @@ def make_optimizer(*, learning_rate: float, num_train_steps: int, num_warmup_ste
         raise UserError(f"weight_decay_rate must be >= 0, got {weight_decay_rate}")
     schedule = learning_rate_schedule(learning_rate=learning_rate, num_train_steps=num_train_steps,
                                       num_warmup_steps=num_warmup_steps, lr_decay_power=lr_decay_power)
-    cls = AdamWeightDecay if optimizer == "adamw" else Lamb
-    opt = cls(learning_rate=schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm or None,
-              gradient_accumulation_steps=gradient_accumulation_steps if gradient_accumulation_steps > 1 else None)
+    common = dict(learning_rate=schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm or None,
+                  gradient_accumulation_steps=gradient_accumulation_steps if gradient_accumulation_steps > 1 else None)
+    if optimizer == "adamw":
+        opt = AdamWeightDecay(bias_correction=adam_bias_correction, **common)
+    else:
+        opt = Lamb(**common)
     if precision == "float16":
         return keras.optimizers.LossScaleOptimizer(opt)
     return opt

@@ -94,7 +94,8 @@ class Trainer:
                 learning_rate=cfg.learning_rate, num_train_steps=cfg.num_train_steps,
                 num_warmup_steps=cfg.num_warmup_steps, weight_decay_rate=cfg.weight_decay_rate,
                 lr_decay_power=cfg.lr_decay_power, optimizer=cfg.optimizer, clip_norm=cfg.clip_norm,
-                gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision)
+                gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision,
+                adam_bias_correction=cfg.adam_bias_correction)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.optimizer, self.step)

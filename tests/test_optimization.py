@@ -139,6 +139,34 @@ def test_adamw_step_equals_original_formula_with_decay_exclusion():
     assert paths == ["toy/dense/bias", "toy/dense/kernel", "toy/layer_norm/beta", "toy/layer_norm/gamma"]
 
 
+def test_adamw_bias_correction_equals_adam_over_three_steps():
+    """`adam_bias_correction`: m / (1 - b1^t) over sqrt(v / (1 - b2^t)), per step, decay as before."""
+    model = _toy()
+    w = {v.path: np.array(v, dtype=np.float64) for v in model.trainable_variables}
+    m = {p: np.zeros_like(x) for p, x in w.items()}
+    s = {p: np.zeros_like(x) for p, x in w.items()}
+    opt = make_optimizer(learning_rate=0.1, num_train_steps=1000, num_warmup_steps=0, lr_decay_power=0.0,
+                         weight_decay_rate=0.2, clip_norm=0.0, adam_bias_correction=True)
+    rng = np.random.default_rng(0)
+    for t in (1, 2, 3):
+        grads = [rng.normal(size=v.shape).astype(np.float32) for v in model.trainable_variables]
+        opt.apply_gradients([(tf.constant(g), v) for g, v in zip(grads, model.trainable_variables)])
+        for v, g in zip(model.trainable_variables, grads):
+            p = v.path
+            m[p] = 0.9 * m[p] + 0.1 * g
+            s[p] = 0.999 * s[p] + 0.001 * g * g
+            update = m[p] / (1 - 0.9**t) / (np.sqrt(s[p] / (1 - 0.999**t)) + 1e-6)
+            if p.endswith("kernel"):
+                update = update + 0.2 * w[p]
+            w[p] = w[p] - 0.1 * update
+            np.testing.assert_allclose(np.array(v), w[p], rtol=1e-4, atol=1e-5)
+    # the first corrected step is the full learning rate per coordinate, not 3.16x of it
+    first = AdamWeightDecay(learning_rate=0.1, weight_decay_rate=0.0, clip_norm=None, bias_correction=True)
+    var = tf.Variable([1.0, -2.0])
+    first.apply_gradients([(tf.constant([0.3, -5.0]), var)])
+    np.testing.assert_allclose(np.array(var), [0.9, -1.9], rtol=1e-5)
+
+
 def test_zero_gradient_decays_only_kernels():
     model = _toy()
     before = {v.path: np.array(v) for v in model.trainable_variables}
