@@ -37,6 +37,7 @@ from data_prep import fileio, records, vocab_files  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
 from pretrain.flops import electra_train_flops_per_step  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
+from peer_rtd import PeerDims, adamw, build_peer, make_step  # noqa: E402
 
 CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
 VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
@@ -102,57 +103,18 @@ def time_peer(examples, vocab, batch: int, steps: int, repeats: int, n_pred: int
     """Best wall and CPU seconds per step of the transformers generator + discriminator, same objective."""
     import torch
     import transformers
-    from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-    torch.manual_seed(0)
     torch.set_num_threads(threads)
-    common = dict(vocab_size=len(vocab), embedding_size=128, max_position_embeddings=512, type_vocab_size=2,
-                  hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-    disc = ElectraForPreTraining(ElectraConfig(hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
-                                               intermediate_size=1024, **common))
-    gen = ElectraForMaskedLM(ElectraConfig(hidden_size=64, num_hidden_layers=12, num_attention_heads=1,
-                                           intermediate_size=256, **common))
-    gen.electra.embeddings = disc.electra.embeddings  # tied: word, position, type embeddings and LayerNorm
-    gen.generator_lm_head.weight = disc.electra.embeddings.word_embeddings.weight
-    disc.train(), gen.train()
-    params = list({id(p): p for p in [*disc.parameters(), *gen.parameters()]}.values())
-    opt = torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
-    special = torch.tensor([vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")])
-    mask_id = vocab.index("[MASK]")
+    peer = build_peer(len(vocab), embedding_size=128, max_position_embeddings=512,
+                      discriminator=PeerDims(256, 12, 4, 1024), generator=PeerDims(64, 12, 1, 256))
+    run = make_step(peer, adamw(peer, 5e-4), [vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")],
+                    vocab.index("[MASK]"), n_pred)
     data = {k: torch.from_numpy(v.astype(np.int64)) for k, v in examples.items()}
     total = len(data["input_ids"])
 
     def step(i: int) -> float:
         rows = torch.arange(i * batch, (i + 1) * batch) % total
-        ids, attn, seg = (data[k][rows] for k in ("input_ids", "input_mask", "segment_ids"))
-        # mask 15% of the maskable tokens without replacement, N slots, 85% [MASK] / 15% kept
-        maskable = attn.bool() & ~torch.isin(ids, special)
-        k = torch.clamp(torch.round(maskable.sum(1) * 0.15), 1, n_pred).long()  # [B]
-        scores = torch.where(maskable, torch.rand(ids.shape), torch.full(ids.shape, -1.0))
-        positions = scores.topk(n_pred, dim=1).indices  # [B, N]
-        weights = (torch.arange(n_pred)[None, :] < k[:, None]).float()  # [B, N]
-        original = ids.gather(1, positions)
-        to_mask = (torch.rand(positions.shape) < 0.85) & weights.bool()
-        masked = ids.scatter(1, positions, torch.where(to_mask, torch.full_like(original, mask_id), original))
-
-        hidden = gen.electra(masked, attention_mask=attn, token_type_ids=seg).last_hidden_state  # [B, L, Hg]
-        picked = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, N, Hg]
-        logits = gen.generator_lm_head(gen.generator_predictions(picked))  # [B, N, V], masked slots only
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), original, reduction="none")
-        mlm = (nll * weights).sum() / weights.sum()
-        with torch.no_grad():
-            gumbel = -torch.log(-torch.log(torch.rand(logits.shape).clamp_min(1e-9)))
-            sampled = (logits + gumbel).argmax(-1)
-            fake = masked.scatter(1, positions, torch.where(weights.bool(), sampled, masked.gather(1, positions)))
-            labels = ((fake != ids) & attn.bool()).float()
-        disc_logits = disc(fake, attention_mask=attn, token_type_ids=seg).logits  # [B, L]
-        xent = torch.nn.functional.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none")
-        loss = mlm + 50.0 * (xent * attn).sum() / attn.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        return float(loss.detach())
+        return run(*(data[k][rows] for k in ("input_ids", "input_mask", "segment_ids"))).loss
 
     step(0)  # warm-up
     best, cpu, i = float("inf"), float("inf"), 1

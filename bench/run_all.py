@@ -28,6 +28,7 @@ BENCHES = [
     ("bench_minhash.py", "minhash.md"),
     ("learning_curve.py", "learning.md"),
     ("demo_record.py", "demo.md"),
+    ("demo_reference.py", "demo_reference.md"),
 ]
 
 

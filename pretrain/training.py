@@ -339,10 +339,12 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
                             "(check the data and learning_rate)", m["generator_accuracy"])
         base = m["discriminator_base_rate_loss"]
         if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
+            hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
+                "; on a short schedule set adam_bias_correction")
             logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
                             "predicts that share everywhere and uses no context yet; normal early on, but a model "
-                            "exported in this state fine-tunes worse than random init (docs/pretraining.md)",
-                            m["discriminator_loss"], base, 100 * m["replaced_fraction"])
+                            "exported in this state fine-tunes no better than random init%s (docs/pretraining.md)",
+                            m["discriminator_loss"], base, 100 * m["replaced_fraction"], hint)
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):

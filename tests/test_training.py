@@ -235,6 +235,11 @@ def test_a_discriminator_at_its_base_rate_is_reported(caplog):
     with caplog.at_level(logging.WARNING):
         training._log_progress(cfg, 3, m, 1e-4, 10.0, None)
     assert "at the base rate 0.3958 (13.5% of tokens replaced)" in caplog.text
+    assert "set adam_bias_correction" in caplog.text  # the original AdamW: the hint for short runs
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        training._log_progress(from_hparams(hp(num_warmup_steps=2, adam_bias_correction=True)), 3, m, 1e-4, 10.0, None)
+    assert "at the base rate" in caplog.text and "adam_bias_correction" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         training._log_progress(cfg, 3, dict(m, discriminator_loss=0.30), 1e-4, 10.0, None)
