@@ -107,8 +107,7 @@ def time_peer(examples, vocab, batch: int, steps: int, repeats: int, n_pred: int
     torch.set_num_threads(threads)
     peer = build_peer(len(vocab), embedding_size=128, max_position_embeddings=512,
                       discriminator=PeerDims(256, 12, 4, 1024), generator=PeerDims(64, 12, 1, 256))
-    run = make_step(peer, adamw(peer, 5e-4), [vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")],
-                    vocab.index("[MASK]"), n_pred)
+    run = make_step(peer, adamw(peer, 5e-4), vocab, n_pred)
     data = {k: torch.from_numpy(v.astype(np.int64)) for k, v in examples.items()}
     total = len(data["input_ids"])
 

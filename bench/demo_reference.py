@@ -69,19 +69,11 @@ def train_reference(run_dir: Path, out: Path, seed: int) -> dict:
     optimizer = adamw(peer, cfg.learning_rate, cfg.weight_decay_rate, exclude=EXCLUDE_FROM_WEIGHT_DECAY)
     schedule = learning_rate_schedule(learning_rate=cfg.learning_rate, num_train_steps=cfg.num_train_steps,
                                       num_warmup_steps=cfg.num_warmup_steps, lr_decay_power=cfg.lr_decay_power)
+    # update i runs at the rate ours evaluates at `iterations` = i, the same schedule object
     rates = [float(schedule(s)) for s in range(cfg.num_train_steps + 1)]
-    done = [0]
-
-    def next_rate() -> None:  # the rate of the next update, as ours evaluates it at `iterations`
-        done[0] += 1
-        for group in optimizer.param_groups:
-            group["lr"] = rates[done[0]]
-
-    for group in optimizer.param_groups:
-        group["lr"] = rates[0]
-    step = make_step(peer, optimizer, [vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")],
-                     vocab.index("[MASK]"), cfg.max_predictions_per_seq, cfg.mask_prob, cfg.gen_weight,
-                     cfg.disc_weight, schedule=next_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: rates[s] / cfg.learning_rate)
+    step = make_step(peer, optimizer, vocab, cfg.max_predictions_per_seq, cfg.mask_prob, cfg.gen_weight,
+                     cfg.disc_weight, schedule=scheduler.step)
     generator = torch.Generator().manual_seed(seed)
     total, batch = len(data["input_ids"]), cfg.train_batch_size
     order = torch.cat([torch.randperm(total, generator=generator)
@@ -100,7 +92,7 @@ def train_reference(run_dir: Path, out: Path, seed: int) -> dict:
         if f.name not in ("config.json", "model.safetensors"):
             shutil.copy(f, out / f.name)
     tail = results[-TAIL:]
-    return {"steps": cfg.num_train_steps, "batch": batch, "seconds": time.time() - start,
+    return {"seconds": time.time() - start,
             "generator_loss": float(np.mean([r.mlm_loss for r in tail])),
             "generator_accuracy": float(np.mean([r.mlm_accuracy for r in tail])),
             "discriminator_loss": float(np.mean([r.disc_loss for r in tail])), "config": cfg}

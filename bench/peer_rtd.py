@@ -64,16 +64,20 @@ class StepResult(NamedTuple):
     disc_loss: float
 
 
-def make_step(peer: Peer, optimizer, special_ids: Sequence[int], mask_id: int, max_predictions: int,
-              mask_prob: float = 0.15, gen_weight: float = 1.0, disc_weight: float = 50.0,
+def make_step(peer: Peer, optimizer, vocab: Sequence[str], max_predictions: int, mask_prob: float = 0.15,
+              gen_weight: float = 1.0, disc_weight: float = 50.0,
               schedule: Callable[[], None] | None = None) -> Callable:
-    """`step(input_ids, input_mask, segment_ids)` (int64 tensors [B, L]) -> StepResult; one update."""
+    """`step(input_ids, input_mask, segment_ids)` (int64 tensors [B, L]) -> StepResult; one update.
+
+    `schedule` is called after each optimiser step (e.g. a torch LR scheduler's `step`).
+    """
     import torch
     import torch.nn.functional as F
 
     gen, disc = peer.generator, peer.discriminator
     params = [p for _, p in peer.named_parameters]
-    special = torch.tensor(list(special_ids))
+    special = torch.tensor([vocab.index(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[MASK]")])
+    mask_id = vocab.index("[MASK]")
 
     def step(ids, attn, seg) -> StepResult:
         maskable = attn.bool() & ~torch.isin(ids, special)

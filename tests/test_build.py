@@ -150,12 +150,9 @@ def test_kill_9_and_rerun_gives_identical_shards(tmp_path, corpus_path, koelectr
     proc = _cli(*args, "--output-dir", str(out))
     # a shard counts as finished once its stats file follows the renamed shard; a kill between
     # the two leaves a shard that the rerun must rebuild, so wait for the stats file
-    state = out / build.STATE_DIR
-
     def finished() -> int:
-        return sum(
-            (out / records.shard_name(i, 8)).exists() and (state / f"shard-{i}-of-8.json").exists() for i in range(8)
-        )
+        return sum((out / records.shard_name(i, 8)).exists() and os.path.exists(build._stats_path(str(out), i, 8))
+                   for i in range(8))
 
     deadline = time.monotonic() + 120
     while not finished() and proc.poll() is None and time.monotonic() < deadline:
