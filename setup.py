@@ -20,7 +20,7 @@ setup(
     version="0.1.0",
     description="ELECTRA pretraining pipeline (Korean first): clean, vocab, records, RTD training, HF export",
     python_requires=">=3.10",
-    packages=find_packages(include=["data_prep", "data_prep.*", "pretrain", "pretrain.*", "cloudops", "cloudops.*"]),
+    packages=find_packages(include=["foundation", "foundation.*", "data_prep", "data_prep.*", "pretrain", "pretrain.*", "cloudops", "cloudops.*"]),
     py_modules=["run_pretraining", "build_pretraining_dataset"],
     install_requires=BASE,
     extras_require={

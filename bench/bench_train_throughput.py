@@ -33,7 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_prep import fileio, records, vocab_files  # noqa: E402
+from foundation import fileio  # noqa: E402
+from data_prep import records, vocab_files  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
 from pretrain.flops import electra_train_flops_per_step  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)

@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("demo_args", nargs="*", help="more electra-demo flags (after --)")
     args = parser.parse_args()
     os.chdir(ROOT)
-    from data_prep.errors import quiet_tensorflow
+    from foundation.errors import quiet_tensorflow
 
     quiet_tensorflow()
     from pretrain import pipeline

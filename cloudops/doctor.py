@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 from cloudops import storage
 from data_prep import records
-from data_prep.errors import UserError, run_cli
+from foundation.errors import UserError, run_cli
 
 _ACCELERATOR_RE = re.compile(r"v(\d+)([a-z]*)-(\d+)")
 # Multi-region bucket locations and the prefix of the regions they span.

@@ -24,8 +24,8 @@ import os
 import re
 from typing import Any, Callable, Iterator, NamedTuple
 
-from data_prep import fileio
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from foundation.errors import UserError, run_cli
 
 MiB = 1 << 20
 CHUNK_SIZE = 8 * MiB  # one resumable request; the API wants a multiple of 256 KiB

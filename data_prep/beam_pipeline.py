@@ -40,11 +40,12 @@ try:
 except ImportError as _exc:  # the `beam` extra
     raise ImportError("the Beam pipeline needs Apache Beam: pip install -e '.[beam]'") from _exc
 
-from data_prep import fileio, minhash, packing, records, vocab, vocab_files
+from foundation import fileio
+from data_prep import minhash, packing, records, vocab, vocab_files
 from data_prep.build import MIN_SEQ_LENGTH
 from data_prep.clean import BREAK, DROPPED, STATS_FILE, clean_chunk, read_chunks
 from data_prep.cleaning import PRESETS
-from data_prep.errors import UserError, run_cli
+from foundation.errors import UserError, run_cli
 from data_prep.filters import CleanStats, FilterConfig, document_too_short
 
 RECORDS_DIR = "records"

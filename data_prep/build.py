@@ -30,8 +30,9 @@ import time
 import zlib
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
-from data_prep import fileio, packing, records, tokenization, vocab_files
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from data_prep import packing, records, tokenization, vocab_files
+from foundation.errors import UserError, run_cli
 
 TEXT_BYTES_PER_SHARD = 64 << 20
 MAX_AUTO_SHARDS = 1000

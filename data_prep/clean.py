@@ -28,9 +28,9 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 
-from data_prep import fileio
+from foundation import fileio
 from data_prep.cleaning import PRESETS, clean_lines, clean_text
-from data_prep.errors import UserError, run_cli
+from foundation.errors import UserError, run_cli
 from data_prep.filters import (
     CleanStats,
     FilterConfig,

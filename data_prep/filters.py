@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 # Why a line left the corpus. `empty` is always applied: an empty line would read as a
 # document break.

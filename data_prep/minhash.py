@@ -24,7 +24,7 @@ from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 _PRIME = (1 << 31) - 1  # hash values and permutation coefficients live below this; a*h+b fits in uint64
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 PRETOKENIZERS = ("bert", "mecab")
 

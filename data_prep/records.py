@@ -21,8 +21,8 @@ import re
 import struct
 from typing import Any, Iterable, Iterator, Sequence
 
-from data_prep import fileio
-from data_prep.errors import UserError
+from foundation import fileio
+from foundation.errors import UserError
 
 FEATURES = ("input_ids", "input_mask", "segment_ids")
 SHARD_PREFIX = "pretrain_data.tfrecord"

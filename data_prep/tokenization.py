@@ -25,7 +25,7 @@ import warnings
 from typing import Callable, Sequence
 
 from data_prep import vocab_files
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from data_prep.vocab_files import VocabSettings
 
 BACKENDS = ("tokenizers", "tf_text")

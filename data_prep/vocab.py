@@ -23,9 +23,9 @@ import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
-from data_prep import fileio
+from foundation import fileio
 from data_prep.clean import input_fingerprint
-from data_prep.errors import UserError, run_cli
+from foundation.errors import UserError, run_cli
 from data_prep.pretokenize import PRETOKENIZERS, get_pretokenizer
 from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, load_vocab, make_hf_tokenizer
 

@@ -11,8 +11,8 @@ import dataclasses
 import json
 import os
 
-from data_prep import fileio
-from data_prep.errors import UserError
+from foundation import fileio
+from foundation.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SETTINGS_FILE = "vocab_settings.json"

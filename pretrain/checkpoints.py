@@ -13,8 +13,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from data_prep import fileio, records, vocab_files
-from data_prep.errors import UserError
+from foundation import fileio
+from data_prep import records, vocab_files
+from foundation.errors import UserError
 from pretrain.config import PretrainConfig, from_hparams
 
 RUN_CONFIG = "run_config.json"

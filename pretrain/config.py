@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any, Mapping
 
-from data_prep import fileio
-from data_prep.errors import UserError
+from foundation import fileio
+from foundation.errors import UserError
 
 # The original's per-size defaults (configure_pretraining.py and Table 6 of the paper);
 # keys here win over the dataclass defaults unless the user sets them.

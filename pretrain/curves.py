@@ -14,8 +14,8 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from data_prep import fileio
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from foundation.errors import UserError, run_cli
 
 # Panel name -> the summary tag the trainer (pretrain/training.py) writes for it.
 DEFAULT_TAGS: Mapping[str, str] = {
@@ -60,7 +60,7 @@ def event_files(log_dir: str) -> list[str]:
 def read_scalars(paths: Sequence[str]) -> dict[str, Series]:
     """Every scalar tag in the event files. A step written twice (a resumed run) keeps the
     value written last, so a restart's repeated steps do not zig-zag the curve."""
-    from data_prep.errors import quiet_tensorflow
+    from foundation.errors import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf

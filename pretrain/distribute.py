@@ -6,7 +6,7 @@ on the CPU. Tests make two logical CPUs so the multi-replica path runs here too.
 """
 from __future__ import annotations
 
-from data_prep.errors import UserError, quiet_tensorflow
+from foundation.errors import UserError, quiet_tensorflow
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 

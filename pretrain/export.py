@@ -23,8 +23,9 @@ from typing import Mapping
 
 import numpy as np
 
-from data_prep import fileio, vocab_files
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from data_prep import vocab_files
+from foundation.errors import UserError, run_cli
 from pretrain import hf_format
 from pretrain.config import EncoderDims, PretrainConfig
 

@@ -21,7 +21,7 @@ from typing import Literal, Mapping
 
 import numpy as np
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain.config import EncoderDims
 
 Part = Literal["discriminator", "generator"]

@@ -19,8 +19,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from data_prep import fileio
-from data_prep.errors import UserError
+from foundation import fileio
+from foundation.errors import UserError
 from pretrain import hf_format
 from pretrain.config import EncoderDims
 

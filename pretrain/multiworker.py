@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Iterator, Mapping, NamedTuple
 
-from data_prep.errors import UserError, quiet_tensorflow
+from foundation.errors import UserError, quiet_tensorflow
 
 TASK_TYPES = ("chief", "worker")
 

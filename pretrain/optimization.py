@@ -40,7 +40,7 @@ import re
 import keras
 import tensorflow as tf
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 OPTIMIZERS = ("adamw", "lamb")

@@ -22,8 +22,8 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from data_prep import fileio
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from foundation.errors import UserError, run_cli
 from pretrain.probe import ProbeConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,7 +237,7 @@ def _fmt(value: Any) -> str:
 def build_stages(cfg: DemoConfig, paths: Paths, figures: dict[str, dict[str, Any]]) -> list[Stage]:
     """The seven stages; later ones read earlier figures (the vocab size) when they run."""
     from data_prep.clean import input_fingerprint
-    from data_prep.fileio import list_text_files
+    from foundation.fileio import list_text_files
 
     def train_cfg():
         return pretrain_config(cfg, figures["vocab"]["vocab_size"])

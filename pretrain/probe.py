@@ -19,8 +19,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from data_prep import fileio
-from data_prep.errors import UserError, run_cli
+from foundation import fileio
+from foundation.errors import UserError, run_cli
 
 TSV_HEADER = ("id", "document", "label")
 DEFAULT_TRAIN = os.path.join("data", "nsmc_sentiment", "train.tsv")

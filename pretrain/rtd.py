@@ -134,9 +134,14 @@ class RtdModel(keras.Model):
         real = tf.cast(input_mask, tf.float32)
         labels = real * tf.cast(tf.not_equal(fake_ids, input_ids), tf.float32)  # [B, L]
 
-        disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, noise=disc_noise), input_mask,
-                                         noise=disc_noise)
-        disc_logits = self.discriminator_head(disc_hidden)  # [B, L] float32
+        if cfg.disc_weight == 0:
+            # MLM only (BERT's objective, the control of docs/payoff.md): the discriminator is not run, so
+            # equal compute means equal generator steps; its logits read as "never replaced"
+            disc_logits = tf.fill(tf.shape(labels), tf.constant(-1e4, tf.float32))
+        else:
+            disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, noise=disc_noise), input_mask,
+                                             noise=disc_noise)
+            disc_logits = self.discriminator_head(disc_hidden)  # [B, L] float32
         xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=disc_logits)
         pred = tf.cast(disc_logits > 0, tf.float32)
         prob_bin = tf.clip_by_value(tf.cast(tf.sigmoid(disc_logits) * AUC_BINS, tf.int32), 0, AUC_BINS - 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from data_prep import fileio
-from data_prep.errors import run_cli
+from foundation import fileio
+from foundation.errors import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,8 +18,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_prep import fileio, records, vocab_files
-from data_prep.errors import UserError
+from foundation import fileio
+from data_prep import records, vocab_files
+from foundation.errors import UserError
 from pretrain import checkpoints, data, metrics, multiworker
 from pretrain.config import PretrainConfig
 from pretrain.rtd import AUC_BINS, RtdModel, RtdOutputs, build_model, rtd_loss, special_ids, step_key
@@ -115,7 +116,10 @@ class Trainer:
                                   key=key, rows=rows, training=True)
             losses = rtd_loss(out, self.cfg, mlm_den, disc_den)
             scaled = self.optimizer.scale_loss(losses.total)
-        grads = tape.gradient(scaled, self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        # zeros, not None, for variables outside the loss (the discriminator when disc_weight is 0)
+        grads = [tf.zeros(v.shape, tf.float32) if g is None else g for g, v in zip(grads, variables)]
         return grads, out
 
     def _replica_step(self, batch, key):

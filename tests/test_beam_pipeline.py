@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_prep import beam_pipeline, build, clean, minhash, records, vocab
 from data_prep.cleaning import clean_line
-from data_prep.errors import run_cli
+from foundation.errors import run_cli
 from data_prep.filters import CleanStats, FilterConfig
 
 SLICE_LINES = 2500

@@ -11,7 +11,7 @@ import pytest
 
 from data_prep import build, records, tokenization, vocab_files
 from data_prep.build import BuildConfig, InputFile, Span
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from test_packing import _made_of
 from shared_paths import ORIGINAL_ELECTRA
 

@@ -10,7 +10,7 @@ import pytest
 
 from data_prep import clean
 from data_prep.cleaning import clean_lines
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from data_prep.filters import FilterConfig
 
 from conftest import ROOT

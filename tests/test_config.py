@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain.config import config_path, from_hparams, max_predictions_per_seq
 
 

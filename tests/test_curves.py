@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain import curves
 
 

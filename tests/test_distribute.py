@@ -7,7 +7,7 @@ set_logical_cpu_devices(2)  # before TensorFlow creates its devices
 
 import tensorflow as tf  # noqa: E402
 
-from data_prep.errors import UserError  # noqa: E402
+from foundation.errors import UserError  # noqa: E402
 from pretrain.distribute import device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
 
 CPU_ONLY = dict(use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)

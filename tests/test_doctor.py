@@ -7,7 +7,7 @@ import pytest
 
 from cloudops import doctor, storage
 from data_prep import records
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain.config import from_hparams
 
 

@@ -20,7 +20,7 @@ from transformers import (AutoTokenizer, ElectraForMaskedLM, ElectraForPreTraini
                           ElectraForSequenceClassification)
 
 from data_prep import tokenization, vocab_files
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain import config as pconfig
 from pretrain import encoder, export, hf_format, importing, rtd
 
@@ -316,7 +316,7 @@ def trained_run(tmp_path_factory):
 
 def run_export(args: list[str], capsys) -> tuple[int, str, str]:
     """The command in-process, through the same `run_cli` wrapper the console script uses."""
-    from data_prep.errors import run_cli
+    from foundation.errors import run_cli
 
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: export.main(args))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain import config as pconfig
 from pretrain import hf_format
 

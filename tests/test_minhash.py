@@ -2,7 +2,7 @@
 import pytest
 
 from data_prep import minhash
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 CONFIG = minhash.MinHashConfig()
 

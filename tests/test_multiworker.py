@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain import multiworker
 from rtd_helpers import ROOT, write_nsmc_records
 

@@ -12,7 +12,7 @@ set_logical_cpu_devices(2)  # before TensorFlow creates its devices
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from data_prep.errors import UserError  # noqa: E402
+from foundation.errors import UserError  # noqa: E402
 from pretrain.optimization import (  # noqa: E402
     AdamWeightDecay,
     Lamb,

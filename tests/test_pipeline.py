@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from pretrain import pipeline
 
 # A few steps of the tiny preset: enough for a real checkpoint, export and curves.

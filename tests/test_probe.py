@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from data_prep.errors import UserError, run_cli  # noqa: E402
+from foundation.errors import UserError, run_cli  # noqa: E402
 from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer  # noqa: E402
 from pretrain import probe  # noqa: E402
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import records
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 L = 8
 ROWS = [

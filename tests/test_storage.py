@@ -10,7 +10,7 @@ import pytest
 
 from cloudops import storage
 from data_prep import records
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 KiB = 1024
 

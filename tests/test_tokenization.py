@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from data_prep import tokenization, vocab_files
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from data_prep.vocab_files import VocabSettings
 from shared_paths import ORIGINAL_ELECTRA
 

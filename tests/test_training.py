@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from rtd_helpers import ROOT, write_nsmc_records
 
 TINY = {"model_size": "small", "embedding_size": 16, "hidden_size": 32, "num_hidden_layers": 1,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from data_prep import vocab
-from data_prep.errors import UserError
+from foundation.errors import UserError
 from data_prep.pretokenize import MecabSplitter
 from data_prep.vocab_files import SPECIAL_TOKENS, VocabSettings, load_settings, load_vocab, make_hf_tokenizer
 

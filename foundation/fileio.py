@@ -14,7 +14,7 @@ import os
 import uuid
 from typing import IO, Iterator
 
-from data_prep.errors import UserError
+from foundation.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
 
@@ -24,7 +24,7 @@ def is_gcs(path: str) -> bool:
 
 
 def _gfile():
-    from data_prep.errors import quiet_tensorflow
+    from foundation.errors import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
