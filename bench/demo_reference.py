@@ -115,7 +115,7 @@ def main() -> int:
     out = run_dir / "reference_hf"
     ref = train_reference(run_dir, out, args.seed)
     scored = probe.run_probe(str(out), str(ROOT / probe.DEFAULT_TRAIN), str(ROOT / probe.DEFAULT_TEST))
-    print(probe.summary_line(scored))
+    print("\n".join(probe.summary_lines(scored)))
     cfg = ref["config"]
 
     def row(name, gen_loss, gen_acc, disc_loss, pre, rand) -> str:

@@ -108,7 +108,7 @@ class PretrainConfig:
     optimizer: str = "adamw"
     adam_bias_correction: bool = False  # the original's AdamW has none; LAMB always corrects
     clip_norm: float = 1.0
-    precision: str = "auto"  # bfloat16 on TPU, float16 on GPU, float32 on CPU
+    precision: str = "auto"  # bfloat16 on TPU, float16 on GPU; on a CPU bfloat16 if it has AVX512-BF16/AMX
     gradient_accumulation_steps: int = 1
     jit_compile: bool = False
     watchdog_seconds: float = 0.0  # 0 = no hang watchdog

@@ -92,13 +92,39 @@ def device_kind(strategy) -> str:
     return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
 
 
-def resolve_precision(precision: str, strategy) -> str:
-    """"auto" -> bfloat16 on TPU, float16 (with loss scaling) on GPU, float32 on the CPU."""
+# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 matrix instructions: oneDNN runs bfloat16
+# matmuls on them at ~1.9x float32 (measured: BENCHMARKS.md); without them bfloat16 is emulated and slower.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them; empty where there is no /proc/cpuinfo."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_precision(flags: frozenset[str]) -> str:
+    """bfloat16 where the CPU multiplies it natively, else float32."""
+    return "bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None) -> str:
+    """"auto" -> bfloat16 on TPU, float16 (with loss scaling) on GPU, and on the CPU bfloat16 when it has
+    AVX512-BF16 or AMX (detected from `flags`, default this machine's), else float32."""
     if precision not in PRECISION_CHOICES:
         raise UserError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if precision != "auto":
         return precision
-    return {"tpu": "bfloat16", "gpu": "float16", "cpu": "float32"}[device_kind(strategy)]
+    kind = device_kind(strategy)
+    if kind == "cpu":
+        return cpu_precision(cpu_flags() if flags is None else flags)
+    return {"tpu": "bfloat16", "gpu": "float16"}[kind]
 
 
 def keras_policy(precision: str) -> str:

@@ -86,16 +86,19 @@ def encoder_forward_flops(size: EncoderSize, *, vocab_size: int, embedding_size:
     return per_token * seq_length
 
 
-def electra_train_flops_per_step(*, discriminator: EncoderSize, generator: EncoderSize, vocab_size: int,
+def electra_train_flops_per_step(*, discriminator: EncoderSize | None, generator: EncoderSize, vocab_size: int,
                                  embedding_size: int, max_seq_length: int, max_predictions_per_seq: int,
                                  batch_size: int, backward_multiplier: float = 1.0) -> float:
     """FLOPs of one training step (generator + discriminator, forward + backward), whole batch.
 
-    Embeddings are tied, so the generator uses the discriminator's `embedding_size`.
+    Embeddings are tied, so the generator uses the discriminator's `embedding_size`. `discriminator` None:
+    MLM only (disc_weight 0, which does not run the discriminator).
     """
     s = max_seq_length
-    disc = encoder_forward_flops(discriminator, vocab_size=vocab_size, embedding_size=embedding_size, seq_length=s)
-    disc += s * rtd_head_flops(hidden_size=discriminator.hidden_size)
+    disc = 0.0
+    if discriminator is not None:
+        disc = encoder_forward_flops(discriminator, vocab_size=vocab_size, embedding_size=embedding_size, seq_length=s)
+        disc += s * rtd_head_flops(hidden_size=discriminator.hidden_size)
     gen = encoder_forward_flops(generator, vocab_size=vocab_size, embedding_size=embedding_size, seq_length=s)
     gen += max_predictions_per_seq * mlm_head_flops(vocab_size=vocab_size, embedding_size=embedding_size,
                                                     hidden_size=generator.hidden_size)

@@ -345,18 +345,30 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "seconds": round(time.time() - start, 1),
     }
     if "probe" in figures:
-        summary["pretrained_accuracy"] = figures["probe"]["pretrained_accuracy"]
-        summary["random_init_accuracy"] = figures["probe"]["random_init_accuracy"]
+        summary.update(headline_figures(figures["probe"]))
     fileio.write_text(paths.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 
 
+def headline_figures(probe_figures: dict[str, Any]) -> dict[str, Any]:
+    """The summary's top-level figures: each downstream and intrinsic score beside its baseline."""
+    out = {k: probe_figures[k] for k in ("pretrained_accuracy", "pretrained_std", "random_init_accuracy",
+                                         "random_init_std", "majority_accuracy")}
+    if probe_figures.get("frozen"):
+        out["frozen_pretrained_accuracy"] = probe_figures["frozen"]["pretrained_accuracy"]
+        out["frozen_random_init_accuracy"] = probe_figures["frozen"].get("random_init_accuracy")
+    out.update(probe_figures.get("intrinsic") or {})
+    return out
+
+
 def final_lines(summary: dict[str, Any], out_dir: str) -> list[str]:
+    from pretrain import probe
+
     lines = [f"done in {summary['seconds'] / 60:.1f} min. Hugging Face model: {summary['model']['discriminator']} "
              f"(ElectraForPreTraining; generator: {summary['model']['generator']})"]
-    if "pretrained_accuracy" in summary:
-        lines.append(f"NSMC sentiment probe accuracy: pretrained {summary['pretrained_accuracy']:.3f} vs random init "
-                     f"{summary['random_init_accuracy']:.3f}")
+    if "probe" in summary["stages"]:
+        lines += probe.summary_lines(probe.ProbeResult(**{k: v for k, v in summary["stages"]["probe"].items()
+                                                          if k in probe.ProbeResult._fields}))
     lines.append(f"curves: {summary['curves']}; every stage's figures: {os.path.join(out_dir, SUMMARY)}")
     return lines
 

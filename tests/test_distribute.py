@@ -8,18 +8,30 @@ set_logical_cpu_devices(2)  # before TensorFlow creates its devices
 import tensorflow as tf  # noqa: E402
 
 from foundation.errors import UserError  # noqa: E402
-from pretrain.distribute import device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
+from pretrain.distribute import cpu_flags, cpu_precision, device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
 
 CPU_ONLY = dict(use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)
 
 
-def test_cpu_gets_default_strategy_and_float32():
+def test_cpu_gets_default_strategy_and_the_precision_its_flags_allow():
     strategy = make_strategy(**CPU_ONLY)
     assert strategy is tf.distribute.get_strategy()
     assert strategy.num_replicas_in_sync == 1
     assert device_kind(strategy) == "cpu"
-    assert resolve_precision("auto", strategy) == "float32"
+    assert resolve_precision("auto", strategy, flags=frozenset({"avx2", "avx512f"})) == "float32"
+    assert resolve_precision("auto", strategy, flags=frozenset({"avx512f", "avx512_bf16"})) == "bfloat16"
+    assert resolve_precision("auto", strategy, flags=frozenset({"amx_tile", "amx_bf16"})) == "bfloat16"
+    assert resolve_precision("auto", strategy) == cpu_precision(cpu_flags())
     assert resolve_precision("bfloat16", strategy) == "bfloat16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\nbugs\t\t: spectre\n")
+    assert cpu_flags(str(info)) == {"fpu", "sse2", "avx512f", "avx512_bf16"}
+    assert cpu_precision(cpu_flags(str(info))) == "bfloat16"
+    assert cpu_flags(str(tmp_path / "absent")) == frozenset()  # not Linux: float32
+    assert cpu_precision(frozenset()) == "float32"
 
 
 def test_two_logical_cpus_give_two_replicas():

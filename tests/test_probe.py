@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 
 from foundation.errors import UserError, run_cli  # noqa: E402
 from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer  # noqa: E402
-from pretrain import probe  # noqa: E402
+from pretrain import finetune, intrinsic, probe  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
@@ -55,7 +55,7 @@ def folders(tmp_path_factory, koelectra_vocab, sentiment_dir):
     ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
     classifier = transformers.ElectraForSequenceClassification(_tiny_config(len(tokens)))
     classifier.electra.load_state_dict(untrained.electra.state_dict())
-    probe.fine_tune(classifier, ids, train.labels, tokenizer.pad_token_id,
+    finetune.fine_tune(classifier, ids, train.labels, tokenizer.pad_token_id,
                     probe.ProbeConfig(epochs=3, learning_rate=2e-3, seed=1))
     trained = transformers.ElectraForPreTraining(_tiny_config(len(tokens)))
     trained.electra.load_state_dict(classifier.electra.state_dict())
@@ -90,9 +90,9 @@ def test_predictions_match_unpadded_forward_passes(folders, sentiment_dir):
     test = probe.read_split(str(sentiment_dir / "test.tsv"), 40)
     train_ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
     test_ids = tokenizer(test.texts, truncation=True, max_length=64)["input_ids"]
-    loss = probe.fine_tune(model, train_ids, train.labels, tokenizer.pad_token_id, FAST)
+    loss = finetune.fine_tune(model, train_ids, train.labels, tokenizer.pad_token_id, FAST)
     assert 0 < loss < 1.0
-    batched = probe.predict(model, test_ids, tokenizer.pad_token_id, batch_size=16)
+    batched = finetune.predict(model, test_ids, tokenizer.pad_token_id, batch_size=16)
     assert len({len(r) for r in test_ids}) > 1  # rows really needed padding
     with torch.no_grad():
         one_by_one = [int(model(input_ids=torch.tensor([row])).logits.argmax(-1)) for row in test_ids]
@@ -100,11 +100,11 @@ def test_predictions_match_unpadded_forward_passes(folders, sentiment_dir):
 
 
 def test_batch_order_depends_only_on_seed():
-    a = probe.batch_order(70, 32, 2, seed=3)
+    a = finetune.batch_order(70, 32, 2, seed=3)
     assert [len(b) for b in a] == [32, 32, 6, 32, 32, 6]
     assert sorted(sum(a[:3], [])) == list(range(70)) == sorted(sum(a[3:], []))
-    assert a == probe.batch_order(70, 32, 2, seed=3)
-    assert a != probe.batch_order(70, 32, 2, seed=4)
+    assert a == finetune.batch_order(70, 32, 2, seed=3)
+    assert a != finetune.batch_order(70, 32, 2, seed=4)
 
 
 def test_cli_prints_summary_and_writes_json(folders, sentiment_dir, tmp_path, capsys):
@@ -160,3 +160,84 @@ def test_config_is_validated():
         probe.ProbeConfig(max_seq_length=2)
     with pytest.raises(UserError, match="warmup_fraction"):
         probe.ProbeConfig(warmup_fraction=1.0)
+
+
+def test_fair_protocol_chooses_each_arms_rate_on_dev_and_reports_seeds(folders, sentiment_dir):
+    _, trained = folders
+    config = probe.ProbeConfig(max_train_rows=300, dev_rows=200, max_test_rows=200, epochs=1, seeds=2,
+                               lr_grid=(3e-5, 2e-3), seed=7, intrinsic=False)
+    result = probe.run_probe(trained, str(sentiment_dir / "train.tsv"), str(sentiment_dir / "test.tsv"), config)
+    assert (result.train_rows, result.dev_rows, result.test_rows) == (300, 200, 200)
+    for arm in (result.pretrained, result.random_init):
+        dev = arm["dev_accuracy"]
+        assert set(dev) == {"3e-05", "0.002"}
+        for acc in dev.values():  # counts of correct rows over the 200 dev rows
+            assert abs(acc * 200 - round(acc * 200)) < 1e-9
+        best = max(dev.values())
+        assert dev[f"{arm['learning_rate']:g}"] == best
+        assert arm["learning_rate"] == min(r for r in (3e-5, 2e-3) if dev[f"{r:g}"] == best)  # ties: smaller rate
+        assert len(arm["accuracies"]) == 2
+        assert arm["mean"] == pytest.approx(np.mean(arm["accuracies"]))
+        assert arm["std"] == pytest.approx(np.std(arm["accuracies"], ddof=1))
+    assert result.pretrained_accuracy == result.pretrained["mean"]
+    frozen = result.frozen
+    assert len(frozen["random_init_accuracies"]) == 2 and frozen["pretrained_l2"] in probe.FROZEN_L2_GRID
+    # the encoder fine-tuned on sentiment rows gives frozen features far better than random ones
+    assert frozen["pretrained_accuracy"] > frozen["random_init_accuracy"] + 0.05
+
+
+def test_dev_rows_are_carved_from_the_train_file_only(sentiment_dir, tmp_path):
+    split = probe.read_split(str(sentiment_dir / "train.tsv"), 0)
+    train, dev = probe.split_train_dev(split, 3000, 1000, "train.tsv")
+    assert train.texts == split.texts[:3000] and dev.texts == split.texts[3000:4000]
+    with pytest.raises(UserError, match=r"train.tsv has 4000 rows: not enough for 4000 train \+ 1000 dev rows"):
+        probe.split_train_dev(split, 4000, 1000, "train.tsv")
+    with pytest.raises(UserError, match="lr_grid needs dev_rows"):
+        probe.ProbeConfig(lr_grid=(1e-3,))
+    assert probe.fair().lr_grid == probe.FAIR_LR_GRID and probe.fair().seeds == 3
+
+
+def test_auc_is_the_pairwise_win_rate_with_ties_half():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 300).astype(float)  # many ties
+    labels = rng.random(300) < 0.3
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
+    assert intrinsic.auc(scores, labels) == pytest.approx(pairwise, abs=1e-12)
+    assert intrinsic.auc([1, 2, 3], [0, 0, 1]) == 1.0 and intrinsic.auc([3, 2, 1], [0, 0, 1]) == 0.0
+
+
+def test_masks_baselines_and_token_only_scorer_on_known_ids():
+    special = {0, 2, 3}
+    rows = [[2, 10, 11, 12, 13, 14, 15, 16, 3], [2, 10, 3], [2, 3]]
+    masks = intrinsic.choose_masks(rows, special, seed=1)
+    assert [len(m) for m in masks] == [1, 1, 0]  # round(0.15 x 7) = 1, at least one, none in an empty row
+    assert all(rows[i][p] not in special for i, m in enumerate(masks) for p in m)
+    assert [m.tolist() for m in masks] == [m.tolist() for m in intrinsic.choose_masks(rows, special, seed=1)]
+    # 10 is the train rows' most frequent token: the baseline is right where 10 was masked
+    train = [[2, 10, 10, 11, 3], [2, 10, 12, 3]]
+    expected = np.mean([rows[i][p] == 10 for i, m in enumerate(masks) for p in m])
+    assert intrinsic.unigram_baseline(train, rows, masks, special) == expected
+    scores = intrinsic.token_only_scores(np.array([5, 5, 5, 6]), np.array([1, 1, 0, 0]), np.array([5, 6, 7]), 8)
+    assert scores.tolist() == [(2 + 1) / (3 + 2), (0 + 1) / (1 + 2), 0.5]
+
+
+def test_a_generator_that_always_answers_the_top_token_scores_the_unigram_baseline(koelectra_vocab, sentiment_dir):
+    tokens = load_vocab(str(koelectra_vocab))
+    tokenizer = transformers.ElectraTokenizerFast(
+        tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False)
+    special = set(tokenizer.all_special_ids)
+    def encode(path, rows):
+        return tokenizer(probe.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
+
+    train_ids, test_ids = encode(sentiment_dir / "train.tsv", 300), encode(sentiment_dir / "test.tsv", 100)
+    counts = np.bincount([t for r in train_ids for t in r if t not in special], minlength=len(tokens))
+    torch.manual_seed(0)
+    generator = transformers.ElectraForMaskedLM(_tiny_config(len(tokens)))
+    with torch.no_grad():
+        generator.generator_lm_head.bias[int(counts.argmax())] = 1e4
+    m = intrinsic.measure(generator, None, train_ids, test_ids, special, tokenizer.mask_token_id,
+                          tokenizer.pad_token_id, len(tokens))
+    assert m.masked_positions == sum(len(x) for x in intrinsic.choose_masks(test_ids, special, 0))
+    assert m.heldout_generator_accuracy == m.unigram_baseline_accuracy > 0
+    assert m.heldout_discriminator_auc is None
