@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import typing
 from typing import Any, Mapping
 
+import electra_data
 from foundation import fileio
 from foundation.errors import UserError
 
@@ -170,7 +170,7 @@ def _is_comment(key: str) -> bool:
 
 
 def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """A JSON file path, a JSON string, or a mapping -> dict (comment keys dropped)."""
+    """A JSON file path, a bundled preset's name, a JSON string, or a mapping -> dict (comment keys dropped)."""
     if source is None:
         return {}
     if isinstance(source, Mapping):
@@ -180,8 +180,11 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
         text = str(source).strip()
         where = "--hparams"
         if not text.startswith(("{", "[")):
+            if not fileio.exists(text) and text in electra_data.preset_names():
+                text = config_path(text)
             if not fileio.exists(text):
-                raise UserError(f"hparams file not found: {text}")
+                raise UserError(f"hparams file not found: {text} (or name a bundled preset: "
+                                f"{', '.join(electra_data.preset_names())})")
             where = text
             text = fileio.read_text(text)
         try:
@@ -275,5 +278,5 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 
 
 def config_path(name: str) -> str:
-    """A bundled preset (`tiny`, `small`, `base`, `large`) under configs/."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.json")
+    """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
+    return electra_data.preset(name)

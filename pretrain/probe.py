@@ -19,12 +19,13 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+import electra_data
 from foundation import fileio
 from foundation.errors import UserError, run_cli
 
 TSV_HEADER = ("id", "document", "label")
-DEFAULT_TRAIN = os.path.join("data", "nsmc_sentiment", "train.tsv")
-DEFAULT_TEST = os.path.join("data", "nsmc_sentiment", "test.tsv")
+DEFAULT_TRAIN = os.path.join(electra_data.SENTIMENT_DIR, "train.tsv")
+DEFAULT_TEST = os.path.join(electra_data.SENTIMENT_DIR, "test.tsv")
 
 
 @dataclasses.dataclass(frozen=True)

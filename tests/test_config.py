@@ -82,6 +82,7 @@ def test_published_koelectra_schedules():
     ("[1, 2]", "must be a JSON object"),
     ("{not json", "not valid JSON"),
     ("/no/such/file.json", "hparams file not found: /no/such/file.json"),
+    ("medium", "hparams file not found: medium .or name a bundled preset: base, demo, large, small, tiny.$"),
 ])
 def test_bad_hparams_are_one_clear_error(hparams, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -94,6 +95,14 @@ def test_field_types_come_from_the_annotations():
     assert (cfg.num_gpus, cfg.tpu_name) == (None, None)  # `X | None` fields take null
     given = from_hparams({"num_gpus": 2, "tpu_name": "local"})
     assert (given.num_gpus, given.tpu_name) == (2, "local")
+
+
+def test_a_preset_by_name_is_the_bundled_file(tmp_path, monkeypatch):
+    assert from_hparams("small") == from_hparams(config_path("small"))
+    assert from_hparams('{"num_train_steps": 70}', base="tiny").num_train_steps == 70
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").write_text('{"hidden_size": 64}')  # a file of that name wins over the preset
+    assert from_hparams("small").hidden_size == 64
 
 
 def test_config_is_frozen_and_round_trips():
