@@ -166,9 +166,11 @@ def test_missing_credentials_fail_before_any_transfer(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("content, problem", [
-    (None, r"GOOGLE_APPLICATION_CREDENTIALS names {key}, which is not a file: point it at a service-account JSON key"),
+    (None, r"GOOGLE_APPLICATION_CREDENTIALS names {key}, which is not a file: "
+           r"point it at a service-account JSON key"),
     ("{oops", r"the key file {key} \(GOOGLE_APPLICATION_CREDENTIALS\) is not usable: File {key} is not a valid json "
-              r"file: Expecting property name enclosed in double quotes: line 1 column 2 \(char 1\); download a new JSON key"),
+              r"file: Expecting property name enclosed in double quotes: line 1 column 2 \(char 1\); "
+              r"download a new JSON key"),
     (json.dumps({"type": "service_account"}),
      r"the key file {key} \(GOOGLE_APPLICATION_CREDENTIALS\) is not usable: Failed to load service account credentials "
      r"from {key}: Service account info was not in the expected format, missing fields "),
@@ -182,6 +184,17 @@ def test_a_bad_key_file_is_named_with_what_is_wrong(monkeypatch, tmp_path, conte
     with pytest.raises(UserError, match="^" + problem.format(key=re.escape(str(key)))) as exc:
         storage.connect()
     assert "\n" not in str(exc.value) and "no Google Cloud credentials found" not in str(exc.value)
+
+
+def test_electra_gcs_with_a_malformed_key_file_is_one_line_naming_it(tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text("{oops")
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    proc = subprocess.run([sys.executable, "-m", "cloudops.storage", "ls", "gs://b/run"], capture_output=True,
+                          text=True, timeout=60, env=dict(env, GOOGLE_APPLICATION_CREDENTIALS=str(key)))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: the key file {key} (GOOGLE_APPLICATION_CREDENTIALS) is not usable: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_cli_upload_ls_download(emulator_host, store, bucket, dataset_dir, tmp_path):
