@@ -20,7 +20,11 @@ setup(
     version="0.1.0",
     description="ELECTRA pretraining pipeline (Korean first): clean, vocab, records, RTD training, HF export",
     python_requires=">=3.10",
-    packages=find_packages(include=["foundation", "foundation.*", "data_prep", "data_prep.*", "pretrain", "pretrain.*", "cloudops", "cloudops.*"]),
+    packages=find_packages(include=["foundation", "foundation.*", "data_prep", "data_prep.*", "pretrain", "pretrain.*",
+                                    "cloudops", "cloudops.*", "electra_data"]),
+    # presets and bundled data: `configs/` and `data/`, reached through electra_data's symlinks
+    package_data={"electra_data": ["configs/*.json", "data/README.md", "data/corpus/*.txt", "data/vocab/*.txt",
+                                   "data/nsmc_sentiment/*.tsv"]},
     py_modules=["run_pretraining", "build_pretraining_dataset"],
     install_requires=BASE,
     extras_require={

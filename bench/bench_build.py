@@ -22,11 +22,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from data_prep import records  # noqa: E402
+from shared_paths import ORIGINAL_ELECTRA, RAW_DUMP  # noqa: E402  ($ELECTRA_SHARED_DIR or ../shared)
 
-PEER = "/work/shared/bench/peers/google-research-electra"
-DUMP = "/work/shared/data/nsmc_reviews.txt.gz"
+PEER = str(ORIGINAL_ELECTRA)
+DUMP = str(RAW_DUMP)
 VOCAB = os.path.join(ROOT, "data", "vocab", "koelectra_v1_vocab.txt")
 RESULT = os.path.join(ROOT, "bench", "results", "build.md")
 

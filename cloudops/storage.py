@@ -1,11 +1,13 @@
-"""Google Cloud Storage for the pipeline: folders up and down, resumable, skip-if-same.
+"""Google Cloud Storage for the pipeline: folders up and down, in parallel, skip-if-same.
 
-`tf.io.gfile` reads and writes `gs://` well, but copies one object at a time, cannot resume
-a large upload after a crash, and re-sends files that are already there. This module uses
-the `google-cloud-storage` client instead: parallel transfers; large files go through a
-resumable session whose URL is kept on disk, so a rerun continues where a killed one
-stopped; objects whose size and CRC32C (or MD5) already match are skipped. Credentials and
-the bucket are checked before the first byte moves, so a mistake fails in seconds.
+`tf.io.gfile` reads and writes `gs://` well, but copies one object at a time and re-sends
+files that are already there. This module drives the `google-cloud-storage` client instead:
+`transfer_manager` runs the transfers in parallel threads; files above 8 MiB go up in the
+library's chunked resumable upload, which retries a dropped chunk from the offset the server
+confirms; every object is CRC32C-checked on arrival. Objects whose size and CRC32C (or MD5)
+already match are skipped, so after a killed run the same command sends only the files that
+did not arrive. Credentials and the bucket are checked before the first byte moves, so a
+mistake fails in seconds with one line.
 
     python -m cloudops.storage upload  runs/data/pretrain_tfrecords gs://BUCKET/RUN/pretrain_tfrecords
     python -m cloudops.storage download gs://BUCKET/RUN/export/NAME  export/NAME
@@ -15,28 +17,24 @@ from __future__ import annotations
 
 import argparse
 import base64
-import concurrent.futures
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import re
-from typing import Any, Callable, Iterator, NamedTuple
+import uuid
+from typing import Any, Iterator, NamedTuple
 
-from foundation import fileio
 from foundation.errors import UserError, run_cli
 
 MiB = 1 << 20
-CHUNK_SIZE = 8 * MiB  # one resumable request; the API wants a multiple of 256 KiB
-RESUMABLE_THRESHOLD = 16 * MiB  # files at least this big use a session that survives a restart
+CHUNK_SIZE = 8 * MiB  # one request of a resumable upload; the API wants a multiple of 256 KiB
 DEFAULT_WORKERS = 8
+RETRY_SECONDS = 120.0  # how long a request is retried (dropped connections, 429, 5xx) before giving up
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
-_PARTIAL_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # fileio.atomic_write's in-progress names
-_RANGE_RE = re.compile(r"bytes=0-(\d+)")
+_PARTIAL_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # in-progress names (fileio.atomic_write's and ours)
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int], None]  # called with the number of bytes just transferred
 
 
 class GcsUri(NamedTuple):
@@ -62,15 +60,15 @@ class RemoteObject(NamedTuple):
 class TransferSummary(NamedTuple):
     copied: int  # files transferred
     skipped: int  # files already identical at the destination
-    bytes: int  # bytes sent or received in this run (a resumed upload counts only the rest)
+    bytes: int  # bytes of the files transferred
 
 
 @dataclasses.dataclass(frozen=True)
 class Storage:
-    """An authenticated client plus a raw session for the resumable-upload protocol."""
+    """An authenticated client and the retry policy every request uses."""
 
     client: Any  # google.cloud.storage.Client
-    session: Any  # google.auth.transport.requests.AuthorizedSession
+    retry: Any  # google.api_core.retry.Retry
 
 
 def parse_uri(uri: str) -> GcsUri:
@@ -104,7 +102,21 @@ def same_content(path: str, remote: RemoteObject) -> bool:
     return remote.md5 is not None and md5 == remote.md5
 
 
-def connect(project: str | None = None) -> Storage:
+def key_file_problem(path: str, exc: Exception) -> str:
+    """What is wrong with the key file `GOOGLE_APPLICATION_CREDENTIALS` names, in one line."""
+    if not os.path.isfile(path):
+        return (f"GOOGLE_APPLICATION_CREDENTIALS names {path}, which is not a file: point it at a "
+                "service-account JSON key, or unset it and run `gcloud auth application-default login`")
+    why = exc.args[0] if exc.args else str(exc)
+    detail = exc.args[1] if len(exc.args) > 1 else exc.__cause__
+    if detail is not None:
+        why = f"{str(why).rstrip('.')}: {str(detail).rstrip('.')}"
+    return (f"the key file {path} (GOOGLE_APPLICATION_CREDENTIALS) is not usable: {why}; "
+            "download a new JSON key for the service account (IAM > Service accounts > Keys) "
+            "or unset GOOGLE_APPLICATION_CREDENTIALS and run `gcloud auth application-default login`")
+
+
+def connect(project: str | None = None, *, retry_seconds: float = RETRY_SECONDS) -> Storage:
     """A client whose credentials are proven now (token refreshed), not at the first upload.
 
     With `STORAGE_EMULATOR_HOST` set (tests, local emulators) no credentials are needed.
@@ -112,8 +124,9 @@ def connect(project: str | None = None) -> Storage:
     import google.auth
     from google.auth import exceptions as auth_errors
     from google.auth.credentials import AnonymousCredentials
-    from google.auth.transport.requests import AuthorizedSession, Request
+    from google.auth.transport.requests import Request
     from google.cloud import storage
+    from google.cloud.storage.retry import DEFAULT_RETRY
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         credentials, project = AnonymousCredentials(), project or "emulator"
@@ -122,6 +135,9 @@ def connect(project: str | None = None) -> Storage:
             credentials, default_project = google.auth.default(scopes=[SCOPE])
             credentials.refresh(Request())
         except auth_errors.DefaultCredentialsError as exc:
+            key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+            if key_file:
+                raise UserError(key_file_problem(key_file, exc)) from exc
             raise UserError(
                 "no Google Cloud credentials found: run `gcloud auth application-default login` "
                 "(or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file)"
@@ -131,12 +147,14 @@ def connect(project: str | None = None) -> Storage:
                 f"Google Cloud credentials were refused ({exc}): run `gcloud auth application-default login`"
             ) from exc
         project = project or default_project
-    return Storage(storage.Client(project=project, credentials=credentials), AuthorizedSession(credentials))
+    return Storage(storage.Client(project=project, credentials=credentials), DEFAULT_RETRY.with_timeout(retry_seconds))
 
 
 def api_error(exc: Exception, uri: GcsUri) -> UserError:
-    """One line for a failed API call: a missing bucket and a refused access say how to fix them."""
+    """One line for a failed request: a missing bucket, a refused access and a lost connection
+    say how to fix them."""
     from google.api_core import exceptions as api
+    from google.cloud.storage.exceptions import DataCorruption
 
     if isinstance(exc, api.NotFound):
         return UserError(
@@ -148,7 +166,23 @@ def api_error(exc: Exception, uri: GcsUri) -> UserError:
             f"access to {uri} refused: grant this account (on a TPU VM, the VM's service account) "
             f"roles/storage.objectAdmin on gs://{uri.bucket}"
         )
-    return UserError(f"Cloud Storage request for {uri} failed: {exc}")
+    if isinstance(exc, DataCorruption):
+        return UserError(f"a transfer to or from {uri} arrived corrupted (CRC32C differs): run the same command again")
+    if isinstance(exc, api.GoogleAPICallError):
+        return UserError(f"Cloud Storage request for {uri} failed: {exc}")
+    cause = exc.__cause__ or getattr(exc, "cause", None) or exc  # a RetryError wraps the last failure
+    return UserError(f"Cloud Storage unreachable for {uri} ({type(cause).__name__}): check the network, "
+                     "then run the same command again (files already transferred are skipped)")
+
+
+def _transfer_errors() -> tuple[type[Exception], ...]:
+    """The exceptions `api_error` turns into one line."""
+    import requests
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth_errors
+    from google.cloud.storage.exceptions import DataCorruption
+
+    return api.GoogleAPIError, DataCorruption, requests.RequestException, auth_errors.TransportError
 
 
 def list_objects(store: Storage, uri: GcsUri) -> list[RemoteObject]:
@@ -156,14 +190,13 @@ def list_objects(store: Storage, uri: GcsUri) -> list[RemoteObject]:
 
     Raises a one-line `UserError` if the bucket is missing or not readable.
     """
-    from google.api_core import exceptions as api
-
     prefix = f"{uri.name}/" if uri.name else ""
     try:
-        blobs = list(store.client.list_blobs(uri.bucket, prefix=prefix))
+        blobs = list(store.client.list_blobs(uri.bucket, prefix=prefix, retry=store.retry))
         if uri.name and not blobs:
-            blobs = [b for b in store.client.list_blobs(uri.bucket, prefix=uri.name) if b.name == uri.name]
-    except api.GoogleAPICallError as exc:
+            blobs = [b for b in store.client.list_blobs(uri.bucket, prefix=uri.name, retry=store.retry)
+                     if b.name == uri.name]
+    except _transfer_errors() as exc:
         raise api_error(exc, uri) from exc
     return sorted(
         (RemoteObject(b.name, int(b.size or 0), b.crc32c, b.md5_hash) for b in blobs if not b.name.endswith("/")),
@@ -195,176 +228,65 @@ def local_files(path: str) -> list[tuple[str, str]]:
     return sorted(found, key=lambda pair: pair[1])
 
 
-# --- resumable uploads -------------------------------------------------------------------
-
-def _session_file(state_dir: str, path: str, uri: GcsUri) -> str:
-    key = hashlib.sha256(f"{os.path.abspath(path)}\n{uri}".encode()).hexdigest()[:32]
-    return os.path.join(state_dir, f"{key}.json")
-
-
-def default_state_dir() -> str:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "electra-pipeline", "gcs-uploads")
-
-
-def _saved_session(state_file: str, stat: os.stat_result) -> str | None:
-    """The session URL saved by an earlier run for this exact file version, if any."""
-    try:
-        with open(state_file, encoding="utf-8") as fh:
-            saved = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    if saved.get("size") != stat.st_size or saved.get("mtime_ns") != stat.st_mtime_ns:
-        return None  # the file changed since: its old session is useless
-    return saved.get("url")
-
-
-def _put(store: Storage, url: str, data: bytes, content_range: str, what: str) -> Any:
-    """One request of the resumable protocol; a dropped connection becomes a one-line error."""
-    import requests
-    from google.auth import exceptions as auth_errors
-
-    try:
-        return store.session.put(url, data=data, headers={"Content-Range": content_range})
-    except (requests.RequestException, auth_errors.TransportError) as exc:
-        raise UserError(f"{what} interrupted ({type(exc).__name__}): "
-                        "run the same command again to resume where it stopped") from exc
-
-
-def _confirmed_range(resp: Any) -> int:
-    """The byte count a 308 reply confirms (`Range: bytes=0-N`; no header = nothing yet)."""
-    match = _RANGE_RE.match(resp.headers.get("Range", ""))
-    return int(match.group(1)) + 1 if match else 0
-
-
-def _confirmed_offset(store: Storage, url: str, size: int, what: str) -> int | None:
-    """Bytes the server holds for a session; None if the session expired or is unknown."""
-    resp = _put(store, url, b"", f"bytes */{size}", what)
-    if resp.status_code in (200, 201):
-        return size
-    if resp.status_code == 308:
-        return _confirmed_range(resp)
-    if resp.status_code in (404, 410):
-        return None
-    raise UserError(f"{what}: resuming failed: HTTP {resp.status_code} {resp.text[:200]}")
-
-
-def _resumable_upload(store: Storage, path: str, uri: GcsUri, state_dir: str,
-                      chunk_size: int, progress: Progress) -> int:
-    """Send a large file in chunks through a session that a later run can pick up; bytes sent."""
-    stat = os.stat(path)
-    what = f"upload of {path} to {uri}"
-    state_file = _session_file(state_dir, path, uri)
-    url = _saved_session(state_file, stat)
-    offset = _confirmed_offset(store, url, stat.st_size, what) if url else None
-    if url is None or offset is None:
-        blob = store.client.bucket(uri.bucket).blob(uri.name)
-        url = blob.create_resumable_upload_session(size=stat.st_size, client=store.client)
-        offset = 0
-        os.makedirs(state_dir, exist_ok=True)
-        with fileio.atomic_write(state_file, "w") as fh:
-            json.dump({"url": url, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "uri": str(uri)}, fh)
-    elif offset:
-        log.info("resuming %s at byte %d of %d", uri, offset, stat.st_size)
-    sent = 0
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while offset < stat.st_size:
-            data = fh.read(chunk_size)
-            end = offset + len(data) - 1
-            resp = _put(store, url, data, f"bytes {offset}-{end}/{stat.st_size}", what)
-            if resp.status_code not in (200, 201, 308):
-                raise UserError(f"{what} failed: HTTP {resp.status_code} {resp.text[:200]}")
-            new_offset = stat.st_size if resp.status_code != 308 else _confirmed_range(resp)
-            sent += new_offset - offset
-            progress(new_offset - offset)
-            offset = new_offset
-            fh.seek(offset)
-    os.remove(state_file)
-    remote = store.client.bucket(uri.bucket).get_blob(uri.name)
-    if remote is None or not same_content(path, RemoteObject(remote.name, int(remote.size), remote.crc32c, remote.md5_hash)):
-        raise UserError(f"{what} arrived corrupted (size or CRC32C differ): run the upload again")
-    return sent
-
-
-def upload_file(store: Storage, path: str, uri: GcsUri, *, state_dir: str | None = None,
-                chunk_size: int = CHUNK_SIZE, resumable_threshold: int = RESUMABLE_THRESHOLD,
-                progress: Progress = lambda n: None) -> int:
-    """Upload one file to one object, CRC32C-checked; returns the bytes sent in this call."""
-    size = os.path.getsize(path)
-    if size >= resumable_threshold:
-        return _resumable_upload(store, path, uri, state_dir or default_state_dir(), chunk_size, progress)
-    store.client.bucket(uri.bucket).blob(uri.name).upload_from_filename(path, checksum="crc32c")
-    progress(size)
-    return size
-
-
-def _run_parallel(jobs: list[Callable[[], int]], workers: int) -> int:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return sum(f.result() for f in [pool.submit(job) for job in jobs])
-
-
-def _progress_bar(total: int, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
+def _first_failure(results: list[Any]) -> Exception | None:
+    return next((r for r in results if isinstance(r, Exception)), None)
 
 
 def upload(store: Storage, local: str, uri: GcsUri, *, workers: int = DEFAULT_WORKERS,
-           state_dir: str | None = None, chunk_size: int = CHUNK_SIZE,
-           resumable_threshold: int = RESUMABLE_THRESHOLD) -> TransferSummary:
+           chunk_size: int = CHUNK_SIZE) -> TransferSummary:
     """Upload a folder (or one file) under `uri`, skipping objects that are already identical."""
-    from google.api_core import exceptions as api
+    from google.cloud.storage import transfer_manager
 
     files = local_files(local)
     remote = {_relative(o.name, uri): o for o in list_objects(store, uri)}
     todo = [(p, rel) for p, rel in files if not (rel in remote and same_content(p, remote[rel]))]
-    bar = _progress_bar(sum(os.path.getsize(p) for p, _ in todo), f"upload {uri}")
-    try:
-        def job(path: str, rel: str) -> Callable[[], int]:
-            return lambda: upload_file(store, path, uri.child(rel), state_dir=state_dir, chunk_size=chunk_size,
-                                       resumable_threshold=resumable_threshold, progress=bar.update)
-        sent = _run_parallel([job(p, rel) for p, rel in todo], workers)
-    except api.GoogleAPICallError as exc:
-        raise api_error(exc, uri) from exc
-    finally:
-        bar.close()
-    summary = TransferSummary(len(todo), len(files) - len(todo), sent)
-    log.info("uploaded %d files (%.1f MiB) to %s; %d already identical", summary.copied, sent / MiB, uri, summary.skipped)
+    bucket = store.client.bucket(uri.bucket)
+    pairs = [(path, bucket.blob(uri.child(rel).name, chunk_size=chunk_size)) for path, rel in todo]
+    results = transfer_manager.upload_many(
+        pairs, worker_type=transfer_manager.THREAD, max_workers=max(1, workers), raise_exception=False,
+        upload_kwargs={"checksum": "crc32c", "retry": store.retry})
+    failure = _first_failure(results)
+    if failure is not None:
+        raise api_error(failure, uri) from failure
+    summary = TransferSummary(len(todo), len(files) - len(todo), sum(os.path.getsize(p) for p, _ in todo))
+    log.info("uploaded %d files (%.1f MiB) to %s; %d already identical",
+             summary.copied, summary.bytes / MiB, uri, summary.skipped)
     return summary
 
 
 def download(store: Storage, uri: GcsUri, local: str, *, workers: int = DEFAULT_WORKERS) -> TransferSummary:
     """Download every object under `uri` into the folder `local`, skipping identical files.
 
-    Each file is written to a temporary name and renamed once its checksum is verified.
+    Each file arrives under a temporary name and is renamed once its CRC32C is verified, so a
+    killed run leaves no half-written file under a real name.
     """
-    from google.api_core import exceptions as api
+    from google.cloud.storage import transfer_manager
 
     objects = list_objects(store, uri)
     if not objects:
         raise UserError(f"nothing to download: no objects under {uri}")
-    bucket = store.client.bucket(uri.bucket)
     todo = [o for o in objects if not same_content(os.path.join(local, _relative(o.name, uri)), o)]
-    bar = _progress_bar(sum(o.size for o in todo), f"download {uri}")
-
-    def job(obj: RemoteObject) -> Callable[[], int]:
-        def fetch() -> int:
-            with fileio.atomic_write(os.path.join(local, _relative(obj.name, uri))) as fh:
-                bucket.blob(obj.name).download_to_file(fh, checksum="crc32c" if obj.crc32c else "md5")
-            bar.update(obj.size)
-            return obj.size
-        return fetch
-
-    try:
-        received = _run_parallel([job(o) for o in todo], workers)
-    except api.GoogleAPICallError as exc:
-        raise api_error(exc, uri) from exc
-    finally:
-        bar.close()
-    summary = TransferSummary(len(todo), len(objects) - len(todo), received)
+    bucket = store.client.bucket(uri.bucket)
+    targets = [os.path.join(local, _relative(o.name, uri)) for o in todo]
+    partials = [f"{t}.tmp-{uuid.uuid4().hex[:8]}" for t in targets]
+    for target in targets:
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    results = transfer_manager.download_many(
+        [(bucket.blob(o.name), p) for o, p in zip(todo, partials)], worker_type=transfer_manager.THREAD,
+        max_workers=max(1, workers), raise_exception=False,
+        download_kwargs={"checksum": "crc32c", "retry": store.retry})
+    for result, partial, target in zip(results, partials, targets):
+        if isinstance(result, Exception):
+            if os.path.exists(partial):
+                os.remove(partial)
+        else:
+            os.replace(partial, target)
+    failure = _first_failure(results)
+    if failure is not None:
+        raise api_error(failure, uri) from failure
+    summary = TransferSummary(len(todo), len(objects) - len(todo), sum(o.size for o in todo))
     log.info("downloaded %d files (%.1f MiB) from %s; %d already identical", summary.copied,
-             received / MiB, uri, summary.skipped)
+             summary.bytes / MiB, uri, summary.skipped)
     return summary
 
 

@@ -19,12 +19,10 @@ With `pretokenizer == "mecab"` in the settings, lines are split into morphemes b
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 import warnings
 from typing import Callable, Sequence
 
-from data_prep import vocab_files
+from data_prep import bert_normalizer, vocab_files
 from foundation.errors import UserError
 from data_prep.vocab_files import VocabSettings
 
@@ -102,58 +100,26 @@ class HFTokenizer(Tokenizer):
     costs as much as the WordPiece itself. We need no offsets, so the NFC, control-character
     and CJK steps run in Python's C string code first (`prenormalize`), and the Rust
     tokenizer keeps only the case/accent rules. The ids are those of the full
-    `make_hf_tokenizer` pipeline (tested against it and `transformers`).
+    `make_hf_tokenizer` pipeline (tested against it and `transformers`); both normalise through
+    `bert_normalizer`.
     """
 
     def __init__(self, tokens: list[str], settings: VocabSettings):
         super().__init__(tokens, settings)
-        from tokenizers import normalizers
-
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.hf = vocab_files.make_hf_tokenizer(tokens, settings)
-        keep_case_rules = settings.do_lower_case or settings.strip_accents
-        self.hf.normalizer = (
-            normalizers.BertNormalizer(
-                clean_text=False,
-                handle_chinese_chars=False,
-                strip_accents=settings.strip_accents,
-                lowercase=settings.do_lower_case,
-            )
-            if keep_case_rules
-            else None
-        )
+        self.hf.normalizer = bert_normalizer.hf_normalizer(settings, prenormalized=True)
         self.hf.post_processor = None  # no [CLS]/[SEP] here: packing adds them
 
     def _encode(self, lines: Sequence[str]) -> list[list[int]]:
-        encodings = self.hf.encode_batch_fast([prenormalize(line) for line in lines], add_special_tokens=False)
+        lines = [bert_normalizer.prenormalize(line) for line in lines]
+        encodings = self.hf.encode_batch_fast(lines, add_special_tokens=False)
         return [e.ids for e in encodings]
-
-
-_CJK_RE = re.compile(
-    "[\u4E00-\u9FFF\u3400-\u4DBF\U00020000-\U0002A6DF\U0002A700-\U0002B73F"
-    "\U0002B740-\U0002B81F\U0002B820-\U0002CEAF\uF900-\uFAFF\U0002F800-\U0002FA1F]"
-)
-
-
-def prenormalize(line: str) -> str:
-    """NFC, drop control characters (category C* but tab/newline/CR) and U+FFFD, space out CJK
-    ideographs: `tokenizers`' NFC + BertNormalizer(clean_text, handle_chinese_chars) steps."""
-    line = unicodedata.normalize("NFC", line)
-    if not line.isprintable() or "\ufffd" in line:  # rare: only then look at each character
-        line = "".join(
-            c for c in line if c != "\ufffd" and (c in "\t\n\r" or unicodedata.category(c)[0] != "C")
-        )
-    return _CJK_RE.sub(r" \g<0> ", line)
 
 
 # BERT's split points, as RE2 patterns (`tokenizers`' BertPreTokenizer and the original's
 # `_is_punctuation`/`_tokenize_chinese_chars`).
 _PUNCT = r"[!-/:-@\[-`{-~]|\p{P}"
-_CJK_TF = (
-    r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
-    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]"
-)
-_CONTROL = r"\x{0}|\x{FFFD}|[^\PC\t\n\r]"  # category C* except tab/newline/CR, NUL, U+FFFD
 _SPACE = r"[\t\n\r\p{Z}]"
 
 
@@ -184,13 +150,7 @@ class TFTextTokenizer(Tokenizer):
         import tensorflow_text as tf_text
 
         s = self.settings
-        text = tf_text.normalize_utf8(lines, "NFC")
-        text = tf.strings.regex_replace(text, _CONTROL, "")
-        if s.strip_accents:  # before lower-casing, as `tokenizers`' BertNormalizer
-            text = tf.strings.regex_replace(tf_text.normalize_utf8(text, "NFD"), r"\p{Mn}", "")
-        if s.do_lower_case:
-            text = tf.strings.lower(text, encoding="utf-8")
-        text = tf.strings.regex_replace(text, "(" + _CJK_TF + ")", r" \1 ")
+        text = bert_normalizer.tf_normalize(lines, s)
         words = tf_text.regex_split(
             text, delim_regex_pattern=_SPACE + "+|" + _PUNCT, keep_delim_regex_pattern=_PUNCT
         )  # [B, (words)]

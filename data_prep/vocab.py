@@ -17,19 +17,19 @@ import argparse
 import collections
 import dataclasses
 import json
-import pathlib
 import re
 import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
+import electra_data
 from foundation import fileio
 from data_prep.clean import input_fingerprint
 from foundation.errors import UserError, run_cli
 from data_prep.pretokenize import PRETOKENIZERS, get_pretokenizer
 from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, load_vocab, make_hf_tokenizer
 
-DEFAULT_MERGE_VOCAB = str(pathlib.Path(__file__).resolve().parents[1] / "data" / "vocab" / "koelectra_v1_vocab.txt")
+DEFAULT_MERGE_VOCAB = electra_data.KOELECTRA_VOCAB
 REPORT_FILE = "vocab_report.json"
 _UNUSED_RE = re.compile(r"\[unused\d+\]$")
 Pretok = Optional[Callable[[str], str]]  # the morpheme splitter, or None

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 
+from data_prep import bert_normalizer
 from foundation import fileio
 from foundation.errors import UserError
 
@@ -84,23 +85,13 @@ def make_hf_tokenizer(tokens: list[str], settings: VocabSettings):
     and `[CLS] A [SEP] B [SEP]` post-processing. The vocab builder, the record builder and the
     export all use this one function, so `tokenizer.json` and `vocab.txt` cannot disagree.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     vocab = {tok: i for i, tok in enumerate(tokens)}
     tok = Tokenizer(
         models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=settings.max_input_chars_per_word)
     )
-    tok.normalizer = normalizers.Sequence(
-        [
-            normalizers.NFC(),
-            normalizers.BertNormalizer(
-                clean_text=True,
-                handle_chinese_chars=True,
-                strip_accents=settings.strip_accents,
-                lowercase=settings.do_lower_case,
-            ),
-        ]
-    )
+    tok.normalizer = bert_normalizer.hf_normalizer(settings)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

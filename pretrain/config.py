@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import typing
 from typing import Any, Mapping
 
+import electra_data
 from foundation import fileio
 from foundation.errors import UserError
 
@@ -169,7 +170,7 @@ def _is_comment(key: str) -> bool:
 
 
 def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """A JSON file path, a JSON string, or a mapping -> dict (comment keys dropped)."""
+    """A JSON file path, a bundled preset's name, a JSON string, or a mapping -> dict (comment keys dropped)."""
     if source is None:
         return {}
     if isinstance(source, Mapping):
@@ -179,8 +180,11 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
         text = str(source).strip()
         where = "--hparams"
         if not text.startswith(("{", "[")):
+            if not fileio.exists(text) and text in electra_data.preset_names():
+                text = config_path(text)
             if not fileio.exists(text):
-                raise UserError(f"hparams file not found: {text}")
+                raise UserError(f"hparams file not found: {text} (or name a bundled preset: "
+                                f"{', '.join(electra_data.preset_names())})")
             where = text
             text = fileio.read_text(text)
         try:
@@ -198,6 +202,7 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PretrainConfig)}
+_TYPES = typing.get_type_hints(PretrainConfig)  # the annotations as types, not strings
 _DERIVED = ("max_predictions_per_seq",)
 
 
@@ -225,23 +230,17 @@ def from_hparams(source: str | Mapping[str, Any] | None, base: str | Mapping[str
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """Check a value's JSON type against the field (ints accepted where floats are expected)."""
-    annotation = str(_FIELDS[key].type)
-    optional = "None" in annotation
+    """Check a value's JSON type against the field's type (ints accepted where floats are expected)."""
+    allowed = typing.get_args(_TYPES[key]) or (_TYPES[key],)  # `int | None` -> (int, NoneType)
     if value is None:
-        if optional:
+        if type(None) in allowed:
             return None
         raise UserError(f"hparam '{key}' must not be null")
-    kind = annotation.split("|")[0].strip()
-    ok = {
-        "bool": isinstance(value, bool),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
-    }.get(kind, True)
-    if not ok:
-        raise UserError(f"hparam '{key}' must be {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
+    kind = next(t for t in allowed if t is not type(None))
+    numeric = kind is float and isinstance(value, int)
+    if isinstance(value, bool) != (kind is bool) or not (isinstance(value, kind) or numeric):
+        raise UserError(f"hparam '{key}' must be {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
 
 
 def validate(cfg: PretrainConfig) -> PretrainConfig:
@@ -279,5 +278,5 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 
 
 def config_path(name: str) -> str:
-    """A bundled preset (`tiny`, `small`, `base`, `large`) under configs/."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.json")
+    """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
+    return electra_data.preset(name)

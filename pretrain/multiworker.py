@@ -11,11 +11,9 @@ through `TPUStrategy` with the same command started on every host (`--worker=all
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
 import tempfile
-from typing import Iterator, Mapping, NamedTuple
+from typing import Iterator, NamedTuple
 
 from foundation.errors import UserError, quiet_tensorflow
 
@@ -36,35 +34,37 @@ class WorkerInfo(NamedTuple):
         return self.task_type == "chief" or (self.task_index == 0 and not self.has_chief)
 
 
-def parse_tf_config(text: str | None) -> WorkerInfo | None:
-    """The cluster of a `TF_CONFIG` value; None when unset or a single worker (one host)."""
-    if not text:
-        return None
+def worker_info(resolver=None) -> WorkerInfo | None:
+    """This process's place in the cluster `TF_CONFIG` names, read by TensorFlow's own
+    `TFConfigClusterResolver` (or `resolver`); None when unset or a single worker (one host)."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
     try:
-        config = json.loads(text)
-        cluster: Mapping[str, list] = config["cluster"]
-        task_type, task_index = config["task"]["type"], int(config["task"]["index"])
-    except (ValueError, KeyError, TypeError) as exc:
+        resolver = resolver or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        cluster = resolver.cluster_spec()
+        task_type, task_index = resolver.task_type, resolver.task_id
+    except (ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"TF_CONFIG is not valid JSON with 'cluster' and 'task' {{'type', 'index'}}: {exc}") from exc
-    unknown = sorted(set(cluster) - set(TASK_TYPES))
+    jobs = cluster.jobs
+    if not jobs:
+        return None
+    unknown = sorted(set(jobs) - set(TASK_TYPES))
     if unknown:
         raise UserError(f"TF_CONFIG cluster has task type(s) {unknown}; only {list(TASK_TYPES)} are used")
-    if task_type not in cluster:
-        raise UserError(f"TF_CONFIG task type {task_type!r} is not in the cluster {sorted(cluster)}")
-    if not 0 <= task_index < len(cluster[task_type]):
-        raise UserError(f"TF_CONFIG task index {task_index} is out of range for {len(cluster[task_type])} "
+    if task_type is None or task_index is None:
+        raise UserError("TF_CONFIG names no 'task' {'type', 'index'}: give each host its own place in the cluster")
+    if task_type not in jobs:
+        raise UserError(f"TF_CONFIG task type {task_type!r} is not in the cluster {sorted(jobs)}")
+    if task_index not in cluster.task_indices(task_type):
+        raise UserError(f"TF_CONFIG task index {task_index} is out of range for {cluster.num_tasks(task_type)} "
                         f"{task_type} address(es)")
-    if len(cluster.get("chief", [])) > 1:
+    if "chief" in jobs and cluster.num_tasks("chief") > 1:
         raise UserError("TF_CONFIG cluster may name at most one chief")
-    num_workers = sum(len(cluster.get(t, [])) for t in TASK_TYPES)
+    num_workers = sum(cluster.num_tasks(t) for t in TASK_TYPES if t in jobs)
     if num_workers < 2:
         return None
-    return WorkerInfo(task_type, task_index, num_workers, "chief" in cluster)
-
-
-def worker_info() -> WorkerInfo | None:
-    """This process's `WorkerInfo` from the environment, None when training on one host."""
-    return parse_tf_config(os.environ.get("TF_CONFIG"))
+    return WorkerInfo(task_type, task_index, num_workers, "chief" in jobs)
 
 
 def make_multiworker_strategy():

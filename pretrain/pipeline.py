@@ -22,13 +22,13 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
+import electra_data
 from foundation import fileio
 from foundation.errors import UserError, run_cli
 from pretrain.probe import ProbeConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CORPUS = os.path.join(ROOT, "data", "corpus", "nsmc_reviews_sample.txt")
-SENTIMENT_DIR = os.path.join(ROOT, "data", "nsmc_sentiment")
+DEFAULT_CORPUS = electra_data.CORPUS_SAMPLE
+SENTIMENT_DIR = electra_data.SENTIMENT_DIR
 PRESETS = ("demo", "tiny", "small", "base", "large")  # configs/<name>.json
 MODEL_NAME = "electra"
 SUMMARY = "summary.json"

@@ -21,13 +21,14 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+import electra_data
 from foundation import fileio
 from foundation.errors import UserError, run_cli
 from pretrain import finetune, intrinsic
 
 TSV_HEADER = ("id", "document", "label")
-DEFAULT_TRAIN = os.path.join("data", "nsmc_sentiment", "train.tsv")
-DEFAULT_TEST = os.path.join("data", "nsmc_sentiment", "test.tsv")
+DEFAULT_TRAIN = os.path.join(electra_data.SENTIMENT_DIR, "train.tsv")
+DEFAULT_TEST = os.path.join(electra_data.SENTIMENT_DIR, "test.tsv")
 # The first look's grid (shared/measurements): both arms' best rates lay inside it at 1,000-4,000 rows.
 FAIR_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3)
 FROZEN_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)

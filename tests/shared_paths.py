@@ -1,5 +1,5 @@
-"""Where the shared peers and raw data live (`../shared` beside the checkout on a developer's
-machine, `/work/shared` on CI, or `$ELECTRA_SHARED_DIR`): the peers are run, never vendored."""
+"""Where the shared peers and raw data live: `$ELECTRA_SHARED_DIR`, else `shared/` beside the
+checkout (`../shared`). The peers are run, never vendored."""
 import importlib.util
 import os
 import pathlib
@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _find() -> pathlib.Path:
-    candidates = [os.environ.get("ELECTRA_SHARED_DIR"), ROOT.parent / "shared", "/work/shared"]
+    candidates = [os.environ.get("ELECTRA_SHARED_DIR"), ROOT.parent / "shared"]
     for c in candidates:
         if c and (pathlib.Path(c) / "bench" / "peers").is_dir():
             return pathlib.Path(c)

@@ -71,6 +71,10 @@ def test_published_koelectra_schedules():
     ('{"model_size": "medium"}', "'model_size' must be one of small, base, large"),
     ('{"learning_rate": "fast"}', "'learning_rate' must be float"),
     ('{"num_train_steps": 1.5}', "'num_train_steps' must be int"),
+    ('{"num_train_steps": true}', "'num_train_steps' must be int, got True"),
+    ('{"use_tpu": 1}', "'use_tpu' must be bool, got 1"),
+    ('{"tpu_name": 5}', "'tpu_name' must be str, got 5"),
+    ('{"learning_rate": null}', "'learning_rate' must not be null"),
     ('{"optimizer": "sgd"}', "'optimizer'"),
     ('{"max_predictions_per_seq": 20}', "derived"),
     ('{"hidden_size": 100, "num_attention_heads": 3}', "'hidden_size' = 100"),
@@ -78,10 +82,27 @@ def test_published_koelectra_schedules():
     ("[1, 2]", "must be a JSON object"),
     ("{not json", "not valid JSON"),
     ("/no/such/file.json", "hparams file not found: /no/such/file.json"),
+    ("medium", "hparams file not found: medium .or name a bundled preset: base, demo, large, small, tiny.$"),
 ])
 def test_bad_hparams_are_one_clear_error(hparams, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
         from_hparams(hparams)
+
+
+def test_field_types_come_from_the_annotations():
+    cfg = from_hparams({"learning_rate": 1, "num_gpus": None, "tpu_name": None, "num_tpu_cores": 8})
+    assert type(cfg.learning_rate) is float and cfg.learning_rate == 1.0  # a JSON int where a float is due
+    assert (cfg.num_gpus, cfg.tpu_name) == (None, None)  # `X | None` fields take null
+    given = from_hparams({"num_gpus": 2, "tpu_name": "local"})
+    assert (given.num_gpus, given.tpu_name) == (2, "local")
+
+
+def test_a_preset_by_name_is_the_bundled_file(tmp_path, monkeypatch):
+    assert from_hparams("small") == from_hparams(config_path("small"))
+    assert from_hparams('{"num_train_steps": 70}', base="tiny").num_train_steps == 70
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").write_text('{"hidden_size": 64}')  # a file of that name wins over the preset
+    assert from_hparams("small").hidden_size == 64
 
 
 def test_config_is_frozen_and_round_trips():

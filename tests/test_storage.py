@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -105,63 +106,40 @@ def test_rerun_skips_identical_and_sends_only_changed(store, bucket, dataset_dir
     assert storage.download(store, uri, str(tmp_path / "dst")).skipped == 5
 
 
-def test_interrupted_upload_resumes_where_it_stopped(store, bucket, corpus_path, tmp_path):
-    big = tmp_path / "corpus.txt"
-    big.write_bytes(corpus_path.read_bytes()[: 5 * 256 * KiB + 12345])  # 5 chunks and a bit
-    uri = storage.parse_uri(f"gs://{bucket}/run3/corpus/corpus.txt")
-    state = tmp_path / "state"
-    options = dict(state_dir=str(state), chunk_size=256 * KiB, resumable_threshold=KiB)
-
-    chunks = []
-
-    def killed_after_two_chunks(n):
-        chunks.append(n)
-        if len(chunks) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        storage.upload_file(store, str(big), uri, progress=killed_after_two_chunks, **options)
-    assert store.client.bucket(bucket).get_blob(uri.name) is None  # nothing half-visible
-    assert len(list(state.iterdir())) == 1  # the session URL survives the "crash"
-
-    sent = storage.upload_file(store, str(big), uri, **options)
-    assert sent == big.stat().st_size - 2 * 256 * KiB  # only the rest went over the wire
-    assert store.client.bucket(bucket).blob(uri.name).download_as_bytes() == big.read_bytes()
-    assert list(state.iterdir()) == []
+def test_large_file_goes_up_in_chunks_and_arrives_whole(store, bucket, tmp_path):
+    """Above the library's 8 MiB multipart limit a file takes the chunked resumable upload."""
+    big = tmp_path / "big" / "shard.bin"
+    big.parent.mkdir()
+    big.write_bytes(os.urandom(8 * 1024 * KiB + 300 * KiB))
+    uri = storage.parse_uri(f"gs://{bucket}/run3")
+    assert storage.upload(store, str(big.parent), uri, chunk_size=1024 * KiB) == storage.TransferSummary(
+        copied=1, skipped=0, bytes=big.stat().st_size)
+    remote = storage.list_objects(store, uri)
+    assert [(o.name, o.size) for o in remote] == [("run3/shard.bin", big.stat().st_size)]
+    assert remote[0].crc32c == storage.file_checksums(str(big))[0]
+    assert store.client.bucket(bucket).blob("run3/shard.bin").download_as_bytes() == big.read_bytes()
 
 
-def test_changed_file_does_not_resume_a_stale_session(store, bucket, tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"a" * (600 * KiB))
-    uri = storage.parse_uri(f"gs://{bucket}/run4/f.bin")
-    options = dict(state_dir=str(tmp_path / "state"), chunk_size=256 * KiB, resumable_threshold=KiB)
-
-    def stop(n):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        storage.upload_file(store, str(path), uri, progress=stop, **options)
-    path.write_bytes(b"b" * (700 * KiB))
-    assert storage.upload_file(store, str(path), uri, **options) == 700 * KiB
-    assert store.client.bucket(bucket).blob(uri.name).download_as_bytes() == b"b" * (700 * KiB)
+def test_rerun_after_a_partial_upload_sends_only_the_missing_files(store, bucket, dataset_dir):
+    uri = storage.parse_uri(f"gs://{bucket}/run4")
+    storage.upload(store, str(dataset_dir), uri)
+    # as if the first run had been killed before two shards arrived
+    for name in ("pretrain_tfrecords/" + records.shard_name(1, 3), "pretrain_tfrecords/" + records.shard_name(2, 3)):
+        store.client.bucket(bucket).blob(f"run4/{name}").delete()
+    missing = sum((dataset_dir / "pretrain_tfrecords" / records.shard_name(i, 3)).stat().st_size for i in (1, 2))
+    assert storage.upload(store, str(dataset_dir), uri) == storage.TransferSummary(copied=2, skipped=3, bytes=missing)
 
 
-def test_dropped_connection_is_one_line_and_keeps_the_session(store, bucket, tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"x" * (300 * KiB))
-    uri = storage.parse_uri(f"gs://{bucket}/run5/f.bin")
-    state = tmp_path / "state"
-    state.mkdir()
-    stat = path.stat()
-    with socket.socket() as sock:  # a port nobody listens on: the connection is refused
+def test_unreachable_storage_is_one_line(monkeypatch, tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on: every connection is refused
         sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/upload?upload_id=gone"
-    session = pathlib.Path(storage._session_file(str(state), str(path), uri))
-    session.write_text(json.dumps({"url": dead, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
-    with pytest.raises(UserError, match=rf"^upload of {path} to {uri} interrupted \(ConnectionError\): "
-                                        "run the same command again to resume where it stopped$"):
-        storage.upload_file(store, str(path), uri, state_dir=str(state), chunk_size=256 * KiB, resumable_threshold=KiB)
-    assert session.exists()
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    dead = storage.connect(retry_seconds=1)
+    (tmp_path / "x.txt").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"^Cloud Storage unreachable for gs://b/run \(ConnectionError\): "
+                                        r"check the network, then run the same command again "
+                                        r"\(files already transferred are skipped\)$"):
+        storage.upload(dead, str(tmp_path), storage.parse_uri("gs://b/run"))
 
 
 def test_missing_bucket_is_one_clear_line(store, emulator_host, tmp_path):
@@ -186,9 +164,37 @@ def test_missing_credentials_fail_before_any_transfer(monkeypatch, tmp_path):
     with pytest.raises(UserError, match=r"no Google Cloud credentials found: run `gcloud auth application-default login`"):
         storage.connect()
 
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
-    with pytest.raises(UserError, match="no Google Cloud credentials found"):
+
+@pytest.mark.parametrize("content, problem", [
+    (None, r"GOOGLE_APPLICATION_CREDENTIALS names {key}, which is not a file: "
+           r"point it at a service-account JSON key"),
+    ("{oops", r"the key file {key} \(GOOGLE_APPLICATION_CREDENTIALS\) is not usable: File {key} is not a valid json "
+              r"file: Expecting property name enclosed in double quotes: line 1 column 2 \(char 1\); "
+              r"download a new JSON key"),
+    (json.dumps({"type": "service_account"}),
+     r"the key file {key} \(GOOGLE_APPLICATION_CREDENTIALS\) is not usable: Failed to load service account credentials "
+     r"from {key}: Service account info was not in the expected format, missing fields "),
+])
+def test_a_bad_key_file_is_named_with_what_is_wrong(monkeypatch, tmp_path, content, problem):
+    key = tmp_path / "key.json"
+    if content is not None:
+        key.write_text(content)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    with pytest.raises(UserError, match="^" + problem.format(key=re.escape(str(key)))) as exc:
         storage.connect()
+    assert "\n" not in str(exc.value) and "no Google Cloud credentials found" not in str(exc.value)
+
+
+def test_electra_gcs_with_a_malformed_key_file_is_one_line_naming_it(tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text("{oops")
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    proc = subprocess.run([sys.executable, "-m", "cloudops.storage", "ls", "gs://b/run"], capture_output=True,
+                          text=True, timeout=60, env=dict(env, GOOGLE_APPLICATION_CREDENTIALS=str(key)))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: the key file {key} (GOOGLE_APPLICATION_CREDENTIALS) is not usable: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_cli_upload_ls_download(emulator_host, store, bucket, dataset_dir, tmp_path):

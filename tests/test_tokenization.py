@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from data_prep import tokenization, vocab_files
+from data_prep import bert_normalizer, tokenization, vocab_files
 from foundation.errors import UserError
 from data_prep.vocab_files import VocabSettings
 from shared_paths import ORIGINAL_ELECTRA
@@ -135,3 +135,23 @@ def test_unknown_back_end_and_missing_special_token(tmp_path, koelectra_vocab):
     bad.write_text("\n".join(t for t in koelectra_vocab.read_text().split("\n") if t != "[MASK]"))
     with pytest.raises(UserError, match=r"lacks special token\(s\) \[MASK\]"):
         tokenization.load_tokenizer(str(bad), VocabSettings())
+
+
+def test_the_one_cjk_table_splits_alike_in_python_tensorflow_and_the_original():
+    """Both engines' patterns come from `bert_normalizer.CJK_RANGES`; the original's
+    `_is_chinese_char` decides every range edge the same way."""
+    import tensorflow as tf
+
+    sys.path.insert(0, PEER)
+    try:
+        from model import tokenization as original_module
+    finally:
+        sys.path.remove(PEER)
+    edges = sorted({c for lo, hi in bert_normalizer.CJK_RANGES for c in (lo - 1, lo, hi, hi + 1)})
+    original = original_module.BasicTokenizer(do_lower_case=False)
+    for code in edges:
+        char = chr(code)
+        expected = original._is_chinese_char(code)
+        assert bool(bert_normalizer.CJK_RE.fullmatch(char)) == expected, hex(code)
+        spaced = tf.strings.regex_replace(char, "(" + bert_normalizer.CJK_RE2 + ")", r" \1 ").numpy().decode()
+        assert (spaced == f" {char} ") == expected, hex(code)
