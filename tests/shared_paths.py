@@ -1,15 +1,29 @@
 """Where the shared peers and raw data live: `$ELECTRA_SHARED_DIR`, else `shared/` beside the
-checkout (`../shared`). The peers are run, never vendored."""
+checkout (`../shared`), else beside the local repository it was cloned from. The peers are run,
+never vendored."""
 import importlib.util
 import os
 import pathlib
+import subprocess
 import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _origin_sibling() -> pathlib.Path | None:
+    """`shared/` beside the repository this checkout was cloned from, when that is a local folder
+    (a CI clone of a developer's checkout lives elsewhere, its origin does not)."""
+    try:
+        url = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = pathlib.Path(url[len("file://"):] if url.startswith("file://") else url)
+    return path.resolve().parent / "shared" if path.is_absolute() and path.exists() else None
+
+
 def _find() -> pathlib.Path:
-    candidates = [os.environ.get("ELECTRA_SHARED_DIR"), ROOT.parent / "shared"]
+    candidates = [os.environ.get("ELECTRA_SHARED_DIR"), ROOT.parent / "shared", _origin_sibling()]
     for c in candidates:
         if c and (pathlib.Path(c) / "bench" / "peers").is_dir():
             return pathlib.Path(c)
