@@ -43,7 +43,7 @@ except ImportError as _exc:  # the `beam` extra
 from foundation import fileio
 from data_prep import minhash, packing, records, vocab, vocab_files
 from data_prep.build import MIN_SEQ_LENGTH
-from data_prep.clean import BREAK, DROPPED, STATS_FILE, clean_chunk, read_chunks
+from data_prep.clean import STATS_FILE, Mark, clean_chunk, read_chunks
 from data_prep.cleaning import PRESETS
 from foundation.errors import UserError, run_cli
 from data_prep.filters import CleanStats, FilterConfig, document_too_short
@@ -121,13 +121,13 @@ def read_and_clean(item: tuple[int, str], preset: str, filters: FilterConfig, ch
         stats.merge(result.stats)
         for i, entry in enumerate(result.items):
             line_no = chunk.first_line + i
-            if entry is BREAK:
+            if entry is Mark.BREAK:
                 doc_start = None
                 continue
             if doc_start is None:
                 doc_start = line_no
                 stats.documents_in += 1
-            if entry is not DROPPED:
+            if entry is not Mark.DROPPED:
                 text, key = entry
                 yield Line((file_index, line_no), (file_index, doc_start), text, key)
     yield pvalue.TaggedOutput("stats", (file_index, stats))

@@ -26,6 +26,7 @@ import numpy as np
 from foundation import fileio
 from data_prep import vocab_files
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import check_apart
 from pretrain import hf_format
 from pretrain.config import EncoderDims, PretrainConfig
 
@@ -47,8 +48,7 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.step is not None and self.step < 0:
             raise UserError(f"--step must be >= 0, got {self.step}")
-        if not fileio.is_gcs(self.output_dir) and os.path.abspath(self.output_dir) == os.path.abspath(self.model_dir):
-            raise UserError(f"--output-dir {self.output_dir} is the model dir; choose another folder")
+        check_apart(self.output_dir, (self.model_dir,))
 
 
 def hf_state_dict(weights: Mapping[str, object], dims: EncoderDims, part: hf_format.Part) -> dict[str, np.ndarray]:
