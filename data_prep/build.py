@@ -306,8 +306,8 @@ def _first_difference(old: dict, new: dict) -> str:
     return "none"
 
 
-def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
-    """Make the (existing) output directory ready; returns "fresh" or "resume".
+def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
+    """Make the (existing) output directory ready to build or resume the build `identity`.
 
     Refuses (unless --overwrite) a directory holding shards or a manifest of another run, or
     a partial build from other settings that finished a shard. A partial build that finished
@@ -333,7 +333,7 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
             raise UserError(
                 f"{out} holds a partial build with other settings ({_first_difference(old, identity)}); {hint}"
             )
-        return "resume"
+        return
     if manifest is not None:
         old = {k: manifest.flags.get(k) for k in identity}
         if old != identity:
@@ -342,7 +342,6 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
     if shards:
         raise UserError(f"{out} already holds {records.SHARD_PREFIX} files from another run (no manifest); {hint}")
     fileio.write_text(config_path, _json(identity))
-    return "fresh"
 
 
 def _config_path(output_dir: str) -> str:

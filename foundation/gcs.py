@@ -19,16 +19,11 @@ import os
 import re
 import sys
 import tempfile
-from typing import IO, Iterator, NamedTuple
+from typing import IO, Iterator
 
 from foundation.errors import UserError
 
 LOGIN = "run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)"
-
-
-class ObjectStat(NamedTuple):
-    size: int
-    mtime_ns: int
 
 
 def split(path: str) -> tuple[str, str]:
@@ -163,13 +158,14 @@ def check_access(path: str) -> None:
         _names(path, split(path)[1], 1)
 
 
-def stat(path: str) -> ObjectStat:
+def stat(path: str) -> tuple[int, int]:
+    """(size, modification time in ns) of an object."""
     with errors(path):
         blob = _bucket(path).get_blob(split(path)[1], retry=_retry())
     if blob is None:
         raise UserError(f"input not found: {path}")
     updated = blob.updated or datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
-    return ObjectStat(int(blob.size or 0), int(updated.timestamp() * 1e9))
+    return int(blob.size or 0), int(updated.timestamp() * 1e9)
 
 
 def glob(pattern: str) -> list[str]:

@@ -86,7 +86,8 @@ class StageOutput:
             saved = json.loads(fileio.read_text(self.marker))
         except (ValueError, UserError):
             return None
-        if not _matches(saved, expected) or not all(fileio.exists(p) for p in self.files):
+        present = set(fileio.walk(self.directory))  # one listing, not a request per file
+        if not _matches(saved, expected) or not all(p in present or fileio.exists(p) for p in self.files):
             return None
         return saved
 

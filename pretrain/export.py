@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -173,13 +174,17 @@ def _publish(staging: str, output_dir: str, overwrite: bool) -> None:
 
 
 def _staging_dir(output_dir: str) -> str:
-    """A temporary folder beside the output (same filesystem, so the final rename is atomic)."""
+    """A temporary folder beside the output (same filesystem, so the final rename is atomic);
+    staging folders that a killed export left there are removed first."""
     if fileio.is_gcs(output_dir):
         return tempfile.mkdtemp(prefix="electra-export-")
     parent = os.path.dirname(os.path.abspath(output_dir))
+    prefix = f".{os.path.basename(os.path.abspath(output_dir))}.tmp-"
+    for left in glob.glob(os.path.join(glob.escape(parent), glob.escape(prefix) + "*")):
+        shutil.rmtree(left, ignore_errors=True)
     try:
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(output_dir))}.tmp-", dir=parent)
+        return tempfile.mkdtemp(prefix=prefix, dir=parent)
     except OSError as exc:
         raise UserError(f"cannot create output folder {output_dir}: {exc}") from exc
 

@@ -284,3 +284,17 @@ def test_rerun_of_a_finished_build_reports_it_skipped(tmp_path, cleaned, vocab, 
         0, f"{out} is up to date ({manifest['num_examples']:,} examples, {manifest['num_tokens']:,} tokens in 1 "
            "shards; same inputs and settings): skipped; --overwrite to redo\n")
     assert snapshot(out) == before
+
+
+def test_export_removes_a_staging_folder_that_a_killed_export_left(tmp_path):
+    """What `kill -9` during `electra-export` leaves: `.OUT.tmp-*` beside OUT, half written."""
+    from pretrain import export
+
+    left = tmp_path / ".hf.tmp-k1lled_x"
+    (left / "discriminator").mkdir(parents=True)
+    (left / "discriminator" / "model.safetensors").write_bytes(b"half")
+    other = tmp_path / ".other.tmp-k1lled_x"  # another output's staging: not ours
+    other.mkdir()
+    staging = export._staging_dir(str(tmp_path / "hf"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".other.tmp-k1lled_x", os.path.basename(staging)])
+    assert os.path.basename(staging).startswith(".hf.tmp-") and not os.listdir(staging)
