@@ -19,6 +19,7 @@ its format (see `records`), packed by its rules (see `packing`). What differs:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -381,30 +382,24 @@ def _run_tasks(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: lis
         return sum((s.end if s.end is not None else fileio.size(s.path)) - s.start for s in task.spans)
 
     sizes = {t.index: task_bytes(t) for t in tasks}
-    results = []
-    with tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build", file=sys.stderr,
-              disable=None) as bar:  # None: no bar when stderr is not a terminal
+    results: list[ShardResult] = []
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
+                                       file=sys.stderr, disable=None))  # None: no bar off a terminal
         if cfg.num_processes == 1 or len(tasks) == 1:
-            builder = ShardBuilder(cfg, settings)
-            finished: Iterable[ShardResult] = map(builder.build, tasks)
-            pool = None
+            finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(  # no fork after TF/tokenizers threads exist
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(  # no fork after TF threads
                 min(cfg.num_processes, len(tasks)),
                 initializer=_init_worker,
                 initargs=(cfg, settings),
                 maxtasksperchild=cfg.files_per_process or None,
-            )
+            ))
             finished = pool.imap_unordered(_build_in_worker, tasks)
-        try:
-            for result in finished:
-                results.append(result)
-                bar.update(sizes[result.index])
-                bar.set_postfix_str(f"{sum(r.examples for r in results):,} examples", refresh=False)
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+        for result in finished:
+            results.append(result)
+            bar.update(sizes[result.index])
+            bar.set_postfix_str(f"{sum(r.examples for r in results):,} examples", refresh=False)
     return results
 
 
