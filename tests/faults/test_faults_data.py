@@ -185,6 +185,16 @@ def test_failed_clean_leaves_no_output_and_the_corrected_rerun_works(tmp_path, r
     assert sorted(snapshot(out)) == ["clean_stats.json", "cleaned-00000-of-00001.txt"]
 
 
+def test_failed_rerun_keeps_the_previous_output_byte_identical(tmp_path, raw, cleaned, lines, env):
+    import gzip
+
+    before = snapshot(cleaned)
+    (raw / "more.txt.gz").write_bytes(gzip.compress(lines)[:-40])
+    failed = run("electra-clean", raw, cleaned, env=env)
+    assert failed.returncode == 2 and failed.stderr.startswith("error: unreadable file ")
+    assert snapshot(cleaned) == before
+
+
 def test_failed_vocab_leaves_no_output_and_the_corrected_rerun_works(tmp_path, lines, env):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(b"\n\n\n")
