@@ -21,7 +21,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENTRY = {"electra-clean": "data_prep.clean", "electra-vocab": "data_prep.vocab", "electra-build-data": "data_prep.build",
-         "electra-pretrain": "pretrain.run", "electra-export": "pretrain.export"}
+         "electra-pretrain": "pretrain.run", "electra-export": "pretrain.export",
+         "electra-beam": "data_prep.beam_pipeline"}
 LOGIN = "run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)"
 
 
@@ -229,16 +230,19 @@ def test_build_failing_on_its_first_file_leaves_nothing_and_the_corrected_rerun_
 # ---- (6) an output inside an input is refused before anything is written --------------------------
 
 
-@pytest.mark.parametrize("command,output", [("electra-clean", "raw"), ("electra-clean", "raw/clean"),
-                                            ("electra-vocab", "raw")])
-def test_output_inside_the_input_is_refused(command, output, tmp_path, raw, env):
+@pytest.mark.parametrize("command,args,output", [
+    ("electra-clean", ["raw", "raw"], "raw"),
+    ("electra-clean", ["raw", "raw/clean"], "raw/clean"),
+    ("electra-vocab", ["--merge-with", "none", "raw", "raw"], "raw"),
+    ("electra-beam", ["--input", "raw", "--output-dir", "raw/prep", "--vocab-sample-lines", "100"], "raw/prep"),
+])
+def test_output_inside_the_input_is_refused(command, args, output, tmp_path, raw, env):
     before = snapshot(tmp_path)
-    extra = ["--merge-with", "none"] if command == "electra-vocab" else []
-    result = run(command, *extra, "raw", output, env=env, cwd=tmp_path)
+    result = run(command, *args, env=env, cwd=tmp_path)
     assert (result.returncode, result.stderr) == (2, f"error: output {output} is inside the input raw: the next run "
                                                      "would read its own output back; choose an output folder "
                                                      "outside the input\n")
-    assert snapshot(tmp_path) == before and not (tmp_path / "raw" / "clean").exists()
+    assert snapshot(tmp_path) == before and sorted(os.listdir(tmp_path / "raw")) == ["reviews.txt"]
 
 
 def test_input_inside_the_output_is_refused(tmp_path, raw, env):
