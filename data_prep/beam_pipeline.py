@@ -30,22 +30,27 @@ import collections
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from typing import Any, Iterator, NamedTuple, Sequence
 
+logging.disable(logging.WARNING)  # Beam warns at import that the optional BigQuery client is missing
 try:
     import apache_beam as beam
     from apache_beam import pvalue
     from apache_beam.options.pipeline_options import PipelineOptions
 except ImportError as _exc:  # the `beam` extra
     raise ImportError("the Beam pipeline needs Apache Beam: pip install -e '.[beam]'") from _exc
+finally:
+    logging.disable(logging.NOTSET)
 
 from foundation import fileio
 from data_prep import minhash, packing, records, vocab, vocab_files
 from data_prep.build import MIN_SEQ_LENGTH
-from data_prep.clean import BREAK, DROPPED, STATS_FILE, clean_chunk, read_chunks
+from data_prep.clean import STATS_FILE, Mark, clean_chunk, read_chunks
 from data_prep.cleaning import PRESETS
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import StageOutput
 from data_prep.filters import CleanStats, FilterConfig, document_too_short
 
 RECORDS_DIR = "records"
@@ -121,13 +126,13 @@ def read_and_clean(item: tuple[int, str], preset: str, filters: FilterConfig, ch
         stats.merge(result.stats)
         for i, entry in enumerate(result.items):
             line_no = chunk.first_line + i
-            if entry is BREAK:
+            if entry is Mark.BREAK:
                 doc_start = None
                 continue
             if doc_start is None:
                 doc_start = line_no
                 stats.documents_in += 1
-            if entry is not DROPPED:
+            if entry is not Mark.DROPPED:
                 text, key = entry
                 yield Line((file_index, line_no), (file_index, doc_start), text, key)
     yield pvalue.TaggedOutput("stats", (file_index, stats))
@@ -480,13 +485,15 @@ def run(config: BeamConfig, options: PipelineOptions | None = None) -> Summary:
     files = input_files(config.inputs)
     if config.vocab_file:
         vocab_files.load_vocab(config.vocab_file)  # a bad vocab fails here, not on a worker
-    fileio.makedirs(config.output_dir)
-    if config.vocab_file is None and config.merge_with:  # workers may not see the driver's files
+    if config.vocab_file is None and config.merge_with:
         vocab_files.load_vocab(config.merge_with)
-        fileio.write_text(fileio.join(config.output_dir, SAMPLE_DIR, MERGE_COPY), fileio.read_text(config.merge_with))
-    with beam.Pipeline(options=options or PipelineOptions([])) as p:
-        build_pipeline(p, config, files)
+    read = config.inputs + tuple(p for p in (config.vocab_file, config.merge_with) if p)
     out = config.output_dir
+    with StageOutput(out, read, fileio.join(out, RECORDS_DIR, records.MANIFEST)).writing():
+        if config.vocab_file is None and config.merge_with:  # workers may not see the driver's files
+            fileio.write_text(fileio.join(out, SAMPLE_DIR, MERGE_COPY), fileio.read_text(config.merge_with))
+        with beam.Pipeline(options=options or PipelineOptions([])) as p:
+            build_pipeline(p, config, files)
     stats = CleanStats(**json.loads(fileio.read_text(fileio.join(out, STATS_FILE))))
     coverage_path = fileio.join(out, SAMPLE_DIR, SAMPLE_STATS_FILE)
     coverage = json.loads(fileio.read_text(coverage_path)) if config.vocab_sample_lines else None

@@ -12,12 +12,14 @@ its format (see `records`), packed by its rules (see `packing`). What differs:
   default shard count; pass `--num-shards` to make it irrelevant.
 - Atomic and resumable: a shard is written under a temporary name and renamed; a rerun
   after a crash or `kill -9` keeps finished shards and builds the rest; `manifest.json` is
-  written last. Progress of a build lives in `_build/` until the manifest is written.
+  written last. Progress of a build lives in `_build/` until the manifest is written; a
+  failed run that finished no shard leaves nothing (`foundation.stage_output`).
 - Streaming: memory holds one batch of lines and one example per process.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -25,14 +27,14 @@ import math
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import zlib
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from foundation import fileio
 from data_prep import packing, records, tokenization, vocab_files
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import StageOutput
 
 TEXT_BYTES_PER_SHARD = 64 << 20
 MAX_AUTO_SHARDS = 1000
@@ -143,28 +145,37 @@ def plan_shards(files: Sequence[InputFile], num_shards: int) -> list[list[Span]]
 # ---- reading: lines of a span, grouped into documents ---------------------------------------
 
 
+def line_number(path: str, offset: int) -> int:
+    """The 1-based number of the line starting at byte `offset` (of the decompressed text)."""
+    newlines = 0
+    with fileio.open_read(path) as fh:
+        while offset > 0:
+            block = fh.read(min(offset, 1 << 20))
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            offset -= len(block)
+    return newlines + 1
+
+
 def _decode(raw: bytes, path: str, offset: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: line at byte {offset} is not UTF-8 text ({exc.reason})") from exc
+        raise UserError(f"{path}:{line_number(path, offset)}: not UTF-8 text ({exc.reason}); "
+                        "run electra-clean first") from exc
 
 
-def read_span(
-    span: Span, blanks_separate_docs: bool, report: Callable[[int], None] = lambda n: None
-) -> Iterator[tuple[int, bytes, str]]:
+def read_span(span: Span, blanks_separate_docs: bool) -> Iterator[tuple[int, bytes, str]]:
     """(document number, document's first line, stripped line) for each non-blank line of a span.
 
     Splitting rule, the same on both sides of a cut at byte `e`: the range before the cut
     reads on past `e` up to and including the first blank line that starts at or after `e`;
     the range after it skips exactly those lines. Without `blanks_separate_docs` a cut
     falls at the first line start at or after `e`, and each range is one document.
-    `report` gets the input bytes consumed (compressed bytes for `.gz`), for progress.
     """
     with fileio.open_read(span.path) as fh:
-        raw_fh = getattr(fh, "fileobj", None)  # the compressed stream under a GzipFile
         pos = 0
-        reported = 0
         try:
             if span.start:
                 fh.seek(span.start - 1)
@@ -176,16 +187,10 @@ def read_span(
                     pos += len(raw)
                     if not raw or not _decode(raw, span.path, pos - len(raw)).strip():
                         break
-                reported = pos - span.start
-                report(reported)
             doc, first, in_doc = 0, b"", False
-            for n, raw in enumerate(iter(fh.readline, b"")):
+            for raw in iter(fh.readline, b""):
                 line_start = pos
                 pos += len(raw)
-                if n % 4096 == 4095:
-                    done = raw_fh.tell() if raw_fh is not None else pos - span.start
-                    report(done - reported)
-                    reported = done
                 text = _decode(raw, span.path, line_start).strip()
                 if span.end is not None and line_start >= span.end and (not text or not blanks_separate_docs):
                     break
@@ -198,8 +203,6 @@ def read_span(
                 yield doc, first, text
         except (OSError, EOFError, zlib.error) as exc:  # gzip raises all three
             raise UserError(f"unreadable file {span.path}: {exc}") from exc
-        done = raw_fh.tell() if raw_fh is not None else pos - span.start
-        report(done - reported)
 
 
 # ---- one shard: read, tokenise, pack, write -------------------------------------------------
@@ -217,34 +220,19 @@ class ShardResult(NamedTuple):
     tokens: int
 
 
-class _Counters(NamedTuple):
-    """Shared with worker processes for the progress bar."""
-
-    bytes_read: Any  # multiprocessing.Value
-    examples: Any
-
-
-def _add(value: Any, n: int) -> None:
-    with value.get_lock():
-        value.value += n
-
-
 class ShardBuilder:
     """What a worker needs, loaded once per process: the tokenizer and the settings."""
 
-    def __init__(self, cfg: BuildConfig, settings: vocab_files.VocabSettings, counters: _Counters):
+    def __init__(self, cfg: BuildConfig, settings: vocab_files.VocabSettings):
         self.cfg = cfg
         self.tokenizer = tokenization.load_tokenizer(cfg.vocab_file, settings, cfg.tokenizer)
-        self.counters = counters
 
     def _sentences(self, spans: Iterable[Span]) -> Iterator[tuple[tuple[int, int], bytes, list[int]]]:
         """((span, document), document's first line, ids) per line, tokenised in batches."""
         lines = (
             ((i, doc), first, text)
             for i, span in enumerate(spans)
-            for doc, first, text in read_span(
-                span, self.cfg.blanks_separate_docs, lambda n: _add(self.counters.bytes_read, n)
-            )
+            for doc, first, text in read_span(span, self.cfg.blanks_separate_docs)
         )
         while batch := list(itertools.islice(lines, BATCH_LINES)):
             ids = self.tokenizer.encode_batch([text for _, _, text in batch])
@@ -253,23 +241,18 @@ class ShardBuilder:
     def build(self, task: ShardTask) -> ShardResult:
         cfg, tok = self.cfg, self.tokenizer
         tokens = 0
-        written = 0
 
         def serialized() -> Iterator[bytes]:
-            nonlocal tokens, written
+            nonlocal tokens
             for (_, first), group in itertools.groupby(self._sentences(task.spans), key=lambda s: s[:2]):
                 for features, n in packing.document_features(
                     (ids for *_, ids in group), first, cfg.max_seq_length, cfg.seed, tok.cls_id, tok.sep_id, tok.pad_id
                 ):
                     tokens += n
-                    written += 1
-                    if written % 256 == 0:
-                        _add(self.counters.examples, 256)
                     yield records.encode_example(*features)
 
         path = fileio.join(cfg.output_dir, records.shard_name(task.index, task.num_shards))
         count = records.write_shard(path, serialized())
-        _add(self.counters.examples, count % 256)
         result = ShardResult(task.index, count, tokens)
         fileio.write_text(_stats_path(cfg.output_dir, task.index, task.num_shards), _json(result._asdict()))
         return result
@@ -278,9 +261,9 @@ class ShardBuilder:
 _WORKER: ShardBuilder | None = None
 
 
-def _init_worker(cfg: BuildConfig, settings: vocab_files.VocabSettings, counters: _Counters) -> None:
+def _init_worker(cfg: BuildConfig, settings: vocab_files.VocabSettings) -> None:
     global _WORKER
-    _WORKER = ShardBuilder(cfg, settings, counters)
+    _WORKER = ShardBuilder(cfg, settings)
 
 
 def _build_in_worker(task: ShardTask) -> ShardResult:
@@ -324,15 +307,15 @@ def _first_difference(old: dict, new: dict) -> str:
     return "none"
 
 
-def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
-    """Make the output directory ready; returns "fresh", "resume" or "done".
+def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
+    """Make the (existing) output directory ready to build or resume the build `identity`.
 
-    Refuses (unless --overwrite) a directory holding shards, a manifest or a partial build
-    from other settings.
+    Refuses (unless --overwrite) a directory holding shards or a manifest of another run, or
+    a partial build from other settings that finished a shard. A partial build that finished
+    no shard is started afresh: it holds no work worth keeping.
     """
     out = cfg.output_dir
-    fileio.makedirs(out)
-    config_path = fileio.join(out, STATE_DIR, "config.json")
+    config_path = _config_path(out)
     shards = fileio.glob(fileio.join(out, records.SHARD_PREFIX + "-*"))
     manifest = records.read_manifest(out) if fileio.exists(fileio.join(out, records.MANIFEST)) else None
     if cfg.overwrite:
@@ -341,10 +324,8 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
         if manifest is not None:
             fileio.remove(fileio.join(out, records.MANIFEST))
         shards, manifest = [], None
-    for path in [p for p in shards if ".tmp-" in p]:  # left by a killed run
-        fileio.remove(path)
     hint = "pass --overwrite to replace it"
-    if fileio.exists(config_path):
+    if fileio.exists(config_path) and fileio.glob(fileio.join(out, STATE_DIR, "shard-*.json")):
         try:
             old = json.loads(fileio.read_text(config_path))
         except ValueError as exc:
@@ -353,16 +334,19 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> str:
             raise UserError(
                 f"{out} holds a partial build with other settings ({_first_difference(old, identity)}); {hint}"
             )
-        return "resume"
+        return
     if manifest is not None:
         old = {k: manifest.flags.get(k) for k in identity}
         if old != identity:
             raise UserError(f"{out} holds records built with other settings ({_first_difference(old, identity)}); {hint}")
-        return "done"
-    if any(".tmp-" not in p for p in shards):
+        raise UserError(f"{out} has a manifest but not all {identity['num_shards']} shards; {hint}")
+    if shards:
         raise UserError(f"{out} already holds {records.SHARD_PREFIX} files from another run (no manifest); {hint}")
     fileio.write_text(config_path, _json(identity))
-    return "fresh"
+
+
+def _config_path(output_dir: str) -> str:
+    return fileio.join(output_dir, STATE_DIR, "config.json")
 
 
 def _finished(cfg: BuildConfig, num_shards: int) -> dict[int, ShardResult]:
@@ -381,53 +365,41 @@ def _finished(cfg: BuildConfig, num_shards: int) -> dict[int, ShardResult]:
 class BuildSummary(NamedTuple):
     manifest: records.Manifest
     seconds: float
-    skipped_shards: int
+    kept_shards: int  # finished shards of an interrupted run that were kept
+    up_to_date: bool  # the directory already held this build: nothing was done
 
     @property
     def tokens_per_second(self) -> float:
         return self.manifest.num_tokens / max(self.seconds, 1e-9)
 
 
-def _run_tasks(
-    cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask], total_bytes: int
-) -> list[ShardResult]:
-    """Build the shards, in this process or a pool, with a progress bar on stderr."""
+def _run_tasks(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask]) -> list[ShardResult]:
+    """Build the shards, in this process or a pool; the progress bar (input bytes) moves as
+    shards finish."""
     from tqdm import tqdm
 
-    mp = multiprocessing.get_context("spawn")  # no fork after TF/tokenizers threads exist
-    counters = _Counters(mp.Value("q", 0), mp.Value("q", 0))
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="build", file=sys.stderr, smoothing=0.1)
-    stop = threading.Event()
-    start = time.monotonic()
+    def task_bytes(task: ShardTask) -> int:
+        return sum((s.end if s.end is not None else fileio.size(s.path)) - s.start for s in task.spans)
 
-    def refresh() -> None:
-        bar.n = min(counters.bytes_read.value, total_bytes)
-        rate = counters.examples.value / max(time.monotonic() - start, 1e-9)
-        bar.set_postfix_str(f"{counters.examples.value} examples, {rate:,.0f} ex/s", refresh=True)
-
-    def poll() -> None:
-        while not stop.wait(0.5):
-            refresh()
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
+    sizes = {t.index: task_bytes(t) for t in tasks}
+    results: list[ShardResult] = []
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
+                                       file=sys.stderr, disable=None))  # None: no bar off a terminal
         if cfg.num_processes == 1 or len(tasks) == 1:
-            builder = ShardBuilder(cfg, settings, counters)
-            results = [builder.build(t) for t in tasks]
+            finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:
-            with mp.Pool(
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(  # no fork after TF threads
                 min(cfg.num_processes, len(tasks)),
                 initializer=_init_worker,
-                initargs=(cfg, settings, counters),
+                initargs=(cfg, settings),
                 maxtasksperchild=cfg.files_per_process or None,
-            ) as pool:
-                results = list(pool.imap_unordered(_build_in_worker, tasks))
-    finally:
-        stop.set()
-        poller.join()
-        refresh()
-        bar.close()
+            ))
+            finished = pool.imap_unordered(_build_in_worker, tasks)
+        for result in finished:
+            results.append(result)
+            bar.update(sizes[result.index])
+            bar.set_postfix_str(f"{sum(r.examples for r in results):,} examples", refresh=False)
     return results
 
 
@@ -441,40 +413,43 @@ def build(cfg: BuildConfig) -> BuildSummary:
     files = list_inputs(cfg.corpus_dir)
     num_shards = cfg.num_shards or auto_num_shards(sum(f.weight for f in files), cfg.num_processes)
     identity = build_identity(cfg, settings, records.file_sha256(cfg.vocab_file), files, num_shards)
-    state = prepare_output_dir(cfg, identity)
-    if state == "done":
+    out = StageOutput(
+        cfg.output_dir,
+        (cfg.corpus_dir, cfg.vocab_file),
+        fileio.join(cfg.output_dir, records.MANIFEST),
+        tuple(fileio.join(cfg.output_dir, records.shard_name(i, num_shards)) for i in range(num_shards)),
+        scratch=(_config_path(cfg.output_dir),),
+    )
+    if not cfg.overwrite and out.finished(flags=identity):
         manifest = records.read_manifest(cfg.output_dir)
         assert manifest is not None
-        if len(records.list_shards(cfg.output_dir)) != num_shards:
-            raise UserError(f"{cfg.output_dir} has a manifest but not all {num_shards} shards; pass --overwrite")
-        return BuildSummary(manifest, time.monotonic() - start, num_shards)
-    plan = plan_shards(files, num_shards)
-    done = _finished(cfg, num_shards)
-    tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
-    todo_bytes = sum(
-        ((s.end if s.end is not None else fileio.size(s.path)) - s.start) for t in tasks for s in t.spans
-    )
-    results = {r.index: r for r in _run_tasks(cfg, settings, tasks, todo_bytes)} if tasks else {}
-    results.update(done)
-    ordered = [results[i] for i in range(num_shards)]
-    if not sum(r.examples for r in ordered):
-        raise UserError(f"empty corpus: no text lines in {cfg.corpus_dir}")
-    manifest = records.Manifest(
-        max_seq_length=cfg.max_seq_length,
-        vocab_size=len(tokens),
-        vocab_sha256=identity["vocab_sha256"],
-        num_shards=num_shards,
-        examples_per_shard=tuple(r.examples for r in ordered),
-        num_tokens=sum(r.tokens for r in ordered),
-        seed=cfg.seed,
-        flags={**identity, "num_processes": cfg.num_processes, "files_per_process": cfg.files_per_process},
-    )
-    records.write_manifest(cfg.output_dir, manifest)
+        return BuildSummary(manifest, time.monotonic() - start, 0, up_to_date=True)
+    with out.writing():
+        prepare_output_dir(cfg, identity)
+        plan = plan_shards(files, num_shards)
+        done = _finished(cfg, num_shards)
+        tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
+        results = {r.index: r for r in _run_tasks(cfg, settings, tasks)} if tasks else {}
+        results.update(done)
+        ordered = [results[i] for i in range(num_shards)]
+        if not sum(r.examples for r in ordered):
+            raise UserError(f"empty corpus: no text lines in {cfg.corpus_dir}")
+        manifest = records.Manifest(
+            max_seq_length=cfg.max_seq_length,
+            vocab_size=len(tokens),
+            vocab_sha256=identity["vocab_sha256"],
+            num_shards=num_shards,
+            examples_per_shard=tuple(r.examples for r in ordered),
+            num_tokens=sum(r.tokens for r in ordered),
+            seed=cfg.seed,
+            flags={**identity, "num_processes": cfg.num_processes, "files_per_process": cfg.files_per_process},
+        )
+        records.write_manifest(cfg.output_dir, manifest)
     for path in fileio.glob(fileio.join(cfg.output_dir, STATE_DIR, "*")):
         fileio.remove(path)
     if not fileio.is_gcs(cfg.output_dir):
         os.rmdir(os.path.join(cfg.output_dir, STATE_DIR))
-    return BuildSummary(manifest, time.monotonic() - start, len(done))
+    return BuildSummary(manifest, time.monotonic() - start, len(done), up_to_date=False)
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -527,10 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_flags(argv)
     summary = build(cfg)
     m = summary.manifest
+    if summary.up_to_date:
+        print(f"{cfg.output_dir} is up to date ({m.num_examples:,} examples, {m.num_tokens:,} tokens in "
+              f"{m.num_shards} shards; same inputs and settings): skipped; --overwrite to redo")
+        return 0
     print(
         f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens) in {m.num_shards} shards to {cfg.output_dir} "
         f"in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
-        + (f" (kept {summary.skipped_shards} finished shards)" if summary.skipped_shards else "")
+        + (f" (kept {summary.kept_shards} finished shards)" if summary.kept_shards else "")
     )
     return 0
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
+import enum
 import multiprocessing
 import os
 import re
@@ -31,6 +31,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 from foundation import fileio
 from data_prep.cleaning import PRESETS, clean_lines, clean_text
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import StageOutput, input_fingerprint
 from data_prep.filters import (
     CleanStats,
     FilterConfig,
@@ -160,18 +161,26 @@ def decode_lines(chunk: Chunk, stats: CleanStats) -> tuple[list[str], set[int]]:
 
 
 # --- per-chunk work (runs in the worker processes) ---------------------------------------
-BREAK = None  # item: end of a document
-DROPPED = False  # item: a line of the current document that a filter removed
+class Mark(enum.Enum):
+    """An item that is not a kept line."""
+
+    BREAK = "end of a document"
+    DROPPED = "a line of the current document that a filter removed"
+
+
+class Kept(NamedTuple):
+    line: str  # cleaned
+    key: bytes  # dedupe key (empty without dedupe)
 
 
 class ChunkResult(NamedTuple):
-    """`items`: per input line BREAK, DROPPED or (cleaned line, dedupe key); or, in
-    keep-all mode, `output` holds the cleaned block as UTF-8."""
+    """`items`: per input line a `Mark` or a `Kept` line; or, in keep-all mode, `output`
+    holds the cleaned block as UTF-8."""
 
     path: str
     first_line: int
     stats: CleanStats
-    items: list
+    items: list[Mark | Kept]
     output: bytes
 
 
@@ -185,19 +194,19 @@ def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
         stats.chars_in = sum(map(len, lines))
         stats.chars_out = len(text) - len(lines) + 1
         return ChunkResult(chunk.path, chunk.first_line, stats, [], text.encode("utf-8") + b"\n")
-    items: list = []
+    items: list[Mark | Kept] = []
     for i, (raw, cleaned) in enumerate(zip(lines, clean_lines(lines, preset))):
         if is_document_break(raw):
-            items.append(BREAK)
+            items.append(Mark.BREAK)
             continue
         stats.lines_in += 1
         stats.chars_in += len(raw)
         reason = "non_utf8" if i in bad and filters.drop_non_utf8 else line_drop_reason(cleaned, filters)
         if reason:
             stats.drop(reason)
-            items.append(DROPPED)
+            items.append(Mark.DROPPED)
         else:
-            items.append((cleaned, dedupe_key(cleaned) if filters.dedupe else b""))
+            items.append(Kept(cleaned, dedupe_key(cleaned) if filters.dedupe else b""))
     return ChunkResult(chunk.path, chunk.first_line, stats, items, b"")
 
 
@@ -260,16 +269,14 @@ class _ShardWriter:
         self.documents += 1
 
 
-def run_filtered(config: CleanConfig, files: list[str]) -> CleanStats:
-    """Clean, filter and dedupe all `files` into `config.num_shards` shards."""
+def run_filtered(config: CleanConfig, files: list[str], shard_paths: list[str]) -> CleanStats:
+    """Clean, filter and dedupe all `files` into the `config.num_shards` shards."""
     filters = config.filters
     stats = CleanStats(files=len(files))
     seen: set[bytes] = set()
     jobs = (
         (chunk, config.preset, filters, False) for path in files for chunk in read_chunks(path, config.chunk_bytes)
     )
-    fileio.makedirs(config.output)
-    shard_paths = [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)]
     with contextlib.ExitStack() as stack, _progress("line") as bar:
         writer = _ShardWriter([stack.enter_context(fileio.atomic_write(p)) for p in shard_paths])
         doc: list[str] = []
@@ -295,11 +302,11 @@ def run_filtered(config: CleanConfig, files: list[str]) -> CleanStats:
             stats.merge(result.stats)
             bar.update(result.stats.lines_in)
             for item in result.items:
-                if item is BREAK:
+                if item is Mark.BREAK:
                     end_document()
                     continue
                 in_document = True
-                if item is DROPPED:
+                if item is Mark.DROPPED:
                     continue
                 line, key = item
                 if filters.dedupe:
@@ -328,40 +335,6 @@ def _remove_stale_shards(directory: str, keep: list[str]) -> None:
 _NOT_IN_OUTPUT = ("num_processes", "chunk_bytes", "overwrite", "stats_file")
 
 
-def input_fingerprint(files: list[str]) -> list[list] | None:
-    """(path, size, modification time) of each input; None when reading stdin."""
-    if STDIO in files:
-        return None
-    prints = []
-    for path in files:
-        if fileio.is_gcs(path):
-            import tensorflow as tf  # already loaded: listing gs:// inputs needed it
-
-            st = tf.io.gfile.stat(path)
-            prints.append([path, st.length, st.mtime_nsec])
-        else:
-            st = os.stat(path)
-            prints.append([path, st.st_size, st.st_mtime_ns])
-    return prints
-
-
-def _finished_run(config: CleanConfig, stats_file: str, fingerprint: list | None) -> CleanStats | None:
-    """The statistics of an earlier identical run whose outputs are all there, else None."""
-    if config.overwrite or fingerprint is None or not fileio.exists(stats_file):
-        return None
-    try:
-        saved = json.loads(fileio.read_text(stats_file))
-    except (ValueError, UserError):
-        return None
-    wanted = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_OUTPUT}
-    if {k: v for k, v in saved.get("config", {}).items() if k not in _NOT_IN_OUTPUT} != wanted:
-        return None
-    shards = [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)]
-    if saved.get("inputs") != fingerprint or not all(fileio.exists(p) for p in shards):
-        return None
-    return CleanStats.from_dict(saved)
-
-
 def run(config: CleanConfig) -> CleanStats:
     """Run one cleaning job and write its statistics; returns them. A rerun with the same
     inputs and settings finds the finished output and does nothing (`overwrite` to redo)."""
@@ -372,20 +345,28 @@ def run(config: CleanConfig) -> CleanStats:
             raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
         stats = run_keep_all(config)
         stats_file = config.stats_file
+        if stats_file:
+            fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), inputs=None,
+                                                        seconds=round(time.perf_counter() - start, 3)))
     else:
         files = [f for path in config.inputs for f in ([STDIO] if path == STDIO else fileio.list_text_files(path))]
-        fingerprint = input_fingerprint(files)
         stats_file = config.stats_file or fileio.join(config.output, STATS_FILE)
-        finished = _finished_run(config, stats_file, fingerprint)
-        if finished:
-            print(f"electra-clean: {config.output} is up to date (same inputs and settings); "
-                  "--overwrite to redo", file=sys.stderr)
-            return finished
-        stats = run_filtered(config, files)
-        _remove_stale_shards(config.output, [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)])
+        shards = [fileio.join(config.output, shard_name(i, config.num_shards)) for i in range(config.num_shards)]
+        out = StageOutput(config.output, tuple(p for p in config.inputs if p != STDIO), stats_file, tuple(shards))
+        if STDIO not in files:
+            fingerprint = input_fingerprint(files)
+            settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_OUTPUT}
+            finished = None if config.overwrite else out.finished(config=settings, inputs=fingerprint)
+            if finished:
+                print(f"electra-clean: {config.output} is up to date (same inputs and settings); "
+                      "--overwrite to redo", file=sys.stderr)
+                return CleanStats.from_dict(finished)
+        with out.writing():
+            stats = run_filtered(config, files, shards)
+            _remove_stale_shards(config.output, shards)
+            fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), inputs=fingerprint,
+                                                        seconds=round(time.perf_counter() - start, 3)))
     seconds = time.perf_counter() - start
-    if stats_file:
-        fileio.write_text(stats_file, stats.to_json(config=config.to_dict(), inputs=fingerprint, seconds=round(seconds, 3)))
     for location in stats.non_utf8_locations[:10]:
         print(f"warning: not UTF-8: {location}", file=sys.stderr)
     rate = stats.lines_in / seconds if seconds else 0.0

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequ
 
 import electra_data
 from foundation import fileio
-from data_prep.clean import input_fingerprint
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import StageOutput, input_fingerprint
 from data_prep.pretokenize import PRETOKENIZERS, get_pretokenizer
 from data_prep.vocab_files import SETTINGS_FILE, SPECIAL_TOKENS, VocabSettings, load_vocab, make_hf_tokenizer
 
@@ -216,36 +216,31 @@ def _config_dict(config: VocabConfig) -> dict[str, Any]:
     return {**d, "inputs": list(config.inputs)}
 
 
-def _finished_build(config: VocabConfig, fingerprint: list | None) -> dict[str, Any] | None:
-    """The report of an earlier identical build whose files are all there, else None."""
-    report_path = fileio.join(config.output, REPORT_FILE)
-    if config.overwrite or fingerprint is None or not fileio.exists(report_path):
-        return None
-    try:
-        saved = json.loads(fileio.read_text(report_path))
-    except (ValueError, UserError):
-        return None
-    if saved.get("config") != _config_dict(config) or saved.get("inputs") != fingerprint:
-        return None
-    if not all(fileio.exists(fileio.join(config.output, name)) for name in OUTPUT_FILES):
-        return None
-    return saved
-
-
 def run(config: VocabConfig) -> dict[str, Any]:
     """Build the vocab directory; returns the report. A rerun with the same inputs and
     settings finds the finished build and does nothing (`overwrite` to redo)."""
     start = time.perf_counter()
     files = [f for path in config.inputs for f in fileio.list_text_files(path)]
     other = load_vocab(config.merge_with) if config.merge_with else []
+    read = config.inputs + ((config.merge_with,) if config.merge_with else ())
+    out = StageOutput(config.output, read, fileio.join(config.output, REPORT_FILE),
+                      tuple(fileio.join(config.output, name) for name in OUTPUT_FILES))
     fingerprint = input_fingerprint(files + ([config.merge_with] if config.merge_with else []))
-    finished = _finished_build(config, fingerprint)
+    finished = None if config.overwrite else out.finished(config=_config_dict(config), inputs=fingerprint)
     if finished:
         print(f"electra-vocab: {config.output} is up to date (same inputs and settings); --overwrite to redo",
               file=sys.stderr)
         return finished
     pretok = get_pretokenizer(config.pretokenizer)
-    fileio.makedirs(config.output)
+    with out.writing():
+        report, summary = _train_and_write(config, files, other, pretok, fingerprint)
+    print(f"{summary} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return report
+
+
+def _train_and_write(config: VocabConfig, files: list[str], other: list[str], pretok: Pretok,
+           fingerprint: list) -> tuple[dict[str, Any], str]:
+    """Train, merge and write the four files (the report last); returns the report and a summary."""
     settings = config.settings
     if settings.do_lower_case or settings.strip_accents:
         print("warning: lower-casing/accent stripping decomposes Hangul into jamo", file=sys.stderr)
@@ -280,15 +275,13 @@ def run(config: VocabConfig) -> dict[str, Any]:
     fileio.write_text(fileio.join(out, SETTINGS_FILE), settings.to_json())
     fileio.write_text(fileio.join(out, REPORT_FILE), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     held = report["heldout"]
-    print(
+    return report, (
         f"electra-vocab: trained {len(trained):,} tokens on {split.train_lines:,} lines, merged to "
         f"{len(merged.tokens):,} ({merged.overlap:,} overlap, {merged.num_added:,} added); "
         f"char coverage {report['alphabet']['char_coverage']:.4%}; held-out UNK rate "
         f"{held.get('unk_rate', 0):.4%}, {held.get('tokens_per_word', 0):.2f} tokens/word; "
-        f"wrote {out}/vocab.txt in {time.perf_counter() - start:.1f} s",
-        file=sys.stderr,
+        f"wrote {out}/vocab.txt"
     )
-    return report
 
 
 def parse_args(argv: list[str] | None = None) -> VocabConfig:

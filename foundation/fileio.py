@@ -1,9 +1,11 @@
 """Paths that may be local or `gs://`, read and written the same way.
 
-Local paths use the standard library (fast start, no TensorFlow import); `gs://` paths go
-through `tf.io.gfile`, imported only when such a path is seen. Writes are atomic: the data
-goes to a temporary name beside the target and is renamed when complete, so a killed
-process never leaves a half-written file under the final name.
+Local paths use the standard library; `gs://` paths go through `foundation.gcs`
+(google-cloud-storage, imported only when such a path is seen), where every access error is
+one `UserError` naming the path and the fix. Writes are atomic: a local file goes to a
+temporary name beside the target (`NAME.tmp-XXXXXXXX`) and is renamed when complete; a
+Cloud Storage object is uploaded whole. A killed process never leaves a half-written file
+under the final name.
 """
 from __future__ import annotations
 
@@ -11,25 +13,29 @@ import contextlib
 import glob as _glob
 import gzip
 import os
+import re
 import uuid
-from typing import IO, Iterator
+from typing import IO, Iterator, NamedTuple
 
 from foundation.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
+TEMPORARY_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # atomic_write's in-progress names
 
 
 def is_gcs(path: str) -> bool:
     return str(path).startswith("gs://")
 
 
-def _gfile():
-    from foundation.errors import quiet_tensorflow
+def _gcs():
+    from foundation import gcs
 
-    quiet_tensorflow()
-    import tensorflow as tf
+    return gcs
 
-    return tf.io.gfile
+
+class FileStat(NamedTuple):
+    size: int
+    mtime_ns: int
 
 
 def join(*parts: str) -> str:
@@ -39,44 +45,60 @@ def join(*parts: str) -> str:
 
 
 def exists(path: str) -> bool:
-    return _gfile().exists(path) if is_gcs(path) else os.path.exists(path)
+    return _gcs().exists(path) if is_gcs(path) else os.path.exists(path)
 
 
 def isdir(path: str) -> bool:
-    return _gfile().isdir(path) if is_gcs(path) else os.path.isdir(path)
+    return _gcs().isdir(path) if is_gcs(path) else os.path.isdir(path)
 
 
 def makedirs(path: str) -> None:
-    """Create a directory (and parents); a clear error if that is not possible."""
+    """Create a directory (and parents); a clear error if that is not possible. On Cloud
+    Storage there are no folders: the bucket's access is checked instead."""
+    if is_gcs(path):
+        _gcs().check_access(path)
+        return
     try:
-        if is_gcs(path):
-            _gfile().makedirs(path)
-        else:
-            os.makedirs(path, exist_ok=True)
-    except (OSError, Exception) as exc:  # gfile raises tf.errors.*, not OSError
-        raise UserError(f"cannot create output directory {path}: {exc}") from exc
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {path}: {exc.strerror}") from exc
 
 
 def glob(pattern: str) -> list[str]:
-    return sorted(_gfile().glob(pattern) if is_gcs(pattern) else _glob.glob(pattern))
+    return sorted(_gcs().glob(pattern) if is_gcs(pattern) else _glob.glob(pattern))
 
 
 def remove(path: str) -> None:
     if is_gcs(path):
-        _gfile().remove(path)
+        _gcs().remove(path)
     else:
         os.remove(path)
+
+
+def stat(path: str) -> FileStat:
+    """Size and modification time (ns), what an input fingerprint is made of."""
+    if is_gcs(path):
+        return FileStat(*_gcs().stat(path))
+    st = os.stat(path)
+    return FileStat(st.st_size, st.st_mtime_ns)
 
 
 def _is_text_name(path: str) -> bool:
     """Corpus files: `.txt`, `.gz`, or no extension at all (WikiExtractor's `wiki_00`);
     never hidden files, temporaries or side files such as `stats.json`."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    return not name.startswith(".") and ".tmp-" not in name and (name.endswith(TEXT_SUFFIXES) or "." not in name)
+    return not name.startswith(".") and not TEMPORARY_RE.search(name) and (name.endswith(TEXT_SUFFIXES) or "." not in name)
 
 
 def size(path: str) -> int:
-    return _gfile().stat(path).length if is_gcs(path) else os.path.getsize(path)
+    return stat(path).size
+
+
+def walk(path: str) -> list[str]:
+    """Every file under a folder (recursive); nothing for a folder that does not exist."""
+    if is_gcs(path):
+        return _gcs().walk(path)
+    return [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
 
 
 def list_text_files(path: str) -> list[str]:
@@ -85,16 +107,7 @@ def list_text_files(path: str) -> list[str]:
         raise UserError(f"input not found: {path}")
     if not isdir(path):
         return [path]
-    if is_gcs(path):
-        found = [p for p in _gfile().glob(join(path, "**")) + _gfile().glob(join(path, "*")) if _is_text_name(p)]
-    else:
-        found = [
-            os.path.join(root, name)
-            for root, _, names in os.walk(path)
-            for name in names
-            if _is_text_name(name)
-        ]
-    files = sorted(set(found))
+    files = sorted(p for p in walk(path) if _is_text_name(p))
     if not files:
         raise UserError(f"no text files (.txt, .gz or without extension) in directory {path}")
     return files
@@ -103,11 +116,11 @@ def list_text_files(path: str) -> list[str]:
 def open_read(path: str) -> IO[bytes]:
     """Open a local or `gs://` file for binary reading, un-gzipping `.gz` transparently."""
     try:
-        raw: IO[bytes] = _gfile().GFile(path, "rb") if is_gcs(path) else open(path, "rb")
+        raw: IO[bytes] = _gcs().open_read(path) if is_gcs(path) else open(path, "rb")
     except FileNotFoundError as exc:
         raise UserError(f"input not found: {path}") from exc
-    except Exception as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
@@ -138,24 +151,25 @@ def read_text(path: str) -> str:
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
     """Write to a temporary name beside `path`, rename over it only on success."""
+    if is_gcs(path):
+        with _gcs().write(path, mode) as fh:
+            yield fh
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    parent = os.path.dirname(path) if not is_gcs(path) else None
+    parent = os.path.dirname(path)
     if parent:
         makedirs(parent)
     try:
-        fh = _gfile().GFile(tmp, mode) if is_gcs(path) else open(tmp, mode)
-    except Exception as exc:
-        raise UserError(f"cannot write {path}: {exc}") from exc
+        fh = open(tmp, mode)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         with fh:
             yield fh
-        if is_gcs(path):
-            _gfile().rename(tmp, path, overwrite=True)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(Exception):
-            remove(tmp)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import numpy as np
 from foundation import fileio
 from data_prep import vocab_files
 from foundation.errors import UserError, run_cli
+from foundation.stage_output import check_apart
 from pretrain import hf_format
 from pretrain.config import EncoderDims, PretrainConfig
 
@@ -47,8 +49,7 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.step is not None and self.step < 0:
             raise UserError(f"--step must be >= 0, got {self.step}")
-        if not fileio.is_gcs(self.output_dir) and os.path.abspath(self.output_dir) == os.path.abspath(self.model_dir):
-            raise UserError(f"--output-dir {self.output_dir} is the model dir; choose another folder")
+        check_apart(self.output_dir, (self.model_dir,))
 
 
 def hf_state_dict(weights: Mapping[str, object], dims: EncoderDims, part: hf_format.Part) -> dict[str, np.ndarray]:
@@ -173,13 +174,17 @@ def _publish(staging: str, output_dir: str, overwrite: bool) -> None:
 
 
 def _staging_dir(output_dir: str) -> str:
-    """A temporary folder beside the output (same filesystem, so the final rename is atomic)."""
+    """A temporary folder beside the output (same filesystem, so the final rename is atomic);
+    staging folders that a killed export left there are removed first."""
     if fileio.is_gcs(output_dir):
         return tempfile.mkdtemp(prefix="electra-export-")
     parent = os.path.dirname(os.path.abspath(output_dir))
+    prefix = f".{os.path.basename(os.path.abspath(output_dir))}.tmp-"
+    for left in glob.glob(os.path.join(glob.escape(parent), glob.escape(prefix) + "*")):
+        shutil.rmtree(left, ignore_errors=True)
     try:
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(output_dir))}.tmp-", dir=parent)
+        return tempfile.mkdtemp(prefix=prefix, dir=parent)
     except OSError as exc:
         raise UserError(f"cannot create output folder {output_dir}: {exc}") from exc
 

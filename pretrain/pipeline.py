@@ -236,7 +236,7 @@ def _fmt(value: Any) -> str:
 
 def build_stages(cfg: DemoConfig, paths: Paths, figures: dict[str, dict[str, Any]]) -> list[Stage]:
     """The seven stages; later ones read earlier figures (the vocab size) when they run."""
-    from data_prep.clean import input_fingerprint
+    from foundation.stage_output import input_fingerprint
     from foundation.fileio import list_text_files
 
     def train_cfg():

@@ -202,7 +202,7 @@ def test_rerun_of_a_finished_build_is_a_no_op(built, corpus, koelectra_vocab):
     before = _shard_bytes(out)
     again = _build(corpus, out, koelectra_vocab, num_shards=3, seed=5)
     assert again.manifest == summary.manifest and _shard_bytes(out) == before
-    assert again.skipped_shards == 3
+    assert again.up_to_date and again.kept_shards == 0
 
 
 def test_refuses_records_from_other_settings_unless_overwrite(built, tmp_path, corpus, koelectra_vocab):
@@ -223,7 +223,7 @@ def test_refuses_records_from_other_settings_unless_overwrite(built, tmp_path, c
     [
         (b"", "empty corpus: no text in"),
         (b"\n  \n\n", "empty corpus: no text lines in"),
-        (b"\xff\xfe bad\n", r"reviews.txt: line at byte 0 is not UTF-8 text"),
+        (b"\xff\xfe bad\n", r"reviews.txt:1: not UTF-8 text"),
     ],
 )
 def test_bad_corpus(tmp_path, koelectra_vocab, content, message):

@@ -1,0 +1,123 @@
+"""A stage's output folder: kept apart from its inputs, skipped when finished, clean after a failure.
+
+Every stage that writes a folder (`electra-clean`, `electra-vocab`, `electra-build-data`) goes
+through `StageOutput`, so the rules hold everywhere and are written once:
+
+- Apart: an output inside an input (`electra-clean d d/clean`) would be read back by the next
+  run, and an input inside the output could be overwritten; both are refused before anything
+  is written.
+- Finished: files are written with `fileio.atomic_write` (temporary name, then rename) and the
+  marker file last; the marker holds the settings and the input fingerprints, so a rerun
+  whose settings and inputs match, with every output file present, is skipped.
+- Clean: temporaries that a killed run left (`*.tmp-XXXXXXXX`) are removed when the next run
+  starts; a failed run that finished nothing removes its scratch files and the folder it
+  created, so the corrected command runs without manual clean-up.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from typing import Any, Iterator, Sequence
+
+from foundation import fileio
+from foundation.errors import UserError
+
+Fingerprint = list  # [[path, size, mtime_ns], ...]
+
+
+def input_fingerprint(files: Sequence[str]) -> Fingerprint:
+    """(path, size, modification time in ns) of each input file: what a skip compares."""
+    return [[path, *fileio.stat(path)] for path in files]
+
+
+def _normal(path: str) -> str:
+    return path.rstrip("/") if fileio.is_gcs(path) else os.path.realpath(path)
+
+
+def _within(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def check_apart(output: str, inputs: Sequence[str]) -> None:
+    """Refuse an output that is, or lies inside, an input, and an input inside the output."""
+    out = _normal(output)
+    for given in inputs:
+        path = _normal(given)
+        if _within(out, path):
+            raise UserError(f"output {output} is inside the input {given}: the next run would read its own "
+                            "output back; choose an output folder outside the input")
+        if _within(path, out):
+            raise UserError(f"input {given} is inside the output {output}: choose an output folder that "
+                            "holds no input")
+
+
+def _matches(saved: Any, expected: Any) -> bool:
+    """Every key of `expected` (recursively for dicts) has the same value in `saved`."""
+    if isinstance(expected, dict):
+        return isinstance(saved, dict) and all(k in saved and _matches(saved[k], v) for k, v in expected.items())
+    return saved == expected
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b if fileio.is_gcs(a) else os.path.normpath(a) == os.path.normpath(b)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOutput:
+    """One stage's output folder; constructing it checks that it is apart from the inputs."""
+
+    directory: str
+    inputs: tuple[str, ...]  # files and folders the stage reads
+    marker: str  # path of the JSON file written last; its presence (and content) means finished
+    files: tuple[str, ...] = ()  # paths of the other files a finished run leaves
+    scratch: tuple[str, ...] = ()  # paths of files that record no finished work (bookkeeping)
+
+    def __post_init__(self) -> None:
+        check_apart(self.directory, self.inputs)
+
+    def finished(self, **expected: Any) -> dict[str, Any] | None:
+        """The marker's content if it matches `expected` (each key; dicts key by key) and every
+        output file is there; None when the work has to be done."""
+        if not fileio.exists(self.directory) or not fileio.exists(self.marker):
+            return None
+        try:
+            saved = json.loads(fileio.read_text(self.marker))
+        except (ValueError, UserError):
+            return None
+        present = set(fileio.walk(self.directory))  # one listing, not a request per file
+        if not _matches(saved, expected) or not all(p in present or fileio.exists(p) for p in self.files):
+            return None
+        return saved
+
+    def remove_temporaries(self) -> None:
+        """Files of atomic writes that a killed run never renamed (Cloud Storage has none)."""
+        for path in fileio.walk(self.directory):
+            if fileio.TEMPORARY_RE.search(path):
+                fileio.remove(path)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Create the folder for the block's writes; if the block fails having finished nothing
+        (only scratch files written), remove those and the folder if this run created it."""
+        created = not fileio.exists(self.directory)
+        fileio.makedirs(self.directory)
+        self.remove_temporaries()
+        try:
+            yield
+        except BaseException:
+            self._clean_after_failure(created)
+            raise
+
+    def _clean_after_failure(self, created: bool) -> None:
+        with contextlib.suppress(OSError, UserError):
+            self.remove_temporaries()
+            left = fileio.walk(self.directory)
+            if not all(any(_same(p, s) for s in self.scratch) for p in left):
+                return  # finished work (or files that are not ours): keep it for a resume
+            for path in left:
+                fileio.remove(path)
+            if created and not fileio.is_gcs(self.directory):
+                for root, _, _ in os.walk(self.directory, topdown=False):
+                    os.rmdir(root)
