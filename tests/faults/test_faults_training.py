@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rtd_helpers import ROOT, TINY_RUN, tiny_config, write_nsmc_records, write_tf1_checkpoint
+from rtd_helpers import ROOT, TINY_RUN, VOCAB, tiny_config, write_nsmc_records, write_tf1_checkpoint
 from rtd_helpers import tiny_run_hparams as hp
 
 DATA_LOSS = "Read less bytes than requested"
-VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
 
 
 def cli(capsys, main, argv) -> tuple[int, list[str], str]:
