@@ -18,7 +18,7 @@ class UserError(Exception):
 
 _NOTICES = (b"absl::InitializeLog", b"oneDNN custom operations", b"cudart_stub", b"cuda drivers",
             b"computation placer", b"cuFFT", b"cuDNN", b"cuBLAS", b"TF-TRT", b"rebuild TensorFlow",
-            b"This TensorFlow binary is optimized", b"Unable to register")
+            b"This TensorFlow binary is optimized", b"Unable to register", b"failed call to cuInit")
 
 
 def quiet_tensorflow() -> None:
@@ -26,7 +26,8 @@ def quiet_tensorflow() -> None:
 
     TF 2.21 prints those through absl before its log level applies, so
     `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: stderr is captured while TF is
-    imported and everything but the known notices is written back.
+    imported and its devices initialised (a machine without a GPU driver logs a `cuInit`
+    error there), and everything but the known notices is written back.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
@@ -36,7 +37,9 @@ def quiet_tensorflow() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
         finally:
             os.dup2(saved, 2)
             os.close(saved)

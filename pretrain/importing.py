@@ -14,7 +14,9 @@ of the wrong shape is a `UserError` that names it, and the model is left untouch
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from typing import Callable, Mapping
 
 import numpy as np
@@ -22,10 +24,13 @@ import numpy as np
 from foundation import fileio
 from foundation.errors import UserError
 from pretrain import hf_format
-from pretrain.config import EncoderDims
+from pretrain.config import EncoderDims, PretrainConfig, generator_dims
 
 TF1_MARKER = "electra/embeddings/word_embeddings"
 TF1_GENERATOR_MARKER = "generator/encoder/layer_0/attention/self/query/kernel"
+TF1_MODEL_SCOPES = ("electra/", "generator/", "discriminator_predictions/", "generator_predictions/")
+TF1_SLOT_SUFFIXES = ("/adam_m", "/adam_v")  # optimiser slots: never loaded
+_TF1_LAYER_RE = re.compile(r"(electra|generator)/encoder/layer_(\d+)/")
 # Weights a released checkpoint may lack (e.g. a fine-tuning export): they keep their initial values.
 OPTIONAL_PREFIXES = ("discriminator_predictions.", "generator_predictions.", "generator_lm_head.")
 
@@ -167,30 +172,85 @@ def _tf1_checkpoint(path: str) -> str | None:
     return None
 
 
+def tf1_sizes(stored: Mapping[str, list[int]]) -> tuple[dict[str, int], dict[str, int]]:
+    """The sizes an original checkpoint's shapes fix: the discriminator's (`EncoderDims` fields, the
+    keys a user types) and the generator's `hidden_size` and `num_hidden_layers`. `stored` is `{name: shape}`."""
+    def dim(name: str, axis: int) -> int | None:
+        return stored[name][axis] if name in stored else None
+
+    def layers(scope: str) -> int | None:
+        return len({m.group(2) for m in map(_TF1_LAYER_RE.match, stored) if m and m.group(1) == scope}) or None
+
+    disc = {
+        "vocab_size": dim(TF1_MARKER, 0),
+        "embedding_size": dim(TF1_MARKER, 1),
+        "max_position_embeddings": dim("electra/embeddings/position_embeddings", 0),
+        "type_vocab_size": dim("electra/embeddings/token_type_embeddings", 0),
+        "hidden_size": dim("electra/encoder/layer_0/attention/self/query/kernel", 1),
+        "intermediate_size": dim("electra/encoder/layer_0/intermediate/dense/kernel", 1),
+        "num_hidden_layers": layers("electra"),
+    }
+    gen = {"hidden_size": dim(TF1_GENERATOR_MARKER, 1), "num_hidden_layers": layers("generator")}
+    return ({k: v for k, v in disc.items() if v is not None}, {k: v for k, v in gen.items() if v is not None})
+
+
+def tf1_size_differences(stored: Mapping[str, list[int]], cfg: PretrainConfig) -> list[str]:
+    """What differs between an original checkpoint and the hparams, in the keys the user typed.
+
+    The generator's sizes are fractions of the discriminator's, so they are checked by applying
+    the user's fractions to the checkpoint's discriminator: a differing `hidden_size` is
+    reported once, as `hidden_size`, not again as the generator size derived from it.
+    """
+    disc_sizes, gen_sizes = tf1_sizes(stored)
+    ours = cfg.discriminator_dims()
+    out = [f"'{key}': checkpoint has {value}, hparams say {getattr(ours, key)}"
+           for key, value in disc_sizes.items() if getattr(ours, key) != value]
+    gen = generator_dims(dataclasses.replace(ours, **disc_sizes), cfg.generator_hidden_size, cfg.generator_layers)
+    for key, field in (("generator_hidden_size", "hidden_size"), ("generator_layers", "num_hidden_layers")):
+        if field in gen_sizes and getattr(gen, field) != gen_sizes[field]:
+            out.append(f"'{key}' = {getattr(cfg, key):g} gives a generator {field} of {getattr(gen, field)}, "
+                       f"the checkpoint's generator has {gen_sizes[field]}")
+    return out
+
+
 def _load_tf1(model, prefix: str) -> str:
     import tensorflow as tf
 
+    unreadable = (tf.errors.OpError, ValueError, IndexError)
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as exc:
-        raise UserError(f"unreadable TF checkpoint {prefix}: {exc}") from exc
+    except unreadable as exc:
+        raise UserError(f"unreadable TF checkpoint {prefix}: {_first_line(exc)}") from exc
     stored = reader.get_variable_to_shape_map()
     if TF1_MARKER not in stored:
         raise UserError(f"{prefix} is a TF checkpoint but not an original ELECTRA one (no {TF1_MARKER})")
+    differ = tf1_size_differences(stored, model.cfg)
+    if differ:
+        raise UserError(f"--init-checkpoint {prefix} does not fit the hparams: {'; '.join(differ)}")
     parts: list[hf_format.Part] = ["discriminator"]
     if TF1_GENERATOR_MARKER in stored:
         parts.insert(0, "generator")
+    used: set[str] = set()
 
     def lookup_for(part: hf_format.Part) -> Callable[[str], np.ndarray | None]:
         def lookup(hf_name: str) -> np.ndarray | None:
             name = hf_format.tf1_name(hf_name, part)
             if name not in stored:
                 return None
+            used.add(name)
             # TF1 stores TF layout; _plan expects PyTorch layout and transposes back.
             return hf_format.to_torch_layout(hf_name, reader.get_tensor(name))
         return lookup
 
-    plans = [(part, *_plan(model, part, lookup_for(part), prefix)) for part in parts]
+    try:
+        plans = [(part, *_plan(model, part, lookup_for(part), prefix)) for part in parts]
+    except unreadable as exc:  # a truncated .data file fails only when a tensor is read
+        raise UserError(f"unreadable TF checkpoint {prefix}: {_first_line(exc)}") from exc
+    unused = sorted(name for name in stored if name.startswith(TF1_MODEL_SCOPES)
+                    and not name.endswith(TF1_SLOT_SUFFIXES) and name not in used)
+    if unused:
+        raise UserError(f"--init-checkpoint {prefix}: {len(unused)} of its weights have no place in the model "
+                        f"(e.g. {unused[0]}); the hparams do not describe this checkpoint")
     for _, assignments, _ in plans:
         for variable, value in assignments:
             variable.assign(value)
@@ -198,6 +258,11 @@ def _load_tf1(model, prefix: str) -> str:
     if "generator" not in parts:
         described += "; no generator in the checkpoint, generator encoder kept initial"
     return f"original ELECTRA TF1 checkpoint {prefix}: {described}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def init_from_external(model, path: str) -> str:

@@ -6,7 +6,12 @@ discriminator's probability (`rtd.AUC_BINS` bins; ties within a bin count half).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+# A step's loss above this multiple of the uniform-guess loss means the run has diverged (see divergence_ceiling).
+DIVERGENCE_FACTOR = 4.0
 
 
 def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -29,6 +34,24 @@ def base_rate_loss(replaced_fraction: float) -> float:
     if not 0.0 < p < 1.0:
         return 0.0 if p in (0.0, 1.0) else float("nan")
     return float(-(p * np.log(p) + (1.0 - p) * np.log1p(-p)))
+
+
+def uniform_guess_loss(vocab_size: int, gen_weight: float, disc_weight: float) -> float:
+    """The total loss of a model that knows nothing: uniform over the V ids, one half for replaced/original."""
+    return gen_weight * math.log(vocab_size) + disc_weight * math.log(2.0)
+
+
+def divergence_ceiling(vocab_size: int, gen_weight: float, disc_weight: float) -> float:
+    """The total loss above which a run has diverged: `DIVERGENCE_FACTOR` x `uniform_guess_loss`.
+
+    Fixed by the task, not by the run's history, so it holds from the first step and after a
+    resume. Initial weights (stddev 0.02) give near-uniform predictions, so a run starts within a
+    few per cent of the uniform-guess loss and training only lowers it; a loss several times
+    higher means confidently wrong predictions, which only a blown-up update gives (a finite
+    explosion at learning_rate 300 was 6e9x at step 2). Healthy tiny runs at learning rates up
+    to 1e-2 stayed below 1.001x at every step, batch 8 (docs/pretraining.md).
+    """
+    return DIVERGENCE_FACTOR * uniform_guess_loss(vocab_size, gen_weight, disc_weight)
 
 
 def _ratio(a: float, b: float) -> float:

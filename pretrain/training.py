@@ -23,7 +23,8 @@ from data_prep import records, vocab_files
 from foundation.errors import UserError
 from pretrain import checkpoints, data, metrics, multiworker
 from pretrain.config import PretrainConfig
-from pretrain.rtd import AUC_BINS, RtdModel, RtdOutputs, build_model, rtd_loss, special_ids, step_key
+from pretrain.rtd import (AUC_BINS, RtdModel, RtdOutputs, build_model, checkpoint_variables, rtd_loss, special_ids,
+                          step_key)
 
 SUM = tf.distribute.ReduceOp.SUM
 STEP_SCALARS = ("loss/total", "loss/generator", "loss/discriminator", "generator/accuracy",
@@ -103,6 +104,12 @@ class Trainer:
         self._fb = tf.function(self._forward_backward, jit_compile=True) if cfg.jit_compile else self._forward_backward
         self._train_loop = tf.function(self._host_loop)
         self._eval_step = tf.function(self._eval_replicas)
+
+    def checked_variables(self) -> dict:
+        """The model's and the optimiser's float variables by name: what a checkpoint must hold finite."""
+        named = dict(checkpoint_variables(self.model))
+        named.update({f"optimizer/{getattr(v, 'path', v.name)}": v for v in self.optimizer.variables})
+        return named
 
     # --- per replica ------------------------------------------------------------------
     def _rows(self, per_replica: int) -> tf.Tensor:
@@ -195,7 +202,8 @@ class Trainer:
         def make(batch_size, ctx):
             return data.train_dataset(files, max_seq_length=cfg.max_seq_length, batch_size=batch_size,
                                       seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
-                                      skip_examples=consumed // ctx.num_input_pipelines, input_context=ctx)
+                                      vocab_size=cfg.vocab_size, skip_examples=consumed // ctx.num_input_pipelines,
+                                      input_context=ctx)
 
         return iter(data.distributed(self.strategy, make, self.micro_batch))
 
@@ -204,7 +212,7 @@ class Trainer:
 
         def make(batch_size, ctx):
             return data.eval_dataset(files, max_seq_length=cfg.max_seq_length, batch_size=batch_size,
-                                     input_context=ctx)
+                                     vocab_size=cfg.vocab_size, input_context=ctx)
 
         totals = None
         for i, batch in enumerate(data.distributed(self.strategy, make, cfg.eval_batch_size)):
@@ -241,20 +249,15 @@ def make_trainer(run: Run, strategy=None) -> Trainer:
 
 def init_weights(trainer: Trainer, path: str) -> str:
     """`--init-checkpoint`: weights only, from a Hugging Face folder, an original TF1 checkpoint or a run of ours."""
-    if fileio.exists(fileio.join(path, "config.json")):
-        from pretrain.importing import init_from_external
-
-        return init_from_external(trainer.model, path)
-    try:
+    if not fileio.exists(fileio.join(path, "config.json")) and checkpoints.is_own_checkpoint(path):
         return checkpoints.restore_weights(trainer.model, path)
-    except UserError:
-        from pretrain.importing import init_from_external
+    from pretrain.importing import init_from_external
 
-        return init_from_external(trainer.model, path)
+    return init_from_external(trainer.model, path)
 
 
 def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None) -> TrainResult:
-    """Train to `num_train_steps`, resuming from the latest checkpoint in `model_dir` if there is one.
+    """Train to `num_train_steps`, resuming from the latest usable checkpoint in `model_dir` if there is one.
 
     Across hosts (`TF_CONFIG`), every worker restores from `model_dir` but only the chief
     writes there; the others save into a scratch directory, since saving is collective.
@@ -267,16 +270,17 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
 def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
            strategy) -> TrainResult:
     cfg = run.cfg
-    if is_chief:
-        checkpoints.prepare_model_dir(model_dir, cfg, run.vocab_path, run.manifest)
+    checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
-    manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
-    latest = tf.train.latest_checkpoint(model_dir)
-    if latest:
-        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", latest, int(trainer.step))
+    # Everything that can refuse the start is read before anything is written into model_dir.
+    last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
+    if last_good:
+        logging.info("resumed from %s at step %d", last_good, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
+    if is_chief:
+        checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
+    manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
     start = int(trainer.step.numpy())
     if start >= cfg.num_train_steps:
         logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
@@ -286,9 +290,15 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     watchdog = _watchdog(cfg, progress)
     writer = tf.summary.create_file_writer(fileio.join(save_dir, "train"))
     num_examples = run.manifest.num_examples if run.manifest is not None else None
+    ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
     summary: dict[str, float] = {}
+
+    def stop(why: str) -> UserError:
+        return UserError(f"{why}; training stopped, last good checkpoint: {last_good or 'none (nothing was saved)'}. "
+                         "Lower learning_rate, check the data, or use precision float32")
+
     try:
-        with writer.as_default():
+        with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
             while step < cfg.num_train_steps:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
@@ -301,9 +311,11 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 if watchdog is not None:
                     watchdog.beat()
                 if not call.finite:
-                    last = manager.latest_checkpoint or "none (nothing was saved)"
-                    raise UserError(f"non-finite loss at step {step}; training stopped, last good checkpoint: {last}. "
-                                    "Lower learning_rate, check the data, or use precision float32")
+                    raise stop(f"non-finite loss at step {step}")
+                worst = float(call.per_step[:, STEP_SCALARS.index("loss/total")].max())
+                if worst > ceiling:
+                    raise stop(f"training diverged by step {step}: loss {worst:.4g} is above {ceiling:.4g} "
+                               f"({metrics.DIVERGENCE_FACTOR:g}x the loss of a uniform guess)")
                 summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
                 rate = len(call.per_step) * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
                 _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)
@@ -311,7 +323,11 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
                 if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
-                    manager.save(checkpoint_number=step)
+                    bad = checkpoints.non_finite(trainer.checked_variables())
+                    if bad:
+                        raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
+                                   "they were not saved")
+                    last_good = manager.save(checkpoint_number=step)
     finally:
         if watchdog is not None:
             watchdog.stop()
@@ -367,9 +383,10 @@ def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
 def evaluate(run: Run, model_dir: str, *, strategy=None) -> dict[str, float]:
     """Metrics of the latest checkpoint on `run.files`; printed and saved as eval_results.json."""
     trainer = make_trainer(run, strategy)
-    path = checkpoints.checkpoint_path(model_dir)
-    trainer.checkpoint.restore(path).expect_partial()
-    result = trainer.evaluate(run.files, run.cfg.num_eval_steps)
+    if checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables(), partial=True) is None:
+        raise UserError(f"no checkpoint in {model_dir}")
+    with data.named_input_errors(run.files, run.cfg.vocab_size):
+        result = trainer.evaluate(run.files, run.cfg.num_eval_steps)
     result["step"] = int(trainer.step.numpy())
     out = fileio.join(model_dir, "eval_results.json")
     fileio.write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")

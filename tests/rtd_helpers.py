@@ -1,6 +1,7 @@
 """Shared by the pretraining tests: tiny configs and real NSMC records written the way the builder does."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -8,6 +9,18 @@ import shutil
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
 VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
+# The trainer tests' run: a one-layer model on 32-token records, a few CPU seconds per command.
+TINY_RUN = {"model_size": "small", "embedding_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 1, "intermediate_size": 64, "generator_hidden_size": 0.5, "max_seq_length": 32,
+            "max_position_embeddings": 32, "train_batch_size": 8, "eval_batch_size": 8, "num_train_steps": 6,
+            "num_warmup_steps": 2, "learning_rate": 1e-3, "save_checkpoints_steps": 3, "iterations_per_loop": 3,
+            "log_every_steps": 1, "shuffle_buffer": 64, "num_eval_steps": 2, "use_tpu": False,
+            "precision": "float32"}
+
+
+def tiny_run_hparams(**overrides) -> str:
+    """`--hparams` of `TINY_RUN` with `overrides`, as a JSON string."""
+    return json.dumps({**TINY_RUN, **overrides})
 
 
 def tiny_config(**overrides):
@@ -61,3 +74,30 @@ def write_nsmc_records(directory, *, max_seq_length: int = 64, num_examples: int
         num_shards=num_shards, examples_per_shard=tuple(counts),
         num_tokens=sum(sum(e[1]) for e in examples), seed=0, flags={"source": "tests/rtd_helpers.py"}))
     return out
+
+
+def write_tf1_checkpoint(model, prefix: str, *, generator: bool = True,
+                         reshape: str | None = None) -> None:
+    """An original-ELECTRA-layout checkpoint of `model` (an `rtd.RtdModel`), with Adam slots, as TF1 saved them."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pretrain import hf_format
+
+    values = {}
+    for part in hf_format.PARTS if generator else ("discriminator",):
+        weights = model.discriminator_weights() if part == "discriminator" else model.generator_weights()
+        for name, variable in weights.items():
+            values[hf_format.tf1_name(name, part)] = variable.numpy()
+    if reshape:
+        values[reshape] = np.zeros((3, 3), np.float32)
+    with tf.Graph().as_default():
+        for name, value in values.items():
+            tf.compat.v1.get_variable(name, initializer=value)
+            tf.compat.v1.get_variable(name + "/adam_m", initializer=np.full_like(value, 7.0))
+            tf.compat.v1.get_variable(name + "/adam_v", initializer=np.full_like(value, 9.0))
+        tf.compat.v1.train.get_or_create_global_step()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, prefix, global_step=1000)

@@ -23,6 +23,7 @@ from data_prep import tokenization, vocab_files
 from foundation.errors import UserError
 from pretrain import config as pconfig
 from pretrain import encoder, export, hf_format, importing, rtd
+from rtd_helpers import write_tf1_checkpoint
 
 TOL = 1e-4
 CFG = pconfig.from_hparams(pconfig.config_path("tiny"))
@@ -202,28 +203,6 @@ def test_import_of_a_pytorch_bin_electra_model_without_heads(tmp_path, exported,
         if not name.startswith("discriminator_predictions."):
             np.testing.assert_array_equal(dst[name].numpy(), src[name].numpy(), err_msg=name)
     np.testing.assert_array_equal(dst["discriminator_predictions.dense.weight"].numpy(), head_before)
-
-
-def write_tf1_checkpoint(model: rtd.RtdModel, prefix: str, *, generator: bool = True,
-                         reshape: str | None = None) -> None:
-    """An original-ELECTRA-layout checkpoint of `model`, with Adam slots, as TF1 saved them."""
-    values = {}
-    for part in hf_format.PARTS if generator else ("discriminator",):
-        weights = model.discriminator_weights() if part == "discriminator" else model.generator_weights()
-        for name, variable in weights.items():
-            values[hf_format.tf1_name(name, part)] = variable.numpy()
-    if reshape:
-        values[reshape] = np.zeros((3, 3), np.float32)
-    with tf.Graph().as_default():
-        for name, value in values.items():
-            tf.compat.v1.get_variable(name, initializer=value)
-            tf.compat.v1.get_variable(name + "/adam_m", initializer=np.full_like(value, 7.0))
-            tf.compat.v1.get_variable(name + "/adam_v", initializer=np.full_like(value, 9.0))
-        tf.compat.v1.train.get_or_create_global_step()
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, prefix, global_step=1000)
 
 
 def test_import_of_an_original_tf1_checkpoint(tmp_path, source_model, batch):

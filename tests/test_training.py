@@ -12,17 +12,9 @@ import pytest
 
 from foundation.errors import UserError
 from rtd_helpers import ROOT, write_nsmc_records
+from rtd_helpers import tiny_run_hparams as hp
 
-TINY = {"model_size": "small", "embedding_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
-        "num_attention_heads": 1, "intermediate_size": 64, "generator_hidden_size": 0.5, "max_seq_length": 32,
-        "max_position_embeddings": 32, "train_batch_size": 8, "eval_batch_size": 8, "num_train_steps": 6,
-        "num_warmup_steps": 2, "learning_rate": 1e-3, "save_checkpoints_steps": 3, "iterations_per_loop": 3,
-        "log_every_steps": 1, "shuffle_buffer": 64, "num_eval_steps": 2, "use_tpu": False, "precision": "float32"}
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-
-
-def hp(**kw) -> str:
-    return json.dumps({**TINY, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +246,8 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     files = records.list_shards(str(data_dir / "pretrain_tfrecords"))
 
     def batches(skip, n):
-        ds = data.train_dataset(files, max_seq_length=32, batch_size=8, seed=5, shuffle_buffer=64, skip_examples=skip)
+        ds = data.train_dataset(files, max_seq_length=32, batch_size=8, seed=5, shuffle_buffer=64, vocab_size=32200,
+                                skip_examples=skip)
         return [b["input_ids"].numpy() for b in ds.take(n)]
 
     fresh = batches(0, 30)  # 240 examples: 2.5 passes over the 96 records, reshuffled each pass
@@ -263,4 +256,4 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     for a, b in zip(fresh[3:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(batches(0, 1)[0], data.train_dataset(
-        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64).take(1).get_single_element()["input_ids"])
+        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64, vocab_size=32200).take(1).get_single_element()["input_ids"])
