@@ -1,4 +1,4 @@
-"""Stage: cleaned text + WordPiece vocab -> sharded pretraining TFRecords + manifest.
+"""`electra-build-data`: cleaned text + WordPiece vocab -> sharded pretraining TFRecords + manifest.
 
 Accepts the flags of google-research ELECTRA's `build_pretraining_dataset.py` and writes
 its format (see `records`), packed by its rules (see `packing`). What differs:
@@ -15,271 +15,28 @@ its format (see `records`), packed by its rules (see `packing`). What differs:
   written last. Progress of a build lives in `_build/` until the manifest is written; a
   failed run that finished no shard leaves nothing (`foundation.stage_output`).
 - Streaming: memory holds one batch of lines and one example per process.
+
+The plan (settings, inputs, byte ranges) is `records_plan`, one shard's work `records_worker`;
+this module is resume (the output directory's identity and state) and the command line.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import itertools
 import json
-import math
-import multiprocessing
 import os
-import sys
 import time
-import zlib
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
+from data_prep import records, tokenization, vocab_files
+from data_prep.records_plan import BuildConfig, InputFile, auto_num_shards, list_inputs, plan_shards
+from data_prep.records_worker import STATE_DIR, ShardTask, finished_shards, run_shards
 from foundation import fileio
-from data_prep import packing, records, tokenization, vocab_files
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput
 
-TEXT_BYTES_PER_SHARD = 64 << 20
-MAX_AUTO_SHARDS = 1000
-GZIP_RATIO = 3  # text bytes per compressed byte, to weigh .gz files when planning
-BATCH_LINES = 2048
-STATE_DIR = "_build"
-MIN_SEQ_LENGTH = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildConfig:
-    """Everything that decides a build; validated here, in one place."""
-
-    corpus_dir: str
-    vocab_file: str
-    output_dir: str
-    max_seq_length: int = 128
-    num_processes: int = 1
-    blanks_separate_docs: bool = True
-    do_lower_case: bool | None = None  # None: vocab_settings.json beside the vocab, else cased
-    strip_accents: bool | None = None  # None: vocab_settings.json, else no stripping
-    max_input_chars_per_word: int | None = None  # None: vocab_settings.json, else 100
-    num_shards: int = 0  # 0: from the data size
-    seed: int = 0
-    tokenizer: str = "tokenizers"
-    files_per_process: int = 0  # shards a worker process writes before it is replaced; 0: no limit
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_seq_length < MIN_SEQ_LENGTH:
-            raise UserError(f"--max-seq-length must be >= {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
-        if self.num_processes < 1:
-            raise UserError(f"--num-processes must be >= 1, got {self.num_processes}")
-        for name in ("num_shards", "files_per_process", "seed"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.tokenizer not in tokenization.BACKENDS:
-            raise UserError(f"--tokenizer must be one of {', '.join(tokenization.BACKENDS)}, got {self.tokenizer!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BuildConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"unknown build setting(s): {', '.join(unknown)}")
-        return cls(**d)
-
-
-# ---- planning: which bytes of which file go to which shard ---------------------------------
-
-
-class InputFile(NamedTuple):
-    path: str
-    size: int  # bytes on disk
-    splittable: bool  # plain text can be cut at any byte; .gz only as a whole
-
-    @property
-    def weight(self) -> int:
-        return self.size if self.splittable else self.size * GZIP_RATIO
-
-
-class Span(NamedTuple):
-    """Bytes [start, end) of a file (end None: to its end); documents starting there belong to it."""
-
-    path: str
-    start: int
-    end: int | None
-
-
-def list_inputs(corpus: str) -> list[InputFile]:
-    files = [InputFile(p, fileio.size(p), not p.endswith(".gz")) for p in fileio.list_text_files(corpus)]
-    if not any(f.size for f in files):
-        raise UserError(f"empty corpus: no text in {corpus}")
-    return files
-
-
-def auto_num_shards(text_bytes: int, num_processes: int) -> int:
-    """One shard per 64 MiB of text, at least one per process, at most 1,000."""
-    return max(num_processes, min(MAX_AUTO_SHARDS, math.ceil(text_bytes / TEXT_BYTES_PER_SHARD)))
-
-
-def plan_shards(files: Sequence[InputFile], num_shards: int) -> list[list[Span]]:
-    """Cut the concatenated inputs into `num_shards` contiguous ranges of about equal weight.
-
-    Plain files are cut at the range boundaries; a `.gz` file goes whole to the range that
-    holds its middle. Pure: the plan depends only on the file list and the shard count.
-    """
-    total = sum(f.weight for f in files)
-    bounds = [k * total // num_shards for k in range(num_shards + 1)]
-    plan: list[list[Span]] = [[] for _ in range(num_shards)]
-    offset = 0
-    for f in files:
-        if not f.size:
-            continue
-        lo, hi = offset, offset + f.weight
-        offset = hi
-        if not f.splittable:
-            middle = (lo + hi) // 2
-            plan[max(k for k in range(num_shards) if bounds[k] <= middle)].append(Span(f.path, 0, None))
-            continue
-        for k in range(num_shards):
-            a, b = max(lo, bounds[k]), min(hi, bounds[k + 1])
-            if a < b:
-                plan[k].append(Span(f.path, a - lo, None if b == hi else b - lo))
-    return plan
-
-
-# ---- reading: lines of a span, grouped into documents ---------------------------------------
-
-
-def line_number(path: str, offset: int) -> int:
-    """The 1-based number of the line starting at byte `offset` (of the decompressed text)."""
-    newlines = 0
-    with fileio.open_read(path) as fh:
-        while offset > 0:
-            block = fh.read(min(offset, 1 << 20))
-            if not block:
-                break
-            newlines += block.count(b"\n")
-            offset -= len(block)
-    return newlines + 1
-
-
-def _decode(raw: bytes, path: str, offset: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}:{line_number(path, offset)}: not UTF-8 text ({exc.reason}); "
-                        "run electra-clean first") from exc
-
-
-def read_span(span: Span, blanks_separate_docs: bool) -> Iterator[tuple[int, bytes, str]]:
-    """(document number, document's first line, stripped line) for each non-blank line of a span.
-
-    Splitting rule, the same on both sides of a cut at byte `e`: the range before the cut
-    reads on past `e` up to and including the first blank line that starts at or after `e`;
-    the range after it skips exactly those lines. Without `blanks_separate_docs` a cut
-    falls at the first line start at or after `e`, and each range is one document.
-    """
-    with fileio.open_read(span.path) as fh:
-        pos = 0
-        try:
-            if span.start:
-                fh.seek(span.start - 1)
-                if fh.read(1) != b"\n":
-                    fh.readline()
-                pos = fh.tell()
-                while blanks_separate_docs:
-                    raw = fh.readline()
-                    pos += len(raw)
-                    if not raw or not _decode(raw, span.path, pos - len(raw)).strip():
-                        break
-            doc, first, in_doc = 0, b"", False
-            for raw in iter(fh.readline, b""):
-                line_start = pos
-                pos += len(raw)
-                text = _decode(raw, span.path, line_start).strip()
-                if span.end is not None and line_start >= span.end and (not text or not blanks_separate_docs):
-                    break
-                if not text:
-                    if blanks_separate_docs and in_doc:
-                        doc, in_doc = doc + 1, False
-                    continue
-                if not in_doc:
-                    first, in_doc = raw, True
-                yield doc, first, text
-        except (OSError, EOFError, zlib.error) as exc:  # gzip raises all three
-            raise UserError(f"unreadable file {span.path}: {exc}") from exc
-
-
-# ---- one shard: read, tokenise, pack, write -------------------------------------------------
-
-
-class ShardTask(NamedTuple):
-    index: int
-    num_shards: int
-    spans: tuple[Span, ...]
-
-
-class ShardResult(NamedTuple):
-    index: int
-    examples: int
-    tokens: int
-
-
-class ShardBuilder:
-    """What a worker needs, loaded once per process: the tokenizer and the settings."""
-
-    def __init__(self, cfg: BuildConfig, settings: vocab_files.VocabSettings):
-        self.cfg = cfg
-        self.tokenizer = tokenization.load_tokenizer(cfg.vocab_file, settings, cfg.tokenizer)
-
-    def _sentences(self, spans: Iterable[Span]) -> Iterator[tuple[tuple[int, int], bytes, list[int]]]:
-        """((span, document), document's first line, ids) per line, tokenised in batches."""
-        lines = (
-            ((i, doc), first, text)
-            for i, span in enumerate(spans)
-            for doc, first, text in read_span(span, self.cfg.blanks_separate_docs)
-        )
-        while batch := list(itertools.islice(lines, BATCH_LINES)):
-            ids = self.tokenizer.encode_batch([text for _, _, text in batch])
-            yield from ((key, first, sentence) for (key, first, _), sentence in zip(batch, ids))
-
-    def build(self, task: ShardTask) -> ShardResult:
-        cfg, tok = self.cfg, self.tokenizer
-        tokens = 0
-
-        def serialized() -> Iterator[bytes]:
-            nonlocal tokens
-            for (_, first), group in itertools.groupby(self._sentences(task.spans), key=lambda s: s[:2]):
-                for features, n in packing.document_features(
-                    (ids for *_, ids in group), first, cfg.max_seq_length, cfg.seed, tok.cls_id, tok.sep_id, tok.pad_id
-                ):
-                    tokens += n
-                    yield records.encode_example(*features)
-
-        path = fileio.join(cfg.output_dir, records.shard_name(task.index, task.num_shards))
-        count = records.write_shard(path, serialized())
-        result = ShardResult(task.index, count, tokens)
-        fileio.write_text(_stats_path(cfg.output_dir, task.index, task.num_shards), _json(result._asdict()))
-        return result
-
-
-_WORKER: ShardBuilder | None = None
-
-
-def _init_worker(cfg: BuildConfig, settings: vocab_files.VocabSettings) -> None:
-    global _WORKER
-    _WORKER = ShardBuilder(cfg, settings)
-
-
-def _build_in_worker(task: ShardTask) -> ShardResult:
-    assert _WORKER is not None
-    return _WORKER.build(task)
-
 
 # ---- the output directory: identity, resume, manifest ---------------------------------------
-
-
-def _json(d: dict) -> str:
-    return json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _stats_path(output_dir: str, index: int, num_shards: int) -> str:
-    return fileio.join(output_dir, STATE_DIR, f"shard-{index}-of-{num_shards}.json")
 
 
 def build_identity(
@@ -342,21 +99,11 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
         raise UserError(f"{out} has a manifest but not all {identity['num_shards']} shards; {hint}")
     if shards:
         raise UserError(f"{out} already holds {records.SHARD_PREFIX} files from another run (no manifest); {hint}")
-    fileio.write_text(config_path, _json(identity))
+    fileio.write_text(config_path, json.dumps(identity, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def _config_path(output_dir: str) -> str:
     return fileio.join(output_dir, STATE_DIR, "config.json")
-
-
-def _finished(cfg: BuildConfig, num_shards: int) -> dict[int, ShardResult]:
-    done = {}
-    shards = set(fileio.glob(fileio.join(cfg.output_dir, records.SHARD_PREFIX + "-*")))
-    for i in range(num_shards):
-        stats = _stats_path(cfg.output_dir, i, num_shards)
-        if fileio.join(cfg.output_dir, records.shard_name(i, num_shards)) in shards and fileio.exists(stats):
-            done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
-    return done
 
 
 # ---- the stage ------------------------------------------------------------------------------
@@ -371,36 +118,6 @@ class BuildSummary(NamedTuple):
     @property
     def tokens_per_second(self) -> float:
         return self.manifest.num_tokens / max(self.seconds, 1e-9)
-
-
-def _run_tasks(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask]) -> list[ShardResult]:
-    """Build the shards, in this process or a pool; the progress bar (input bytes) moves as
-    shards finish."""
-    from tqdm import tqdm
-
-    def task_bytes(task: ShardTask) -> int:
-        return sum((s.end if s.end is not None else fileio.size(s.path)) - s.start for s in task.spans)
-
-    sizes = {t.index: task_bytes(t) for t in tasks}
-    results: list[ShardResult] = []
-    with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
-                                       file=sys.stderr, disable=None))  # None: no bar off a terminal
-        if cfg.num_processes == 1 or len(tasks) == 1:
-            finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
-        else:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(  # no fork after TF threads
-                min(cfg.num_processes, len(tasks)),
-                initializer=_init_worker,
-                initargs=(cfg, settings),
-                maxtasksperchild=cfg.files_per_process or None,
-            ))
-            finished = pool.imap_unordered(_build_in_worker, tasks)
-        for result in finished:
-            results.append(result)
-            bar.update(sizes[result.index])
-            bar.set_postfix_str(f"{sum(r.examples for r in results):,} examples", refresh=False)
-    return results
 
 
 def build(cfg: BuildConfig) -> BuildSummary:
@@ -427,9 +144,9 @@ def build(cfg: BuildConfig) -> BuildSummary:
     with out.writing():
         prepare_output_dir(cfg, identity)
         plan = plan_shards(files, num_shards)
-        done = _finished(cfg, num_shards)
+        done = finished_shards(cfg.output_dir, num_shards)
         tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
-        results = {r.index: r for r in _run_tasks(cfg, settings, tasks)} if tasks else {}
+        results = {r.index: r for r in run_shards(cfg, settings, tasks)} if tasks else {}
         results.update(done)
         ordered = [results[i] for i in range(num_shards)]
         if not sum(r.examples for r in ordered):

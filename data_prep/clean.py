@@ -10,6 +10,9 @@ process receives the blocks in input order, drops duplicates and short documents
 deals the documents round-robin to the shards. So memory stays flat (bar the 8-byte
 dedupe key per distinct line) and the output does not depend on `--num-processes`.
 
+Reading and cleaning a block is `clean_worker`, the rules `normalize` and `filters`; this
+module is the two modes, resume and the command line.
+
 `--keep-all` is the unix-filter mode: only the per-line normalisation, one output line
 for each input line, in order. That is how parity with KcELECTRA's `clean()` is checked.
 """
@@ -18,31 +21,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import enum
-import multiprocessing
 import os
 import re
 import sys
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import IO, Any
 
+from data_prep.clean_worker import STDIO, Mark, clean_chunk, ordered_map, read_chunks
+from data_prep.filters import (
+    STATS_FILE, CleanStats, FilterConfig, add_filter_flags, document_too_short, filters_from_flags,
+)
+from data_prep.normalize import PRESETS
 from foundation import fileio
-from data_prep.cleaning import PRESETS, clean_lines, clean_text
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput, input_fingerprint
-from data_prep.filters import (
-    CleanStats,
-    FilterConfig,
-    dedupe_key,
-    document_too_short,
-    is_document_break,
-    line_drop_reason,
-)
 
-STATS_FILE = "clean_stats.json"
-STDIO = "-"
 _SHARD_RE = re.compile(r"cleaned-\d{5}-of-\d{5}\.txt$")
 
 
@@ -99,137 +92,6 @@ class CleanConfig:
         d.update(d.pop("filters"))
         d["inputs"] = list(self.inputs)
         return d
-
-
-# --- reading -----------------------------------------------------------------------------
-class Chunk(NamedTuple):
-    """A block of whole lines of one file; `first_line` is the 1-based number of its first."""
-
-    path: str
-    first_line: int
-    data: bytes
-
-
-def _open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-    return contextlib.nullcontext(sys.stdin.buffer) if path == STDIO else fileio.open_read(path)
-
-
-def read_chunks(path: str, chunk_bytes: int) -> Iterator[Chunk]:
-    """Blocks of about `chunk_bytes` ending at a `\\n` (a bare `\\r` stays inside its line)."""
-    line = 1
-    carry = b""
-    with _open_input(path) as fh:
-        while True:
-            try:
-                block = fh.read(chunk_bytes)
-            except Exception as exc:  # gzip/zlib/EOF errors, tf.errors for gs://
-                raise UserError(f"unreadable file {path}: {exc}") from exc
-            if not block:
-                break
-            block = carry + block
-            cut = block.rfind(b"\n") + 1
-            if not cut:
-                carry = block
-                continue
-            data, carry = block[:cut], block[cut:]
-            yield Chunk(path, line, data)
-            line += data.count(b"\n")
-    if carry:
-        yield Chunk(path, line, carry)
-
-
-def decode_lines(chunk: Chunk, stats: CleanStats) -> tuple[list[str], set[int]]:
-    """The chunk's lines, and the indices of lines that were not UTF-8 (noted in `stats`).
-
-    Bad bytes decode to U+FFFD so that nothing crashes; the caller decides whether such
-    a line is dropped.
-    """
-    data = chunk.data[:-1] if chunk.data.endswith(b"\n") else chunk.data
-    try:
-        return data.decode("utf-8").split("\n"), set()
-    except UnicodeDecodeError:
-        pass
-    lines, bad = [], set()
-    for i, raw in enumerate(data.split(b"\n")):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.decode("utf-8", "replace"))
-            bad.add(i)
-            stats.note_non_utf8(chunk.path, chunk.first_line + i)
-    return lines, bad
-
-
-# --- per-chunk work (runs in the worker processes) ---------------------------------------
-class Mark(enum.Enum):
-    """An item that is not a kept line."""
-
-    BREAK = "end of a document"
-    DROPPED = "a line of the current document that a filter removed"
-
-
-class Kept(NamedTuple):
-    line: str  # cleaned
-    key: bytes  # dedupe key (empty without dedupe)
-
-
-class ChunkResult(NamedTuple):
-    """`items`: per input line a `Mark` or a `Kept` line; or, in keep-all mode, `output`
-    holds the cleaned block as UTF-8."""
-
-    path: str
-    first_line: int
-    stats: CleanStats
-    items: list[Mark | Kept]
-    output: bytes
-
-
-def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
-    chunk, preset, filters, keep_all = job
-    stats = CleanStats()
-    lines, bad = decode_lines(chunk, stats)
-    if keep_all:
-        text = clean_text("\n".join(lines), preset)
-        stats.lines_in = stats.lines_out = len(lines)
-        stats.chars_in = sum(map(len, lines))
-        stats.chars_out = len(text) - len(lines) + 1
-        return ChunkResult(chunk.path, chunk.first_line, stats, [], text.encode("utf-8") + b"\n")
-    items: list[Mark | Kept] = []
-    for i, (raw, cleaned) in enumerate(zip(lines, clean_lines(lines, preset))):
-        if is_document_break(raw):
-            items.append(Mark.BREAK)
-            continue
-        stats.lines_in += 1
-        stats.chars_in += len(raw)
-        reason = "non_utf8" if i in bad and filters.drop_non_utf8 else line_drop_reason(cleaned, filters)
-        if reason:
-            stats.drop(reason)
-            items.append(Mark.DROPPED)
-        else:
-            items.append(Kept(cleaned, dedupe_key(cleaned) if filters.dedupe else b""))
-    return ChunkResult(chunk.path, chunk.first_line, stats, items, b"")
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], processes: int) -> Iterator[R]:
-    """`map(fn, jobs)` over worker processes, results in job order, at most 2 per worker
-    in flight (so reading never runs ahead of the workers: memory stays flat)."""
-    if processes == 1:
-        yield from map(fn, jobs)
-        return
-    # fork starts in milliseconds; after TensorFlow (gs:// inputs) it is not safe.
-    context = multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        pending: deque = deque()
-        for job in jobs:
-            pending.append(pool.submit(fn, job))
-            if len(pending) >= 2 * processes:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 # --- the two modes -----------------------------------------------------------------------
@@ -388,10 +250,7 @@ def parse_args(argv: list[str] | None = None) -> CleanConfig:
     p.add_argument("paths", nargs="+", metavar="PATH", help="INPUT... OUTPUT: text files/directories, then the output directory (with --keep-all: IN OUT, - for stdin/stdout)")
     p.add_argument("--preset", choices=PRESETS, default="default", help="kcelectra: byte-identical to KcELECTRA's clean(); default: keeps emoji, NFC")
     p.add_argument("--keep-all", action="store_true", help="normalise only: one output line per input line, no filters")
-    p.add_argument("--min-line-chars", type=int, default=10, help="drop cleaned lines shorter than this (0: off)")
-    p.add_argument("--no-dedupe", action="store_true", help="keep exact duplicate lines")
-    p.add_argument("--min-document-lines", type=int, default=1, help="drop documents left with fewer lines")
-    p.add_argument("--keep-non-utf8", action="store_true", help="keep lines with bad bytes (read as U+FFFD) instead of dropping them; counted either way")
+    add_filter_flags(p)
     p.add_argument("--num-shards", type=int, default=1, help="output files; documents are dealt round-robin")
     p.add_argument("--num-processes", type=int, default=1, help="worker processes (output is the same for any number)")
     p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="bytes of whole lines per work unit")
@@ -405,12 +264,7 @@ def parse_args(argv: list[str] | None = None) -> CleanConfig:
         output=a.paths[-1],
         preset=a.preset,
         keep_all=a.keep_all,
-        filters=FilterConfig(
-            min_line_chars=a.min_line_chars,
-            dedupe=not a.no_dedupe,
-            min_document_lines=a.min_document_lines,
-            drop_non_utf8=not a.keep_non_utf8,
-        ),
+        filters=filters_from_flags(a),
         num_shards=a.num_shards,
         num_processes=a.num_processes,
         chunk_bytes=a.chunk_bytes,

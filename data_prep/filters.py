@@ -5,6 +5,7 @@ Beam pipeline apply the same rules; `CleanStats` adds up with `merge`, in any gr
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -15,6 +16,7 @@ from foundation.errors import UserError
 # Why a line left the corpus. `empty` is always applied: an empty line would read as a
 # document break.
 DROP_REASONS = ("non_utf8", "empty", "too_short", "duplicate", "short_document")
+STATS_FILE = "clean_stats.json"  # where a cleaned directory keeps its `CleanStats`
 MAX_LOCATIONS = 100  # non-UTF-8 places listed in the statistics (all are counted)
 
 
@@ -35,6 +37,23 @@ class FilterConfig:
         for name in ("dedupe", "drop_non_utf8"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+
+def add_filter_flags(parser: argparse.ArgumentParser) -> None:
+    """The filter flags, the same for `electra-clean` and `electra-beam`; read back with `filters_from_flags`."""
+    d = FilterConfig()
+    parser.add_argument("--min-line-chars", type=int, default=d.min_line_chars,
+                        help="drop cleaned lines shorter than this (0: off)")
+    parser.add_argument("--no-dedupe", action="store_true", help="keep exact duplicate lines")
+    parser.add_argument("--min-document-lines", type=int, default=d.min_document_lines,
+                        help="drop documents left with fewer lines")
+    parser.add_argument("--keep-non-utf8", action="store_true",
+                        help="keep lines with bad bytes (read as U+FFFD) instead of dropping them; counted either way")
+
+
+def filters_from_flags(args: argparse.Namespace) -> FilterConfig:
+    return FilterConfig(min_line_chars=args.min_line_chars, dedupe=not args.no_dedupe,
+                        min_document_lines=args.min_document_lines, drop_non_utf8=not args.keep_non_utf8)
 
 
 def is_document_break(raw_line: str) -> bool:

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 SINGLE_SEGMENT_PROB = 0.1
 SHORT_TARGET_PROB = 0.05
 MIN_SHORT_TARGET = 5
+MIN_SEQ_LENGTH = 8  # the shortest `max_seq_length` a stage accepts: room for [CLS] A [SEP] B [SEP]
 
 
 class Example(NamedTuple):

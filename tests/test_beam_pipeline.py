@@ -11,8 +11,8 @@ from typing import NamedTuple
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data_prep import beam_pipeline, build, clean, minhash, records, vocab
-from data_prep.cleaning import clean_line
+from data_prep import beam_pipeline, beam_clean, beam_records, build, clean, minhash, records, vocab_train
+from data_prep.normalize import clean_line
 from foundation.errors import run_cli
 from data_prep.filters import CleanStats, FilterConfig
 
@@ -103,17 +103,17 @@ def test_output_does_not_depend_on_beam_parallelism_or_shard_count(beam_run, tmp
 def test_vocab_sample_is_a_seeded_uniform_sample_with_its_coverage(beam_run, local_run):
     config, summary = beam_run
     sample_dir = f"{config.output_dir}/{beam_pipeline.SAMPLE_DIR}"
-    sample = open(f"{sample_dir}/{beam_pipeline.SAMPLE_FILE}", encoding="utf-8").read().split("\n")[:-1]
+    sample = open(f"{sample_dir}/{beam_records.SAMPLE_FILE}", encoding="utf-8").read().split("\n")[:-1]
     # The cleaned corpus the local cleaner wrote holds exactly the lines the pipeline sampled from.
     cleaned_dir = local_run.records_dir.replace("records", "clean")
     corpus = [line for p in clean.fileio.list_text_files(cleaned_dir)
               for line in open(p, encoding="utf-8").read().split("\n") if line]
     assert len(sample) == 300 == len(set(sample)) and set(sample) <= set(corpus)
-    assert sample == sorted(corpus, key=lambda t: beam_pipeline.sample_rank(t, config.seed))[:300]
+    assert sample == sorted(corpus, key=lambda t: beam_records.sample_rank(t, config.seed))[:300]
     chars = collections.Counter()
     for line in corpus:
         chars.update(line)
-    expected = beam_pipeline.sample_coverage(sample, chars, len(corpus))
+    expected = beam_records.sample_coverage(sample, chars, len(corpus))
     assert summary.coverage == json.loads(json.dumps(expected, ensure_ascii=False))
     assert summary.coverage["corpus_lines"] == summary.stats.lines_out
     assert 0.9 < summary.coverage["char_coverage"] < 1.0  # rare characters are missing from 300 lines
@@ -129,22 +129,22 @@ def test_near_dedupe_drops_constructed_near_duplicates(tmp_path, corpus_path, ko
     config = beam_pipeline.BeamConfig(inputs=(str(tmp_path / "raw.txt"),), output_dir=str(tmp_path / "out"),
                                       near_dedupe=True, vocab_sample_lines=10_000, vocab_file=str(koelectra_vocab))
     summary = beam_pipeline.run(config)
-    assert summary.stats.dropped[beam_pipeline.NEAR_DUPLICATE] >= len(copies)
-    kept = set(open(tmp_path / "out" / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE, encoding="utf-8")
+    assert summary.stats.dropped[beam_clean.NEAR_DUPLICATE] >= len(copies)
+    kept = set(open(tmp_path / "out" / beam_pipeline.SAMPLE_DIR / beam_records.SAMPLE_FILE, encoding="utf-8")
                .read().split("\n"))
     cleaned = [clean_line(text, config.preset) for text in long + copies]
     assert not kept & set(cleaned[len(long):]) and set(cleaned[:len(long)]) <= kept
     # The same rule on one machine, over the lines that survived exact dedupe, removes the same lines.
     plain = dataclasses.replace(config, output_dir=str(tmp_path / "plain"), near_dedupe=False)
     beam_pipeline.run(plain)
-    survivors = open(tmp_path / "plain" / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE,
+    survivors = open(tmp_path / "plain" / beam_pipeline.SAMPLE_DIR / beam_records.SAMPLE_FILE,
                      encoding="utf-8").read().split("\n")[:-1]
     order: dict[str, int] = {}
     for i, raw in enumerate(lines + [""] + copies):
         order.setdefault(clean_line(raw, config.preset), i)
     removed = minhash.find_near_duplicates(((order[t], t) for t in survivors), config.near)
     assert {t for t in survivors if order[t] in removed} == set(survivors) - kept
-    assert summary.stats.dropped[beam_pipeline.NEAR_DUPLICATE] == len(removed)
+    assert summary.stats.dropped[beam_clean.NEAR_DUPLICATE] == len(removed)
 
 
 def test_cli_rejects_unknown_flags(tmp_path, raw_dir, capsys):
@@ -167,8 +167,8 @@ def test_cli_without_vocab_builds_it_from_the_sample(tmp_path, raw_dir, capsys):
                                "--max-seq-length", "64"])
     printed = capsys.readouterr().out
     assert code == 0 and "vocab sample: 400 of" in printed and "built from the sample" in printed
-    sample = out / beam_pipeline.SAMPLE_DIR / beam_pipeline.SAMPLE_FILE
-    vocab.run(vocab.VocabConfig(inputs=(str(sample),), output=str(tmp_path / "by_hand"), vocab_size=600,
+    sample = out / beam_pipeline.SAMPLE_DIR / beam_records.SAMPLE_FILE
+    vocab_train.run(vocab_train.VocabConfig(inputs=(str(sample),), output=str(tmp_path / "by_hand"), vocab_size=600,
                                 merge_with=None))
     built = (out / beam_pipeline.VOCAB_DIR / "vocab.txt").read_text(encoding="utf-8")
     # The same tokens (electra-vocab's order of equal-count tokens varies from run to run).

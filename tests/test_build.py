@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from data_prep import build, records, tokenization, vocab_files
-from data_prep.build import BuildConfig, InputFile, Span
+from data_prep import build, records, records_plan, records_worker, tokenization, vocab_files
+from data_prep.records_plan import BuildConfig, InputFile, Span
 from foundation.errors import UserError
 from test_packing import _made_of
 from shared_paths import ORIGINAL_ELECTRA
@@ -151,7 +151,7 @@ def test_kill_9_and_rerun_gives_identical_shards(tmp_path, corpus_path, koelectr
     # a shard counts as finished once its stats file follows the renamed shard; a kill between
     # the two leaves a shard that the rerun must rebuild, so wait for the stats file
     def finished() -> int:
-        return sum((out / records.shard_name(i, 8)).exists() and os.path.exists(build._stats_path(str(out), i, 8))
+        return sum((out / records.shard_name(i, 8)).exists() and os.path.exists(records_worker.stats_path(str(out), i, 8))
                    for i in range(8))
 
     deadline = time.monotonic() + 120
@@ -170,7 +170,7 @@ def test_kill_9_and_rerun_gives_identical_shards(tmp_path, corpus_path, koelectr
     build.build(BuildConfig(str(corpus_path), str(koelectra_vocab), str(clean), max_seq_length=128, num_shards=8))
     assert _shard_bytes(out) == _shard_bytes(clean)
     assert records.read_manifest(str(out)).examples_per_shard == records.read_manifest(str(clean)).examples_per_shard
-    assert not [p for p in os.listdir(out) if ".tmp-" in p or p == build.STATE_DIR]
+    assert not [p for p in os.listdir(out) if ".tmp-" in p or p == records_worker.STATE_DIR]
 
 
 def test_original_tool_and_ours_read_by_the_same_reader(tmp_path, corpus, koelectra_vocab, built):
@@ -269,15 +269,15 @@ def test_plan_shards_by_weight():
     files = [InputFile("a.txt", 100, True), InputFile("b.gz", 30, False), InputFile("c.txt", 50, True)]
     # weights 100, 90 (gz x3), 50 = 240; bounds 0, 60, 120, 180, 240
     # weights 100, 90 (gz: 30 x 3), 50; bounds 0, 60, 120, 180, 240; b.gz's middle 145 is in range 2
-    assert build.plan_shards(files, 4) == [
+    assert records_plan.plan_shards(files, 4) == [
         [Span("a.txt", 0, 60)],
         [Span("a.txt", 60, None)],
         [Span("b.gz", 0, None)],
         [Span("c.txt", 0, None)],
     ]
-    assert build.plan_shards(files, 1) == [[Span("a.txt", 0, None), Span("b.gz", 0, None), Span("c.txt", 0, None)]]
-    assert build.auto_num_shards(10 << 20, 1) == 1 and build.auto_num_shards(10 << 20, 4) == 4
-    assert build.auto_num_shards(1 << 40, 1) == 1000
+    assert records_plan.plan_shards(files, 1) == [[Span("a.txt", 0, None), Span("b.gz", 0, None), Span("c.txt", 0, None)]]
+    assert records_plan.auto_num_shards(10 << 20, 1) == 1 and records_plan.auto_num_shards(10 << 20, 4) == 4
+    assert records_plan.auto_num_shards(1 << 40, 1) == 1000
 
 
 TEXT = "머리 줄\n첫 문서 둘째 줄\n\n   \n둘째 문서\n셋째 줄이 조금 길다\n\n\n셋째 문서 하나\n  \n넷째 문서\n끝\n".encode()
@@ -290,7 +290,7 @@ def test_read_span_every_cut_reads_each_line_once(tmp_path, blanks):
 
     def docs(start, end):
         out = collections.OrderedDict()
-        for doc, first, text in build.read_span(Span(str(path), start, end), blanks):
+        for doc, first, text in records_plan.read_span(Span(str(path), start, end), blanks):
             out.setdefault((start, doc, first), []).append(text)
         return list(out.values())
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from data_prep import clean
-from data_prep.cleaning import clean_lines
+from data_prep.normalize import clean_lines
 from foundation.errors import UserError
 from data_prep.filters import FilterConfig
 

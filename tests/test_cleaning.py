@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from data_prep.cleaning import KC_ALLOWED, clean_line, clean_lines, clean_text
+from data_prep.normalize import KC_ALLOWED, clean_line, clean_lines, clean_text
 
 from shared_paths import KCELECTRA_CLEAN, RAW_DUMP, load_peer
 

