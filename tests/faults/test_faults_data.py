@@ -162,11 +162,9 @@ def test_gcs_access_error_is_one_line(command, fault, args, named, tmp_path, raw
     vocab = request.getfixturevalue("vocab") if "{vocab}" in args else None
     names = dict(gs="gs://no-such-bucket-for-tests", tmp=tmp_path, raw=raw, vocab=vocab, root=ROOT)
     before = snapshot(tmp_path)
-    started = time.monotonic()
     result = run(command, *[a.format(**names) for a in args], env=env)
     assert (result.returncode, result.stderr) == (2, _line(fault, named.format(**names)))
     assert snapshot(tmp_path) == before  # nothing written locally
-    assert time.monotonic() - started < 60
 
 
 # ---- (5) a failed run leaves nothing that blocks the corrected command ----------------------------
