@@ -149,6 +149,7 @@ def leave_together(model_dir, info):
     time.sleep(1.0)  # let them finish exiting
 
 
+@pytest.mark.slow  # two TF processes, ~150 s on this loaded machine; TF_CONFIG and chief-only saving stay in the default suite
 def test_two_workers_make_the_same_steps_as_one_process_and_only_the_chief_saves(tmp_path):
     write_nsmc_records(tmp_path, max_seq_length=32, num_examples=STEPS * HPARAMS["train_batch_size"], num_shards=2)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
