@@ -33,13 +33,13 @@ BATCH, SEQ, EMBED, HIDDEN, LAYERS, HEADS, FFN = 16, 128, 128, 256, 12, 4, 1024
 
 
 def time_tf(steps: int, jit: bool) -> float:
-    """CPU seconds per forward + backward of `pretrain.encoder.Encoder`."""
+    """CPU seconds per forward + backward of `pretrain.model.encoder.Encoder`."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from pretrain.config import from_hparams
-    from pretrain.encoder import Encoder
+    from pretrain.model.encoder import Encoder
 
     cfg = from_hparams(dict(model_size="small", vocab_size=32200, embedding_size=EMBED, hidden_size=HIDDEN,
                             num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
@@ -124,7 +124,7 @@ about 2x faster than PyTorch eager here").
 
 | encoder | CPU s per step | PyTorch / this |
 |---|---:|---:|
-| ours, TensorFlow graph (`pretrain.encoder.Encoder`) | {best['tf']:.3f} | {ratio_tf:.2f}x |
+| ours, TensorFlow graph (`pretrain.model.encoder.Encoder`) | {best['tf']:.3f} | {ratio_tf:.2f}x |
 | ours, XLA (`jit_compile=True`) | {best['xla']:.3f} | {ratio_xla:.2f}x |
 | `transformers` `ElectraEncoder`, PyTorch eager | {best['torch']:.3f} | 1.00x |
 

@@ -1,10 +1,10 @@
 """Export and import at ELECTRA-Small size: ours against `transformers`' own save/load.
 
 One in-memory ELECTRA-Small RTD model (configs/small.json, KoELECTRA vocab, every weight
-random) is exported by `pretrain.export.write_export` (TF variables -> safetensors via numpy).
+random) is exported by `pretrain.conversion.export.write_export` (TF variables -> safetensors via numpy).
 The peer is what a user of `transformers` runs on the same weights: `save_pretrained` of
 the PyTorch discriminator and generator plus the tokenizer. Both folders must hold the same
-tensors bit for bit. Importing is timed the same way: `pretrain.importing.init_from_external`
+tensors bit for bit. Importing is timed the same way: `pretrain.conversion.importing.init_from_external`
 vs `from_pretrained` of both networks. The PyTorch logits are compared with the TF model's
 on real NSMC sentence pairs. Writes `bench/results/export.md`.
 
@@ -57,7 +57,8 @@ def main() -> int:
 
     from data_prep import tokenization, vocab_files
     from pretrain import config as pconfig
-    from pretrain import export, importing, rtd
+    from pretrain.conversion import export, importing
+    from pretrain.model import rtd
 
     cfg = pconfig.from_hparams(pconfig.config_path("small"))
     vocab_path = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"

@@ -1,6 +1,6 @@
 """FLOPs, TPU time and memory of the published configurations, next to the published times.
 
-1. FLOPs per step (the original's count, `pretrain.flops`) for ELECTRA-Small and the
+1. FLOPs per step (the original's count, `workflow.flops`) for ELECTRA-Small and the
    KoELECTRA/KcELECTRA presets at their published batch sizes, and the step time and days
    to finish at 40% and 60% of a TPU v3-8's 420 TFLOP/s bfloat16 peak.
 2. Peak resident memory of our trainer measured on this CPU per configuration and batch
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_train_throughput import SMALL, VOCAB, cpu_model, packed_examples, time_ours  # noqa: E402
 from pretrain.config import PretrainConfig, config_path, from_hparams  # noqa: E402
-from pretrain.flops import electra_train_flops_per_step  # noqa: E402
+from workflow.flops import electra_train_flops_per_step  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 RESULT = HERE / "results" / "flops_memory.md"
@@ -194,7 +194,7 @@ Command: `{command.strip()}` · machine: {os.cpu_count()} cores ({cpu_model()}).
 
 ### FLOPs per step and time on a TPU v3-8
 
-FLOPs as the original `flops_computation.py` counts them (`pretrain.flops`, tested within 1% of it): dense
+FLOPs as the original `flops_computation.py` counts them (`workflow.flops`, tested within 1% of it): dense
 embedding lookups, backward = forward ("2x fwd"). The hardware does about 3x the forward work per step
 (backward ~ 2x forward), so times use the 3x count against 420 TFLOP/s (bfloat16 peak of the whole v3-8).
 Presets from `configs/` (KoELECTRA v3 small/base); KcELECTRA-base's batch is not published and assumed

@@ -4,7 +4,7 @@ Both sides train ELECTRA-Small (embedding 128, hidden 256, 12 layers, 4 heads, F
 generator 1/4 = hidden 64, 1 head; KoELECTRA vocab, 32,200 tokens) at sequence length 128
 on the CPU, on the same batches of real NSMC text:
 
-- ours: `pretrain.training.Trainer` (the run's own step: masking, generator on the masked
+- ours: `pretrain.training.trainer.Trainer` (the run's own step: masking, generator on the masked
   positions only, Gumbel sampling, discriminator, AdamW + clipping, per-step summaries),
   records read through the run's tf.data pipeline, `iterations_per_loop` steps per host call.
 - peer: `ElectraForMaskedLM` (generator) + `ElectraForPreTraining` (discriminator) with
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from foundation import fileio  # noqa: E402
 from data_prep import records, vocab_files  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
-from pretrain.flops import electra_train_flops_per_step  # noqa: E402
+from workflow.flops import electra_train_flops_per_step  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 from peer_rtd import PeerDims, adamw, build_peer, make_step  # noqa: E402
 
@@ -80,7 +80,7 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
-    from pretrain.training import Trainer
+    from pretrain.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         path = fileio.join(tmp, records.shard_name(0, 1))
@@ -205,7 +205,7 @@ process, {args.rounds} alternating rounds; each figure is the best of {args.roun
 
 | trainer | s/step (wall) | CPU s/step | tokens/s | achieved GFLOP/s |
 |---|---:|---:|---:|---:|
-| ours (`pretrain.training.Trainer`; {ours_what}) | {ours_s:.3f} | {ours_cpu:.3f} | {tokens / ours_s:,.0f} | {flops / ours_s / 1e9:.1f} |
+| ours (`pretrain.training.trainer.Trainer`; {ours_what}) | {ours_s:.3f} | {ours_cpu:.3f} | {tokens / ours_s:,.0f} | {flops / ours_s / 1e9:.1f} |
 | peer ({peer_what}) | {peer_s:.3f} | {peer_cpu:.3f} | {tokens / peer_s:,.0f} | {flops / peer_s / 1e9:.1f} |
 
 **Ratio (ours / peer tokens per CPU second): {cpu_ratio:.2f}x** (target >= 2x); by wall time {ratio:.2f}x.

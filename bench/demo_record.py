@@ -94,7 +94,7 @@ def main() -> int:
     from foundation.errors import quiet_tensorflow
 
     quiet_tensorflow()
-    from pretrain import pipeline
+    from workflow import pipeline
 
     argv = ["--out-dir", args.out_dir, *([] if args.reuse else ["--force"]), *args.demo_args]
     start = time.time()

@@ -5,7 +5,7 @@ objective's at this budget? This trains the reference RTD model (`bench/peer_rtd
 `ElectraForMaskedLM` + `ElectraForPreTraining`, tied embeddings, torch AdamW) on the demo
 run's own TFRecords with the run's sizes, batch, steps, learning-rate schedule, weight
 decay (not on LayerNorm/bias) and loss weights, saves it as a Hugging Face folder with the
-run's tokenizer, and runs the demo's probe (`pretrain.probe.run_probe`, same rows, seed
+run's tokenizer, and runs the demo's probe (`workflow.probe.run_probe`, same rows, seed
 and steps) on it. Ours comes from the run's `summary.json`.
 
 Writes `bench/results/demo_reference.md`.
@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data_prep import records, vocab_files  # noqa: E402
-from pretrain import checkpoints, probe  # noqa: E402
+from pretrain.training import checkpoints  # noqa: E402
+from workflow import probe  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
-from pretrain.optimization import EXCLUDE_FROM_WEIGHT_DECAY, learning_rate_schedule  # noqa: E402
+from pretrain.training.optimization import EXCLUDE_FROM_WEIGHT_DECAY, learning_rate_schedule  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 from peer_rtd import PeerDims, adamw, build_peer, make_step  # noqa: E402
 
@@ -106,7 +107,7 @@ def main() -> int:
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
     if not (run_dir / "summary.json").exists():
-        subprocess.run([sys.executable, "-m", "pretrain.pipeline", "--out-dir", str(run_dir)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "workflow.pipeline", "--out-dir", str(run_dir)], cwd=ROOT, check=True)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     ours_pre, ours_probe = summary["stages"]["pretrain"], summary["stages"].get("probe")
     if ours_probe is None:
@@ -138,7 +139,7 @@ window (ours).
 
 | pretraining | generator loss / accuracy | discriminator loss | pretrained | random init | gain (points) |
 |---|---|---|---:|---:|---:|
-{row("ours (`pretrain.training`)", ours_pre["generator_loss"], ours_pre.get("generator_accuracy", float("nan")),
+{row("ours (`pretrain.training.trainer`)", ours_pre["generator_loss"], ours_pre.get("generator_accuracy", float("nan")),
      ours_pre["discriminator_loss"], ours_probe["pretrained_accuracy"], ours_probe["random_init_accuracy"])}
 {row("reference (`transformers`, PyTorch)", ref["generator_loss"], ref["generator_accuracy"],
      ref["discriminator_loss"], scored.pretrained_accuracy, scored.random_init_accuracy)}

@@ -62,7 +62,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="learning_"))
 
-    from pretrain import training
+    from pretrain.training import trainer as training
     from pretrain.config import config_path, from_hparams
 
     overrides = {"num_train_steps": args.steps, "use_tpu": False, "jit_compile": True, **json.loads(args.hparams)}

@@ -100,7 +100,7 @@ def budget_steps(minutes: dict[int, float], budgets=BUDGETS_MINUTES) -> dict[flo
 def flops_per_step(work: Path, objective: str) -> float:
     sys.path.insert(0, str(ROOT))
     from pretrain import config as pconfig
-    from pretrain.flops import electra_train_flops_per_step
+    from workflow.flops import electra_train_flops_per_step
 
     cfg = pconfig.from_hparams(str(work / "data" / "models" / objective / "run_config.json"))
     return electra_train_flops_per_step(

@@ -82,7 +82,7 @@ def write_tf1_checkpoint(model, prefix: str, *, generator: bool = True,
     import numpy as np
     import tensorflow as tf
 
-    from pretrain import hf_format
+    from pretrain.conversion import hf_format
 
     values = {}
     for part in hf_format.PARTS if generator else ("discriminator",):

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENTRY = {"electra-clean": "data_prep.clean", "electra-vocab": "data_prep.vocab", "electra-build-data": "data_prep.build",
-         "electra-pretrain": "pretrain.run", "electra-export": "pretrain.export",
+         "electra-pretrain": "pretrain.training.run", "electra-export": "pretrain.conversion.export",
          "electra-beam": "data_prep.beam_pipeline"}
 LOGIN = "run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)"
 
@@ -300,7 +300,7 @@ def test_rerun_of_a_finished_build_reports_it_skipped(tmp_path, cleaned, vocab, 
 
 def test_export_removes_a_staging_folder_that_a_killed_export_left(tmp_path):
     """What `kill -9` during `electra-export` leaves: `.OUT.tmp-*` beside OUT, half written."""
-    from pretrain import export
+    from pretrain.conversion import export
 
     left = tmp_path / ".hf.tmp-k1lled_x"
     (left / "discriminator").mkdir(parents=True)

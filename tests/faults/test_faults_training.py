@@ -36,13 +36,13 @@ def cli(capsys, main, argv) -> tuple[int, list[str], str]:
 
 
 def pretrain(capsys, data_dir, name, hparams, *extra):
-    from pretrain.run import main
+    from pretrain.training.run import main
 
     return cli(capsys, main, ["--data-dir", str(data_dir), "--model-name", name, "--hparams", hparams, *extra])
 
 
 def export(capsys, model_dir, out, *extra):
-    from pretrain.export import main
+    from pretrain.conversion.export import main
 
     return cli(capsys, main, ["--model-dir", str(model_dir), "--output-dir", str(out), *extra])
 
@@ -65,7 +65,7 @@ def tensors(prefix) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def special():
     from data_prep.vocab_files import load_vocab
-    from pretrain import rtd
+    from pretrain.model import rtd
 
     return rtd.special_ids(load_vocab(str(VOCAB)))
 
@@ -80,7 +80,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     """A finished 6-step run (ckpt-3 and ckpt-6), copied by the tests that damage it."""
-    from pretrain.run import main
+    from pretrain.training.run import main
 
     assert main(["--data-dir", str(data_dir), "--model-name", "trained", "--hparams", hp()]) == 0
     return data_dir / "models" / "trained"
@@ -160,7 +160,7 @@ def test_export_falls_back_past_a_truncated_checkpoint_or_names_it(capsys, caplo
 
 def test_export_falls_back_past_a_checkpoint_with_nan(capsys, caplog, data_dir, trained, tmp_path):
     """A NaN checkpoint as an older version could write: skipped like a truncated one."""
-    from pretrain import checkpoints
+    from pretrain.training import checkpoints
 
     run = copy_run(trained, data_dir, "nanexport")
     model, _, _ = checkpoints.restore_model(str(run))
@@ -186,7 +186,7 @@ def test_init_from_a_truncated_checkpoint_of_ours_is_one_line(capsys, data_dir, 
 
 
 def test_init_from_a_truncated_original_checkpoint_is_one_line(capsys, data_dir, tmp_path, special):
-    from pretrain import rtd
+    from pretrain.model import rtd
 
     write_tf1_checkpoint(rtd.build_model(tiny_config(**TINY_RUN), special),
                          str(tmp_path / "model.ckpt"))
@@ -242,7 +242,7 @@ def test_ids_outside_the_vocab_are_named_under_xla(capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def tf1_two_layers(tmp_path_factory, special):
-    from pretrain import rtd
+    from pretrain.model import rtd
 
     d = tmp_path_factory.mktemp("tf1")
     model = rtd.build_model(tiny_config(**{**TINY_RUN, "num_hidden_layers": 2}), special)
@@ -292,7 +292,7 @@ def test_a_run_of_ours_with_another_size_is_named_as_such(capsys, data_dir, trai
 
 
 def test_a_run_config_without_checkpoints_does_not_block_the_corrected_command(capsys, data_dir):
-    from pretrain import checkpoints
+    from pretrain.training import checkpoints
 
     model_dir = data_dir / "models" / "crashed"
     checkpoints.write_run_files(str(model_dir), tiny_config(**{**TINY_RUN, "hidden_size": 128}),

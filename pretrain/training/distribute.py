@@ -1,0 +1,132 @@
+"""Which `tf.distribute` strategy and which precision a run uses, from its hparams.
+
+One training step serves every device: TPUStrategy for a Cloud TPU (a TPU VM's own TPU
+when `tpu_name` is "local"), MirroredStrategy when GPUs are visible, the default strategy
+on the CPU. Tests make two logical CPUs so the multi-replica path runs here too.
+"""
+from __future__ import annotations
+
+from foundation.errors import UserError, quiet_tensorflow
+
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _tf():
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    return tf
+
+
+def set_logical_cpu_devices(n: int) -> None:
+    """Split the CPU into `n` logical devices; call before TensorFlow creates its devices.
+
+    A no-op when at least `n` logical CPUs already exist (e.g. a second test module).
+    """
+    tf = _tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) >= n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"cannot split the CPU into {n} logical devices: TensorFlow already initialised its devices "
+            "(call set_logical_cpu_devices before any TensorFlow op)") from exc
+
+
+def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
+    tf = _tf()
+    name = "local" if tpu_name in (None, "", "local") else tpu_name
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    except Exception as exc:  # resolver/connection errors come as many types (ValueError, NotFoundError, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
+               "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
+               "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        raise UserError(f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; {fix}") from None
+    if strategy.num_replicas_in_sync != num_tpu_cores:
+        raise UserError(
+            f"TPU {name!r} has {strategy.num_replicas_in_sync} cores but num_tpu_cores={num_tpu_cores}; "
+            f"set num_tpu_cores to {strategy.num_replicas_in_sync}")
+    return strategy
+
+
+def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None,
+                  num_tpu_cores: int, num_gpus: int | None = None):
+    """The strategy for this run: TPU if asked, else several hosts when `TF_CONFIG` names a
+    cluster, else all (or `num_gpus`) GPUs, else the CPU.
+
+    `num_gpus=None` uses every visible GPU; 0 forces the CPU.
+    """
+    from pretrain.training import multiworker
+
+    tf = _tf()
+    if use_tpu:
+        return _tpu_strategy(tpu_name, tpu_zone, gcp_project, num_tpu_cores)
+    if multiworker.worker_info() is not None:  # before any device query initialises the runtime
+        return multiworker.make_multiworker_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is not None:
+        if num_gpus > len(gpus):
+            raise UserError(f"num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
+        gpus = gpus[:num_gpus]
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    return tf.distribute.get_strategy()
+
+
+def device_kind(strategy) -> str:
+    """"tpu", "gpu" or "cpu": where the strategy's replicas run."""
+    tf = _tf()
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    if strategy is tf.distribute.get_strategy():  # the default strategy places ops on a GPU if any
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    else:
+        devices = strategy.extended.worker_devices
+    return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
+
+
+# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 matrix instructions: oneDNN runs bfloat16
+# matmuls on them at ~1.9x float32 (measured: BENCHMARKS.md); without them bfloat16 is emulated and slower.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them; empty where there is no /proc/cpuinfo."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_precision(flags: frozenset[str]) -> str:
+    """bfloat16 where the CPU multiplies it natively, else float32."""
+    return "bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None) -> str:
+    """"auto" -> bfloat16 on TPU, float16 (with loss scaling) on GPU, and on the CPU bfloat16 when it has
+    AVX512-BF16 or AMX (detected from `flags`, default this machine's), else float32."""
+    if precision not in PRECISION_CHOICES:
+        raise UserError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    kind = device_kind(strategy)
+    if kind == "cpu":
+        return cpu_precision(cpu_flags() if flags is None else flags)
+    return {"tpu": "bfloat16", "gpu": "float16"}[kind]
+
+
+def keras_policy(precision: str) -> str:
+    """The Keras dtype policy for a resolved precision: float32 variables, low-precision compute."""
+    return {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]

@@ -1,0 +1,62 @@
+"""`run_pretraining.py`: the original's flags, our trainer.
+
+    python run_pretraining.py --data-dir DIR --model-name NAME --hparams configs/small.json
+
+Records come from `DIR/pretrain_tfrecords/`, the vocab from `DIR/vocab.txt` (or
+`--vocab-file`), the model goes to `DIR/models/NAME/`; each may be `gs://`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from foundation import fileio
+from foundation.errors import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
+    p.add_argument("--data-dir", required=True, help="holds pretrain_tfrecords/, vocab.txt and models/ (local or gs://)")
+    p.add_argument("--model-name", required=True, help="the run's name: checkpoints go to DATA_DIR/models/NAME")
+    p.add_argument("--hparams", action="append", default=None,
+                   help="JSON string or JSON file of hyperparameters (original keys); repeat to layer them, later "
+                        "wins: --hparams configs/tiny.json --hparams '{\"vocab_size\": 46232}'")
+    p.add_argument("--vocab-file", default=None, help="default DATA_DIR/vocab.txt")
+    p.add_argument("--init-checkpoint", default=None,
+                   help="start from these weights only (a run dir/checkpoint of ours, a Hugging Face folder, "
+                        "or an original TF1 ELECTRA checkpoint); optimiser and step start fresh")
+    p.add_argument("--do-train", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_train")
+    p.add_argument("--do-eval", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_eval")
+    p.add_argument("--eval-data-dir", default=None, help="held-out records (default DATA_DIR/pretrain_tfrecords)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from absl import logging
+
+    logging.set_verbosity(logging.INFO)
+    logging.use_absl_handler()
+    args = parse_args(argv)
+    from pretrain.config import from_hparams, load_hparams
+
+    given: dict = {}
+    for layer in args.hparams or []:
+        given.update(load_hparams(layer))
+    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
+    cfg = from_hparams(given)
+    from pretrain.training import trainer as training
+
+    vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
+    model_dir = fileio.join(args.data_dir, "models", args.model_name)
+    if cfg.do_train:
+        run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
+        training.train(run, model_dir, init_checkpoint=args.init_checkpoint)
+    if cfg.do_eval:
+        run = training.check_inputs(cfg, args.eval_data_dir or fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
+        result = training.evaluate(run, model_dir)
+        print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)

@@ -1,0 +1,396 @@
+"""The training loop: a strategy-agnostic RTD step, several steps per host call, checkpoints.
+
+The per-replica step masks first (cheap), all-reduces the token counts so every replica
+divides by the global counts, then runs generator + discriminator forward/backward (XLA
+with `jit_compile`) and applies the update; the optimiser sums gradients across replicas.
+So one device and N replicas make the same update for the same global batch, and the same
+code runs under the default, Mirrored and TPU strategies.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from foundation import fileio
+from data_prep import records, vocab_files
+from foundation.errors import UserError
+from pretrain.training import checkpoints, data, metrics, multiworker
+from pretrain.config import PretrainConfig
+from pretrain.model.rtd import (AUC_BINS, RtdModel, RtdOutputs, build_model, checkpoint_variables, rtd_loss, special_ids,
+                          step_key)
+
+SUM = tf.distribute.ReduceOp.SUM
+STEP_SCALARS = ("loss/total", "loss/generator", "loss/discriminator", "generator/accuracy",
+                "discriminator/accuracy", "discriminator/precision", "discriminator/recall", "learning_rate")
+EVAL_KEY_OFFSET = 1 << 40  # eval noise keys never collide with training steps
+DEGENERATE_DISC_LOSS = 0.01
+DEGENERATE_GEN_ACCURACY = 0.01
+BASE_RATE_MARGIN = 0.98  # a discriminator loss above this share of the base-rate loss has learnt ~nothing
+
+
+class Run(NamedTuple):
+    """Everything a training or eval run is built from, checked before any step."""
+
+    cfg: PretrainConfig
+    files: list[str]
+    manifest: records.Manifest | None
+    vocab: list[str]
+    vocab_path: str
+
+
+def check_inputs(cfg: PretrainConfig, record_dir: str, vocab_path: str) -> Run:
+    """Records, manifest and vocab against the hparams: one clear error, before anything is written."""
+    vocab = vocab_files.load_vocab(vocab_path)
+    if len(vocab) != cfg.vocab_size:
+        raise UserError(f"hparam 'vocab_size' = {cfg.vocab_size} but {vocab_path} has {len(vocab)} tokens")
+    manifest = records.check_record_dir(record_dir, cfg.max_seq_length, vocab_path, cfg.vocab_size)
+    return Run(cfg, records.list_shards(record_dir), manifest, vocab, vocab_path)
+
+
+def _zeros_like_outputs() -> RtdOutputs:
+    z = tf.zeros([], tf.float32)
+    h = tf.zeros([AUC_BINS], tf.float32)
+    return RtdOutputs(*([z] * 9), h, h)
+
+
+def _to_numpy(out: RtdOutputs) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in out._asdict().items()}
+
+
+class HostCall(NamedTuple):
+    """What one host call of `Trainer.train_steps` returns."""
+
+    outputs: RtdOutputs  # summed over its steps and replicas
+    finite: bool  # False: stopped at a non-finite loss
+    per_step: np.ndarray  # [steps, len(STEP_SCALARS)]
+
+
+class Trainer:
+    """Model, optimiser and compiled step functions under one strategy."""
+
+    def __init__(self, cfg: PretrainConfig, strategy: tf.distribute.Strategy, vocab: list[str], precision: str):
+        from pretrain.training.distribute import keras_policy
+        from pretrain.training.optimization import make_optimizer
+
+        self.cfg = cfg
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        self.micro_batch = cfg.train_batch_size // cfg.gradient_accumulation_steps
+        if self.micro_batch % self.replicas:
+            raise UserError(f"hparam 'train_batch_size' = {cfg.train_batch_size}: the micro batch {self.micro_batch} "
+                            f"must be divisible by the {self.replicas} replicas")
+        if cfg.eval_batch_size % self.replicas:
+            raise UserError(f"hparam 'eval_batch_size' = {cfg.eval_batch_size} must be divisible by the "
+                            f"{self.replicas} replicas")
+        keras.utils.set_random_seed(cfg.seed)
+        with strategy.scope():
+            self.model: RtdModel = build_model(cfg, special_ids(vocab), dtype=keras_policy(precision))
+            self.optimizer = make_optimizer(
+                learning_rate=cfg.learning_rate, num_train_steps=cfg.num_train_steps,
+                num_warmup_steps=cfg.num_warmup_steps, weight_decay_rate=cfg.weight_decay_rate,
+                lr_decay_power=cfg.lr_decay_power, optimizer=cfg.optimizer, clip_norm=cfg.clip_norm,
+                gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision,
+                adam_bias_correction=cfg.adam_bias_correction)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = checkpoints.make_checkpoint(self.model, self.optimizer, self.step)
+        self._fb = tf.function(self._forward_backward, jit_compile=True) if cfg.jit_compile else self._forward_backward
+        self._train_loop = tf.function(self._host_loop)
+        self._eval_step = tf.function(self._eval_replicas)
+
+    def checked_variables(self) -> dict:
+        """The model's and the optimiser's float variables by name: what a checkpoint must hold finite."""
+        named = dict(checkpoint_variables(self.model))
+        named.update({f"optimizer/{getattr(v, 'path', v.name)}": v for v in self.optimizer.variables})
+        return named
+
+    # --- per replica ------------------------------------------------------------------
+    def _rows(self, per_replica: int) -> tf.Tensor:
+        ctx = tf.distribute.get_replica_context()
+        first = tf.cast(ctx.replica_id_in_sync_group, tf.int64) * per_replica
+        return first + tf.range(per_replica, dtype=tf.int64)
+
+    def _forward_backward(self, batch, masked, key, rows, mlm_den, disc_den):
+        with tf.GradientTape() as tape:
+            out = self.model.step(batch["input_ids"], batch["input_mask"], batch["segment_ids"], masked,
+                                  key=key, rows=rows, training=True)
+            losses = rtd_loss(out, self.cfg, mlm_den, disc_den)
+            scaled = self.optimizer.scale_loss(losses.total)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        # zeros, not None, for variables outside the loss (the discriminator when disc_weight is 0)
+        grads = [tf.zeros(v.shape, tf.float32) if g is None else g for g, v in zip(grads, variables)]
+        return grads, out
+
+    def _replica_step(self, batch, key):
+        per_replica = batch["input_ids"].shape[0]
+        rows = self._rows(per_replica)
+        masked = self.model.mask(batch["input_ids"], batch["input_mask"], key=key, rows=rows)
+        ctx = tf.distribute.get_replica_context()
+        mlm_den, disc_den = ctx.all_reduce(
+            SUM, [tf.reduce_sum(masked.weights), tf.reduce_sum(tf.cast(batch["input_mask"], tf.float32))])
+        grads, out = self._fb(batch, masked, key, rows, mlm_den, disc_den)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return out
+
+    def _eval_replica(self, batch, key):
+        rows = self._rows(batch["input_ids"].shape[0])
+        masked = self.model.mask(batch["input_ids"], batch["input_mask"], key=key, rows=rows)
+        return self.model.step(batch["input_ids"], batch["input_mask"], batch["segment_ids"], masked,
+                               key=key, rows=rows, training=False)
+
+    # --- cross replica ----------------------------------------------------------------
+    def _reduce(self, out) -> RtdOutputs:
+        return RtdOutputs(*[self.strategy.reduce(SUM, t, axis=None) for t in out])
+
+    def _host_loop(self, iterator, num_steps):
+        """Up to `num_steps` optimiser steps in one call; stops early at a non-finite loss.
+
+        Returns the summed outputs, whether the last loss was finite, and the per-step
+        scalars [steps, len(STEP_SCALARS)] that the host writes as summaries.
+        """
+        cfg = self.cfg
+        acc = _zeros_like_outputs()
+        finite = tf.constant(True)
+        per_step = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        for i in tf.range(num_steps):
+            step_out = _zeros_like_outputs()
+            for micro in range(cfg.gradient_accumulation_steps):
+                key = step_key(cfg.seed, self.step * cfg.gradient_accumulation_steps + micro)
+                out = self._reduce(self.strategy.run(self._replica_step, args=(next(iterator), key)))
+                step_out = RtdOutputs(*[a + b for a, b in zip(step_out, out)])
+            self.step.assign_add(1)
+            losses = rtd_loss(step_out, cfg, step_out.mlm_count, step_out.disc_count)
+            per_step = per_step.write(tf.cast(i, tf.int32), self._step_scalars(step_out, losses))
+            acc = RtdOutputs(*[a + b for a, b in zip(acc, step_out)])
+            finite = tf.math.is_finite(losses.total)
+            if not finite:
+                break
+        return acc, finite, per_step.stack()
+
+    def train_steps(self, iterator, num_steps: int) -> HostCall:
+        """Run `num_steps` optimiser steps in one host call (fewer if a loss is non-finite)."""
+        acc, finite, per_step = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
+        return HostCall(acc, bool(finite), per_step.numpy())
+
+    def _step_scalars(self, out: RtdOutputs, losses) -> tf.Tensor:
+        div = tf.math.divide_no_nan
+        return tf.stack([
+            losses.total, losses.mlm, losses.disc, div(out.mlm_correct, out.mlm_count),
+            div(out.disc_correct, out.disc_count), div(out.true_pos, out.pred_pos), div(out.true_pos, out.replaced),
+            tf.cast(self.learning_rate(), tf.float32)])
+
+    def learning_rate(self) -> tf.Tensor:
+        opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        return tf.convert_to_tensor(opt.learning_rate)
+
+    def _eval_replicas(self, batch, key):
+        return self._reduce(self.strategy.run(self._eval_replica, args=(batch, key)))
+
+    # --- datasets ---------------------------------------------------------------------
+    def train_iterator(self, files: list[str], start_step: int):
+        cfg = self.cfg
+        consumed = start_step * cfg.train_batch_size
+
+        def make(batch_size, ctx):
+            return data.train_dataset(files, max_seq_length=cfg.max_seq_length, batch_size=batch_size,
+                                      seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+                                      vocab_size=cfg.vocab_size, skip_examples=consumed // ctx.num_input_pipelines,
+                                      input_context=ctx)
+
+        return iter(data.distributed(self.strategy, make, self.micro_batch))
+
+    def evaluate(self, files: list[str], num_steps: int | None = None) -> dict[str, float]:
+        cfg = self.cfg
+
+        def make(batch_size, ctx):
+            return data.eval_dataset(files, max_seq_length=cfg.max_seq_length, batch_size=batch_size,
+                                     vocab_size=cfg.vocab_size, input_context=ctx)
+
+        totals = None
+        for i, batch in enumerate(data.distributed(self.strategy, make, cfg.eval_batch_size)):
+            if num_steps is not None and i >= num_steps:
+                break
+            out = _to_numpy(self._eval_step(batch, tf.constant(EVAL_KEY_OFFSET + cfg.seed * 1_000_003 + i, tf.int64)))
+            totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+        if totals is None:
+            raise UserError(f"eval data holds fewer than eval_batch_size={cfg.eval_batch_size} examples")
+        return metrics.summarize(totals, cfg.gen_weight, cfg.disc_weight)
+
+
+class TrainResult(NamedTuple):
+    step: int
+    metrics: dict[str, float]  # of the last host call
+
+
+def _make_strategy(cfg: PretrainConfig):
+    from pretrain.training.distribute import make_strategy
+
+    return make_strategy(use_tpu=cfg.use_tpu, tpu_name=cfg.tpu_name, tpu_zone=cfg.tpu_zone,
+                         gcp_project=cfg.gcp_project, num_tpu_cores=cfg.num_tpu_cores, num_gpus=cfg.num_gpus)
+
+
+def make_trainer(run: Run, strategy=None) -> Trainer:
+    from pretrain.training.distribute import resolve_precision
+
+    strategy = strategy or _make_strategy(run.cfg)
+    precision = resolve_precision(run.cfg.precision, strategy)
+    logging.info("strategy %s with %d replica(s), precision %s", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, precision)
+    return Trainer(run.cfg, strategy, run.vocab, precision)
+
+
+def init_weights(trainer: Trainer, path: str) -> str:
+    """`--init-checkpoint`: weights only, from a Hugging Face folder, an original TF1 checkpoint or a run of ours."""
+    if not fileio.exists(fileio.join(path, "config.json")) and checkpoints.is_own_checkpoint(path):
+        return checkpoints.restore_weights(trainer.model, path)
+    from pretrain.conversion.importing import init_from_external
+
+    return init_from_external(trainer.model, path)
+
+
+def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None) -> TrainResult:
+    """Train to `num_train_steps`, resuming from the latest usable checkpoint in `model_dir` if there is one.
+
+    Across hosts (`TF_CONFIG`), every worker restores from `model_dir` but only the chief
+    writes there; the others save into a scratch directory, since saving is collective.
+    """
+    info = multiworker.worker_info()
+    with multiworker.checkpoint_dir(model_dir, info) as save_dir:
+        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy)
+
+
+def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
+           strategy) -> TrainResult:
+    cfg = run.cfg
+    checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
+    trainer = make_trainer(run, strategy)
+    # Everything that can refuse the start is read before anything is written into model_dir.
+    last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
+    if last_good:
+        logging.info("resumed from %s at step %d", last_good, int(trainer.step))
+    elif init_checkpoint:
+        logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
+    if is_chief:
+        checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
+    manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
+    start = int(trainer.step.numpy())
+    if start >= cfg.num_train_steps:
+        logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
+        return TrainResult(start, {})
+    iterator = trainer.train_iterator(run.files, start)
+    progress = {"step": start}
+    watchdog = _watchdog(cfg, progress)
+    writer = tf.summary.create_file_writer(fileio.join(save_dir, "train"))
+    num_examples = run.manifest.num_examples if run.manifest is not None else None
+    ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
+    summary: dict[str, float] = {}
+
+    def stop(why: str) -> UserError:
+        return UserError(f"{why}; training stopped, last good checkpoint: {last_good or 'none (nothing was saved)'}. "
+                         "Lower learning_rate, check the data, or use precision float32")
+
+    try:
+        with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
+            step = start
+            while step < cfg.num_train_steps:
+                next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
+                n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
+                t0 = time.perf_counter()
+                call = trainer.train_steps(iterator, n)
+                _write_step_summaries(call.per_step, step, cfg.log_every_steps)
+                step = int(trainer.step.numpy())
+                progress["step"] = step
+                if watchdog is not None:
+                    watchdog.beat()
+                if not call.finite:
+                    raise stop(f"non-finite loss at step {step}")
+                worst = float(call.per_step[:, STEP_SCALARS.index("loss/total")].max())
+                if worst > ceiling:
+                    raise stop(f"training diverged by step {step}: loss {worst:.4g} is above {ceiling:.4g} "
+                               f"({metrics.DIVERGENCE_FACTOR:g}x the loss of a uniform guess)")
+                summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
+                rate = len(call.per_step) * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
+                _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)
+                tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
+                tf.summary.scalar("examples_per_second", rate, step=step)
+                writer.flush()
+                if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+                    bad = checkpoints.non_finite(trainer.checked_variables())
+                    if bad:
+                        raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
+                                   "they were not saved")
+                    last_good = manager.save(checkpoint_number=step)
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+    logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
+    return TrainResult(step, summary)
+
+
+def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:
+    """TensorBoard scalars of each step of a host call (rows are steps first_step+1, ...)."""
+    for i, row in enumerate(per_step):
+        step = first_step + i + 1
+        if step % every == 0 or step == first_step + 1:
+            for name, value in zip(STEP_SCALARS, row):
+                tf.summary.scalar(name, float(value), step=step)
+
+
+def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float, rate: float,
+                  num_examples: int | None) -> None:
+    epochs = f"{step * cfg.train_batch_size / num_examples:.2f}" if num_examples else "?"
+    logging.info("step %d/%d (epoch %s): loss %.4f gen %.4f disc %.4f gen_acc %.3f disc_auc %.3f lr %.2e %.1f ex/s",
+                 step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
+                 m["generator_accuracy"], m["discriminator_auc"], lr, rate)
+    if step > cfg.num_warmup_steps:
+        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
+            logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
+                            "(raise generator_hidden_size)", m["discriminator_loss"])
+        if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
+            logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
+                            "(check the data and learning_rate)", m["generator_accuracy"])
+        base = m["discriminator_base_rate_loss"]
+        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
+            hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
+                "; on a short schedule set adam_bias_correction")
+            logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
+                            "predicts that share everywhere and uses no context yet; normal early on, but a model "
+                            "exported in this state fine-tunes no better than random init%s (docs/pretraining.md)",
+                            m["discriminator_loss"], base, 100 * m["replaced_fraction"], hint)
+
+
+def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
+    """A hang watchdog (H4's) fed after every host call; `progress` is read from its thread."""
+    if cfg.watchdog_seconds <= 0:
+        return None
+    from pretrain.training.watchdog import Watchdog
+
+    dog = Watchdog(cfg.watchdog_seconds,
+                   lambda: f"training: last finished step {progress['step']}, waiting for the next "
+                           f"{cfg.iterations_per_loop} step(s)")
+    dog.start()
+    return dog
+
+
+def evaluate(run: Run, model_dir: str, *, strategy=None) -> dict[str, float]:
+    """Metrics of the latest checkpoint on `run.files`; printed and saved as eval_results.json."""
+    trainer = make_trainer(run, strategy)
+    if checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables(), partial=True) is None:
+        raise UserError(f"no checkpoint in {model_dir}")
+    with data.named_input_errors(run.files, run.cfg.vocab_size):
+        result = trainer.evaluate(run.files, run.cfg.num_eval_steps)
+    result["step"] = int(trainer.step.numpy())
+    out = fileio.join(model_dir, "eval_results.json")
+    fileio.write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    logging.info("eval at step %d: %s -> %s", result["step"],
+                 ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.items()) if isinstance(v, float)
+                           and not math.isnan(v)), out)
+    return result

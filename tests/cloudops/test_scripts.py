@@ -1,0 +1,340 @@
+"""scripts/*.sh: shellcheck-clean, exact commands in --dry-run, config errors, reruns, confirmation.
+
+GCP is not reachable here, so the commands are checked as printed by --dry-run; the
+branches that depend on gcloud's answers (skip an existing TPU VM, confirm a deletion) run
+against a stand-in `gcloud` on PATH that records its arguments. remote_job.sh, which runs
+on the VM, runs for real.
+"""
+import os
+import pathlib
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BASH = shutil.which("bash")
+SCRIPTS = ROOT / "scripts"
+STEPS = ["create_bucket", "upload", "create_tpu", "setup_tpu", "doctor", "build_data", "train", "follow",
+         "export", "delete_tpu"]
+TPU = ["gcloud", "compute", "tpus", "tpu-vm"]
+WHERE = ["--project=proj-1", "--zone=europe-west4-a"]
+
+
+@pytest.fixture(scope="session")
+def shellcheck() -> str:
+    """shellcheck from Debian, installed on first use (the tests run as root in CI)."""
+    found = shutil.which("shellcheck")
+    if found is None:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "shellcheck"], check=True, capture_output=True)
+        found = shutil.which("shellcheck")
+    assert found, "shellcheck could not be installed"
+    return found
+
+
+def write_env(path: pathlib.Path, **values: str) -> pathlib.Path:
+    """The example config with some values replaced (an empty string empties the key)."""
+    base = {"PROJECT": "proj-1", "ZONE": "europe-west4-a", "TPU_NAME": "tpu-1", "BUCKET": "bkt-1",
+            "RUN_NAME": "run-1", "SOURCE": ""}
+    base.update(values)
+    lines = []
+    for line in (SCRIPTS / "tpu.env.example").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={base.pop(key)}" if "=" in line and key in base else line)
+    lines += [f"{k}={v}" for k, v in base.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture()
+def env_file(tmp_path) -> pathlib.Path:
+    return write_env(tmp_path / "tpu.env")
+
+
+def run_script(name: str, *args: str, env: dict | None = None, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([BASH, str(SCRIPTS / f"{name}.sh"), *args], capture_output=True, text=True,
+                          input=stdin, env=env, timeout=60)
+
+
+def dry_run(name: str, env_file: pathlib.Path, *args: str) -> list[list[str]]:
+    """The commands a dry run prints, each split back into its words (check comments dropped)."""
+    proc = run_script(name, "--config", str(env_file), "--dry-run", *args)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line, comments=True) for line in proc.stdout.splitlines()]
+
+
+def remote(command: list[str]) -> list[str]:
+    """The words of an ssh command's --command string, as the VM's shell will see them."""
+    (flag,) = [a for a in command if a.startswith("--command=")]
+    return shlex.split(flag[len("--command="):])
+
+
+def test_shellcheck_clean_and_strict_mode(shellcheck):
+    scripts = sorted(SCRIPTS.glob("*.sh"))
+    assert {p.stem for p in scripts} == set(STEPS) | {"lib", "remote_job"}
+    proc = subprocess.run([shellcheck, "-x", *map(str, scripts)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout
+    for script in scripts:
+        if script.stem != "lib":
+            assert "set -euo pipefail" in script.read_text(), script
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_help(name):
+    proc = run_script(name, "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"usage: scripts/{name}.sh")
+
+
+def test_create_bucket_in_the_zone_region(env_file):
+    assert dry_run("create_bucket", env_file) == [
+        ["gcloud", "storage", "buckets", "describe", "gs://bkt-1", "--project=proj-1"],
+        ["gcloud", "storage", "buckets", "create", "gs://bkt-1", "--project=proj-1", "--location=europe-west4",
+         "--uniform-bucket-level-access"],
+    ]
+
+
+def test_create_tpu(env_file, tmp_path):
+    assert dry_run("create_tpu", env_file) == [
+        ["gcloud", "services", "enable", "tpu.googleapis.com", "--project=proj-1"],
+        [*TPU, "describe", "tpu-1", *WHERE],
+        [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-ubuntu2204-base"],
+    ]
+    spot = write_env(tmp_path / "spot.env", CAPACITY="spot", ACCELERATOR_TYPE="v3-32")
+    assert dry_run("create_tpu", spot)[-1][-3:] == ["--accelerator-type=v3-32", "--version=tpu-ubuntu2204-base", "--spot"]
+
+
+def test_setup_ships_this_checkout_and_installs_the_tpu_extra(env_file):
+    archive, scp, ssh = dry_run("setup_tpu", env_file)
+    tarball = archive[-2].split("=", 1)[1]
+    assert archive == ["git", "-C", str(ROOT), "archive", "--format=tar.gz", f"--output={tarball}", "HEAD"]
+    assert scp == [*TPU, "scp", tarball, "tpu-1:electra-src.tar.gz", *WHERE, "--worker=0"]
+    assert ssh[:6] == [*TPU, "ssh", "tpu-1"] and "--worker=0" in ssh
+    words = remote(ssh)
+    assert "$HOME/electra[tpu]" in words  # pip install -e with the tpu extra
+    assert words[words.index("tensorflow-tpu==2.21.*") - 2:][:5] == [
+        "install", "-q", "tensorflow-tpu==2.21.*", "-f", "https://storage.googleapis.com/libtpu-tf-releases/index.html"]
+
+
+def test_setup_from_git(tmp_path):
+    cfg = write_env(tmp_path / "git.env", SOURCE="https://github.com/example/electra.git", SOURCE_REF="v1.0",
+                    TPU_TENSORFLOW="")
+    (ssh,) = dry_run("setup_tpu", cfg)
+    text = ssh[-1]
+    assert "git clone --quiet https://github.com/example/electra.git $HOME/electra" in text
+    assert "git -C $HOME/electra fetch --quiet origin v1.0 && git -C $HOME/electra checkout --quiet --force FETCH_HEAD" in text
+    assert "tensorflow-tpu" not in text
+
+
+def test_pod_slice_runs_setup_and_training_on_every_host(tmp_path):
+    cfg = write_env(tmp_path / "pod.env", ACCELERATOR_TYPE="v3-32")
+    assert "--worker=all" in dry_run("setup_tpu", cfg)[1]  # the scp of the source
+    assert "--worker=all" in dry_run("setup_tpu", cfg)[2]
+    assert "--worker=all" in dry_run("train", cfg)[0]
+    assert "--worker=0" in dry_run("build_data", cfg)[0]  # data is built once, on host 0
+    assert "--worker=0" in dry_run("export", cfg)[0]
+
+    single_host_image = write_env(tmp_path / "bad.env", ACCELERATOR_TYPE="v3-32", RUNTIME_VERSION="tpu-vm-tf-2.18.0-pjrt")
+    proc = run_script("train", "--config", str(single_host_image), "--dry-run")
+    assert proc.returncode == 2
+    assert "is a multi-host pod slice but RUNTIME_VERSION=tpu-vm-tf-2.18.0-pjrt is a single-host" in proc.stderr
+
+
+def test_upload_through_cloudops_storage(env_file, corpus_path, koelectra_vocab, tmp_path):
+    python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else "python3"
+    records = tmp_path / "records"
+    records.mkdir()
+    cmds = dry_run("upload", env_file, "--corpus", str(corpus_path), "--vocab", str(koelectra_vocab),
+                   "--records", str(records))
+    upload_cmd = [python, "-m", "cloudops.storage", "--project=proj-1", "upload"]
+    assert cmds == [
+        [*upload_cmd, str(corpus_path), "gs://bkt-1/run-1/corpus"],
+        [*upload_cmd, str(koelectra_vocab), "gs://bkt-1/run-1/vocab"],
+        [*upload_cmd, str(records), "gs://bkt-1/run-1/pretrain_tfrecords"],
+    ]
+    missing = run_script("upload", "--config", str(env_file), "--dry-run", "--corpus", str(tmp_path / "nope"))
+    assert (missing.returncode, missing.stderr) == (2, f"error: --corpus {tmp_path / 'nope'}: no such file or folder\n")
+    nothing = run_script("upload", "--config", str(env_file), "--dry-run")
+    assert nothing.stderr == "error: nothing to upload: give --corpus, --vocab and/or --records\n"
+
+
+def test_build_data_and_train_run_as_background_jobs(env_file):
+    (build,) = dry_run("build_data", env_file)
+    assert build[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"]
+    assert remote(build) == [
+        "cd", "$HOME/electra", "&&", "PATH=$HOME/electra-venv/bin:$PATH", "bash", "scripts/remote_job.sh", "build-data",
+        "gs://bkt-1/run-1/logs", "--", "python", "build_pretraining_dataset.py",
+        "--corpus-dir", "gs://bkt-1/run-1/corpus", "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt",
+        "--output-dir", "gs://bkt-1/run-1/pretrain_tfrecords", "--max-seq-length", "512", "--num-processes", "$(nproc)"]
+    (train,) = dry_run("train", env_file)
+    assert remote(train)[4:] == [
+        "bash", "scripts/remote_job.sh", "train", "gs://bkt-1/run-1/logs", "--", "python", "run_pretraining.py",
+        "--data-dir", "gs://bkt-1/run-1", "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams", "configs/small.json"]
+
+
+def test_follow_and_tensorboard(env_file):
+    (status,) = dry_run("follow", env_file, "--job", "build-data", "--lines", "5")
+    assert remote(status) == ["LINES_SHOWN=5", "bash", "$HOME/electra/scripts/remote_job.sh", "--status", "build-data"]
+    (tb,) = dry_run("follow", env_file, "--tensorboard")
+    assert tb[0].endswith("tensorboard") and tb[1:] == ["--logdir", "gs://bkt-1/run-1/models/electra-small", "--port", "6006"]
+
+
+def test_export_on_the_vm_then_download(env_file, tmp_path):
+    ssh, download = dry_run("export", env_file, "--output", str(tmp_path / "out"))
+    assert remote(ssh) == [
+        "cd", "$HOME/electra", "&&", "$HOME/electra-venv/bin/electra-export", "--model-dir",
+        "gs://bkt-1/run-1/models/electra-small", "--output-dir", "$HOME/electra-export/electra-small", "--overwrite", "&&",
+        "$HOME/electra-venv/bin/python", "-m", "cloudops.storage", "upload", "$HOME/electra-export/electra-small",
+        "gs://bkt-1/run-1/export/electra-small"]
+    assert download[1:] == ["-m", "cloudops.storage", "--project=proj-1", "download",
+                            "gs://bkt-1/run-1/export/electra-small", str(tmp_path / "out")]
+
+
+def test_doctor_on_the_vm_and_locally(env_file):
+    (ssh,) = dry_run("doctor", env_file)
+    assert remote(ssh)[3:] == [
+        "$HOME/electra-venv/bin/electra-doctor", "--data-dir", "gs://bkt-1/run-1", "--model-name", "electra-small",
+        "--zone", "europe-west4-a", "--accelerator-type", "v3-8", "--hparams", "configs/small.json", "--tpu", "local"]
+    (local,) = dry_run("doctor", env_file, "--local")
+    assert local[1:3] == ["-m", "cloudops.doctor"] and local[-4:] == [
+        "--hparams", str(ROOT / "configs" / "small.json"), "--tpu", "none"]
+
+
+def test_delete_dry_run(env_file):
+    assert dry_run("delete_tpu", env_file) == [
+        [*TPU, "describe", "tpu-1", *WHERE],
+        [*TPU, "delete", "tpu-1", *WHERE, "--quiet"],
+    ]
+
+
+@pytest.mark.parametrize("script", ["create_tpu", "train", "delete_tpu", "upload"])
+def test_config_errors_are_one_line(script, tmp_path):
+    empty = write_env(tmp_path / "a.env", PROJECT="")
+    proc = run_script(script, "--config", str(empty), "--dry-run")
+    assert (proc.returncode, proc.stderr) == (2, f"error: {empty}: PROJECT is not set (see scripts/tpu.env.example)\n")
+
+    typo = tmp_path / "b.env"
+    typo.write_text(write_env(tmp_path / "c.env").read_text() + "ZOEN=us-central1-b\n")
+    proc = run_script(script, "--config", str(typo), "--dry-run")
+    n = len(typo.read_text().splitlines())
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {typo}:{n}: unknown key ZOEN (known: PROJECT ZONE ")
+
+    proc = run_script(script, "--config", str(tmp_path / "missing.env"), "--dry-run")
+    assert proc.stderr.startswith(f"error: config file {tmp_path / 'missing.env'} not found: copy scripts/tpu.env.example")
+
+    bad_zone = write_env(tmp_path / "d.env", ZONE="europe-west4")
+    proc = run_script(script, "--config", str(bad_zone), "--dry-run")
+    assert proc.stderr == f"error: {bad_zone}: ZONE=europe-west4 is not a zone like europe-west4-a\n"
+
+
+def test_config_is_read_not_executed(tmp_path):
+    cfg = write_env(tmp_path / "x.env", TPU_NAME='"$(touch pwned)"')
+    proc = run_script("create_tpu", "--config", str(cfg), "--dry-run")
+    assert proc.returncode == 0
+    assert "describe '$(touch pwned)'" in proc.stdout and not (tmp_path / "pwned").exists()
+
+
+def test_missing_gcloud(env_file, tmp_path):
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    proc = run_script("create_tpu", "--config", str(env_file), env={"PATH": str(empty_path), "HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: gcloud not found: install the Google Cloud CLI "
+                           "(https://cloud.google.com/sdk/docs/install), then run: gcloud auth login\n")
+
+
+@pytest.fixture()
+def fake_gcloud(tmp_path):
+    """A stand-in `gcloud` that records each call; `describe` answers with $DESCRIBE_RC."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    log = tmp_path / "gcloud.log"
+    stub = bin_dir / "gcloud"
+    stub.write_text('#!/bin/bash\necho "$*" >> "$GCLOUD_LOG"\n'
+                    'if [[ " $* " == *" describe "* ]]; then exit "${DESCRIBE_RC:-0}"; fi\n')
+    stub.chmod(0o755)
+
+    def call(script, *args, exists: bool, stdin: str = ""):
+        log.write_text("")
+        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", GCLOUD_LOG=str(log),
+                   DESCRIBE_RC="0" if exists else "1")
+        proc = run_script(script, "--config", str(write_env(tmp_path / "tpu.env")), *args, env=env, stdin=stdin)
+        return proc, log.read_text().splitlines()
+    return call
+
+
+def test_rerun_create_skips_an_existing_tpu(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", exists=True)
+    assert proc.returncode == 0
+    assert calls == ["services enable tpu.googleapis.com --project=proj-1",
+                     "compute tpus tpu-vm describe tpu-1 --project=proj-1 --zone=europe-west4-a"]
+    assert "TPU VM tpu-1 already exists in europe-west4-a; skipped" in proc.stderr
+    proc, calls = fake_gcloud("create_tpu", exists=False)
+    assert calls[-1] == ("compute tpus tpu-vm create tpu-1 --project=proj-1 --zone=europe-west4-a "
+                         "--accelerator-type=v3-8 --version=tpu-ubuntu2204-base")
+
+
+def test_delete_asks_unless_yes(fake_gcloud):
+    delete = "compute tpus tpu-vm delete tpu-1 --project=proj-1 --zone=europe-west4-a --quiet"
+    for answer in ("n\n", "", "maybe\n"):
+        proc, calls = fake_gcloud("delete_tpu", exists=True, stdin=answer)
+        assert proc.returncode == 1 and delete not in calls
+        assert "not deleted (pass --yes to skip this question)" in proc.stderr
+    proc, calls = fake_gcloud("delete_tpu", exists=True, stdin="y\n")
+    assert proc.returncode == 0 and calls[-1] == delete
+    proc, calls = fake_gcloud("delete_tpu", "--yes", exists=True)
+    assert proc.returncode == 0 and calls[-1] == delete
+    proc, calls = fake_gcloud("delete_tpu", "--yes", exists=False)
+    assert proc.returncode == 0 and len(calls) == 1 and "nothing to delete" in proc.stderr
+
+
+def _job(home: pathlib.Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HOME=str(home), LOG_SYNC_SECONDS="1", **env_vars)
+    return subprocess.run(["bash", str(SCRIPTS / "remote_job.sh"), *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def _wait_finished(home: pathlib.Path, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while (home / "electra-logs" / f"{name}.pid").exists():
+        assert time.monotonic() < deadline, "job did not finish"
+        time.sleep(0.1)
+
+
+def test_remote_job_runs_once_in_background_and_ships_its_log(tmp_path):
+    home, logs = tmp_path / "home", tmp_path / "bucket-logs"
+    home.mkdir()
+    script = "echo step 1; sleep 2; echo done"
+    started = _job(home, "train", str(logs), "--", "bash", "-c", script)
+    assert started.returncode == 0 and started.stdout.startswith("started train (pid ")
+    again = _job(home, "train", str(logs), "--", "bash", "-c", script)
+    assert "train is already running" in again.stdout and "not started again" in again.stdout
+    assert _job(home, "--status", "train").stdout.startswith("train: running (pid ")
+    _wait_finished(home, "train")
+
+    shipped = (logs / f"train-{socket.gethostname()}.log").read_text().splitlines()
+    assert shipped[1:] == ["step 1", "done", "exit status 0"]
+    status = _job(home, "--status", "train").stdout.splitlines()
+    assert status[0] == "train: not running" and status[-1] == "exit status 0"
+
+    _job(home, "fail", str(logs), "--", "bash", "-c", "echo oops; exit 3")
+    _wait_finished(home, "fail")
+    assert (logs / f"fail-{socket.gethostname()}.log").read_text().splitlines()[-2:] == ["oops", "exit status 3"]
+
+
+def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_path):
+    """On the VM the log goes to gs://BUCKET/RUN/logs/ through cloudops.storage (here: the emulator)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    venv_first = f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"  # `python` = this interpreter
+    started = _job(home, "build-data", f"gs://{bucket}/run/logs", "--", "bash", "-c", "echo built 3 shards",
+                   PATH=venv_first, STORAGE_EMULATOR_HOST=emulator_host)
+    assert started.returncode == 0, started.stderr
+    _wait_finished(home, "build-data")
+    text = store.client.bucket(bucket).blob(f"run/logs/build-data-{socket.gethostname()}.log").download_as_text()
+    assert text.splitlines()[1:] == ["built 3 shards", "exit status 0"]
