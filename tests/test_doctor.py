@@ -133,9 +133,11 @@ def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_pa
         env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stderr
+    # the CPU build installed here, found before anything else is tried
+    assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU; fix: pip uninstall -y tensorflow")
     assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
-    assert lines[-1] == f"{len(lines) - 1} checks, 1 failed"
-    assert all(line.startswith("ok ") for line in lines[:-2])
+    assert lines[-1] == f"{len(lines) - 1} checks, 2 failed"
+    assert all(line.startswith("ok ") for line in lines[1:-2])
 
 
 def test_cli_without_credentials(tmp_path, root):
@@ -146,6 +148,53 @@ def test_cli_without_credentials(tmp_path, root):
          "--hparams", str(root / "configs" / "small.json")],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[1].startswith(
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "ok   tensorflow", "ok   tensorflow-text", "ok   keras", "ok   hparams", "FAIL credentials"]
+    assert lines[4].startswith(
         "FAIL credentials: no Google Cloud credentials found: run `gcloud auth application-default login`")
-    assert proc.stdout.splitlines()[-1] == "2 checks, 1 failed"
+    assert lines[-1] == "5 checks, 1 failed"
+
+
+TPU_VM = {"tensorflow-tpu": "2.20.0", "tensorflow-text": "2.20.1", "keras": "3.15.1", "libtpu": "0.0.14"}
+
+
+def test_versions_of_a_tpu_vm_install():
+    assert [c.line() for c in doctor.check_versions(TPU_VM, "libtpu~=0.0.14", on_tpu=True)] == [
+        "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build",
+        "ok   tensorflow-text: 2.20.1, matches TensorFlow 2.20",
+        "ok   keras: 3.15.1",
+        "ok   libtpu: 0.0.14, as tensorflow-tpu 2.20.0 requires (libtpu~=0.0.14)",
+    ]
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"tensorflow": "2.20.0"}, "FAIL tensorflow: 2 TensorFlow builds installed (tensorflow 2.20.0, tensorflow-tpu "
+                               "2.20.0): they overwrite each other's files; fix: pip uninstall -y tensorflow "
+                               "tensorflow-tpu, then scripts/setup_tpu.sh"),
+    ({"tensorflow-tpu": None, "tensorflow": "2.21.0"},
+     "FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU; fix: pip uninstall -y tensorflow, then "
+     "scripts/setup_tpu.sh (installs tensorflow-tpu)"),
+    ({"tensorflow-tpu": "2.18.0"}, "FAIL tensorflow: tensorflow-tpu 2.18.0 is not a supported version (2.20, 2.21); "
+                                   "fix: scripts/setup_tpu.sh"),
+    ({"tensorflow-text": "2.21.1"}, "FAIL tensorflow-text: tensorflow-text 2.21.1 is built for TensorFlow 2.21, "
+                                    "TensorFlow is 2.20.0; fix: pip install --no-deps 'tensorflow-text==2.20.*'"),
+    ({"libtpu": "0.0.10"}, "FAIL libtpu: 0.0.10, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+                           "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
+    ({"libtpu": None}, "FAIL libtpu: not installed, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+                       "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
+    ({"keras": "2.15.0"}, "FAIL keras: 2.15.0, the model needs Keras 3; fix: pip install 'keras>=3.10,<4'"),
+])
+def test_mismatched_versions_are_named_with_the_fix(change, line):
+    installed = {k: v for k, v in (TPU_VM | change).items() if v is not None}
+    failed = [c.line() for c in doctor.check_versions(installed, "libtpu~=0.0.14", on_tpu=True) if not c.ok]
+    assert failed == [line]
+
+
+def test_versions_only_cli_reads_this_environment():
+    proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--versions-only"], capture_output=True,
+                          text=True, timeout=120)
+    build = doctor.installed_versions()
+    expected_tf = next(f"{n} {build[n]}" for n in doctor.TF_BUILDS if n in build)
+    assert proc.stdout.splitlines()[0] == f"ok   tensorflow: {expected_tf}, the only TensorFlow build"
+    assert proc.stdout.splitlines()[-1] == f"{3 + ('libtpu' in build)} checks, 0 failed" and proc.returncode == 0
