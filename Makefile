@@ -50,7 +50,7 @@ $(TPU_STAMP): requirements/base.txt requirements/test-tools.txt setup.py scripts
 ## The TensorFlow tests in the TPU VM's packages ($(TPU_TENSORFLOW)), on the CPU. libtpu hangs
 ## when loaded without a TPU: TPU_LOAD_LIBRARY=0 keeps it out, as the doctor checks its version.
 test-tpu-env: $(TPU_STAMP)
-	$(TPU_VENV)/bin/electra-doctor --versions-only --expect-build tensorflow-tpu
+	$(TPU_VENV)/bin/electra-doctor --versions-only --tpu local
 	TPU_LOAD_LIBRARY=0 $(TPU_VENV)/bin/python -m pytest -m "not slow" -q $(TPU_ENV_TESTS) $(ARGS)
 
 ## Long tests: full trainings and larger data.

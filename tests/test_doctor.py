@@ -103,6 +103,10 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
     results = doctor.run_checks(f"gs://{bucket}/run", str(root / "configs" / "small.json"), "electra-small",
                                 "europe-west4-a", "v3-8", "none", emit=seen.append)
     assert seen == results
+    # first this environment's TensorFlow build and libraries (+ libtpu with the TPU build), all ok
+    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False)
+    assert results[:len(versions)] == versions and all(c.ok for c in versions)
+    results = results[len(versions):]
     lines = [c.line() for c in results]
     assert [c.name for c in results] == [
         "hparams", "credentials", f"access gs://{bucket}/run", f"access gs://{bucket}/run/models/electra-small",
@@ -133,11 +137,15 @@ def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_pa
         env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stderr
-    # the CPU build installed here, found before anything else is tried
-    assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU; fix: pip uninstall -y tensorflow")
+    # first the installed build: the CPU one fails here (`make test`), the TPU one passes (`make test-tpu-env`)
+    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=True)
+    assert lines[:len(versions)] == [c.line() for c in versions]
+    cpu_build = "tensorflow-tpu" not in doctor.installed_versions()
+    assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU" if cpu_build else
+                               "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build")
     assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
-    assert lines[-1] == f"{len(lines) - 1} checks, 2 failed"
-    assert all(line.startswith("ok ") for line in lines[1:-2])
+    assert lines[-1] == f"{len(lines) - 1} checks, {1 + cpu_build} failed"
+    assert all(line.startswith("ok ") for line in lines[len(versions):-2])
 
 
 def test_cli_without_credentials(tmp_path, root):
@@ -149,11 +157,11 @@ def test_cli_without_credentials(tmp_path, root):
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:-1]] == [
-        "ok   tensorflow", "ok   tensorflow-text", "ok   keras", "ok   hparams", "FAIL credentials"]
-    assert lines[4].startswith(
+    versions = len(doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False))
+    assert [line.split(":")[0] for line in lines[versions:-1]] == ["ok   hparams", "FAIL credentials"]
+    assert lines[versions + 1].startswith(
         "FAIL credentials: no Google Cloud credentials found: run `gcloud auth application-default login`")
-    assert lines[-1] == "5 checks, 1 failed"
+    assert lines[-1] == f"{versions + 2} checks, 1 failed"
 
 
 TPU_VM = {"tensorflow-tpu": "2.20.0", "tensorflow-text": "2.20.1", "keras": "3.15.1", "libtpu": "0.0.14"}
