@@ -11,9 +11,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 TPU_VENV := .venv-tpu
 TPU_STAMP := $(TPU_VENV)/.installed
 TPU_TENSORFLOW := $(shell sed -n 's/^TPU_TENSORFLOW=//p' scripts/tpu.env.example)
-# The tests that touch TensorFlow, minus the ones that need PyTorch/transformers, Beam or MeCab.
+# The tests that touch TensorFlow, minus the ones that need PyTorch, Beam or MeCab.
 TPU_ENV_TESTS := tests/test_rehearsal.py tests/test_training.py tests/test_distribute.py tests/test_optimization.py \
-	tests/test_rtd.py tests/test_encoder.py tests/test_masking.py tests/test_fused.py tests/test_tokenization.py \
+	tests/test_rtd.py tests/test_masking.py tests/test_fused.py tests/test_tokenization.py \
 	tests/test_records.py tests/test_doctor.py
 
 .PHONY: demo test test-slow test-tpu-env bench venv clean tools

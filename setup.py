@@ -15,8 +15,9 @@ BASE = [
 ]
 
 # The TensorFlow versions supported: 2.20 and 2.21, each with its own tensorflow-text.
-CPU = ["tensorflow>=2.20,<2.22", "tensorflow-text>=2.20,<2.22"]
-GPU = ["tensorflow[and-cuda]>=2.20,<2.22", "tensorflow-text>=2.20,<2.22"]
+# (TensorFlow 2.21 no longer depends on tensorboard, which tf.summary and follow.sh use.)
+CPU = ["tensorflow>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
+GPU = ["tensorflow[and-cuda]>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
 # The TPU build as `make test-tpu-env` tested it: 2.20.0 is the newest tensorflow-tpu on PyPI,
 # libtpu the release its `libtpu~=0.0.14` was built against. tensorflow-text cannot be listed:
 # it depends on the CPU `tensorflow`, so scripts/setup_tpu.sh adds it with --no-deps.

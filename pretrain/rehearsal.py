@@ -39,6 +39,8 @@ PRECISION = {"tpu": "bfloat16", "gpu": "float16"}
 _UNSUPPORTED_OP = re.compile(r"(\w+) \(No registered '\w+' OpKernel for XLA_\w+ devices compatible with node "
                              r"\{\{node ([^}]+)\}\}")
 _CREATED_AT = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
+# What `jit_compile` on the CPU raises in TensorFlow's TPU build (measured with tensorflow-tpu 2.20.0).
+NO_XLA_CPU = "could not find registered transfer manager for platform Host"
 
 
 class Plan(NamedTuple):
@@ -170,6 +172,12 @@ def run(trainer: Trainer, p: Plan, vocab: list[str]) -> Result:
         if message is None:
             raise
         raise UserError(message) from None
+    except tf.errors.NotFoundError as exc:
+        if NO_XLA_CPU not in str(exc):
+            raise
+        raise UserError(f"this TensorFlow {tf.__version__} has no XLA compiler for the CPU (the TPU build, "
+                        "tensorflow-tpu, has none), so the rehearsal cannot run here; fix: rehearse in an "
+                        "environment with the CPU build (pip install -e .[cpu], as `make test` sets up)") from None
     seconds = time.perf_counter() - start
     losses = [float(x) for x in per_step.numpy()[:, STEP_SCALARS.index("loss/total")]]
     if int(trainer.step.numpy()) != p.steps or len(losses) != p.steps:

@@ -1,5 +1,6 @@
 """The TPU step rehearsed on the CPU: the small preset under bfloat16 with the whole host loop
 compiled by XLA; an op XLA cannot compile named in one error; the GPU path under float16."""
+import importlib.metadata
 import re
 
 import pytest
@@ -15,11 +16,25 @@ from rtd_helpers import VOCAB, tiny_config
 SEQ, LAYERS = 16, 2
 
 
+
+def _tpu_build() -> bool:
+    try:
+        return bool(importlib.metadata.version("tensorflow-tpu"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+# TensorFlow's TPU build has no XLA compiler for the CPU (make test-tpu-env): it rehearses nothing.
+TPU_BUILD = _tpu_build()
+needs_xla_cpu = pytest.mark.skipif(TPU_BUILD, reason="tensorflow-tpu has no XLA:CPU; rehearsed in `make test`")
+
+
 @pytest.fixture(scope="module")
 def vocab() -> list[str]:
     return vocab_files.load_vocab(str(VOCAB))
 
 
+@needs_xla_cpu
 def test_small_preset_step_as_one_v3_8_core_runs_it(vocab):
     cfg = from_hparams(config_path("small"))
     p = rehearsal.plan(cfg, "tpu", max_seq_length=SEQ, steps=2, num_hidden_layers=LAYERS)
@@ -48,6 +63,7 @@ def test_base_preset_gets_32_per_core():
     assert (p.per_replica_batch, p.cfg.hidden_size, p.precision) == (32, 768, "bfloat16")  # 256 / 8 cores
 
 
+@needs_xla_cpu
 def test_an_op_xla_cannot_compile_is_named(vocab):
     p = rehearsal.plan(tiny_config(vocab_size=len(vocab)), "tpu", steps=2)
     trainer = rehearsal.build(p, vocab)
@@ -72,6 +88,7 @@ def test_an_op_xla_cannot_compile_is_named(vocab):
     assert int(trainer.step.numpy()) == 0  # nothing ran
 
 
+@needs_xla_cpu
 def test_gpu_step_under_float16_loss_scaling_and_xla(vocab):
     cfg = tiny_config(vocab_size=len(vocab), train_batch_size=16)
     p = rehearsal.plan(cfg, "gpu", steps=3)
@@ -96,3 +113,14 @@ def test_plan_refusals():
         rehearsal.plan(cfg, "tpu", num_hidden_layers=13)
     with pytest.raises(UserError, match=r"micro batch 512 is not divisible by the 3 GPU replicas"):
         rehearsal.plan(from_hparams({"num_gpus": 3}, base=config_path("small")), "gpu")
+
+
+@pytest.mark.skipif(not TPU_BUILD, reason="only the TPU build lacks XLA:CPU")
+def test_the_tpu_build_says_it_cannot_rehearse_on_the_cpu(vocab):
+    p = rehearsal.plan(tiny_config(vocab_size=len(vocab)), "tpu", steps=1)
+    with pytest.raises(UserError) as info:
+        rehearsal.run(rehearsal.build(p, vocab), p, vocab)
+    assert str(info.value) == (
+        "this TensorFlow 2.20.0 has no XLA compiler for the CPU (the TPU build, tensorflow-tpu, has none), so the "
+        "rehearsal cannot run here; fix: rehearse in an environment with the CPU build (pip install -e .[cpu], "
+        "as `make test` sets up)")
