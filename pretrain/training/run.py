@@ -3,7 +3,8 @@
     python run_pretraining.py --data-dir DIR --model-name NAME --hparams configs/small.json
 
 Records come from `DIR/pretrain_tfrecords/`, the vocab from `DIR/vocab.txt` (or
-`--vocab-file`), the model goes to `DIR/models/NAME/`; each may be `gs://`.
+`--vocab-file`), the model goes to `DIR/models/NAME/`; each may be `gs://`. `--rehearse tpu`
+trains nothing: it runs the step as a TPU core would, on the CPU (pretrain/rehearsal.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--do-train", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_train")
     p.add_argument("--do-eval", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_eval")
     p.add_argument("--eval-data-dir", default=None, help="held-out records (default DATA_DIR/pretrain_tfrecords)")
+    p.add_argument("--rehearse", choices=("tpu", "gpu"), default=None,
+                   help="instead of training: run this run's step for one TPU core (bfloat16) or GPU (float16) on "
+                        "the CPU, the whole host loop compiled by XLA, and report (pretrain/rehearsal.py); needs "
+                        "only the vocab")
+    p.add_argument("--rehearse-seq-length", type=int, default=None,
+                   help="scale max_seq_length down for the CPU (default: the run's)")
+    p.add_argument("--rehearse-layers", type=int, default=None,
+                   help="scale num_hidden_layers down for the CPU's XLA compiler (default: the run's)")
+    p.add_argument("--rehearse-steps", type=int, default=2, help="steps per host call to run (default 2)")
     return p.parse_args(argv)
 
 
@@ -47,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     from pretrain.training import trainer as training
 
     vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
+    if args.rehearse:
+        from data_prep import vocab_files
+        from pretrain import rehearsal
+
+        preset = ", ".join(args.hparams or []) or "default hparams"
+        for line in rehearsal.rehearse(cfg, vocab_files.load_vocab(vocab), args.rehearse, preset=preset,
+                                       max_seq_length=args.rehearse_seq_length, steps=args.rehearse_steps,
+                                       num_hidden_layers=args.rehearse_layers):
+            print(line, flush=True)
+        return 0
     model_dir = fileio.join(args.data_dir, "models", args.model_name)
     if cfg.do_train:
         run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)

@@ -159,7 +159,9 @@ class Trainer:
         cfg = self.cfg
         acc = _zeros_like_outputs()
         finite = tf.constant(True)
-        per_step = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        # sized, not dynamic_size: under XLA (a TPU rehearsal compiles this whole loop) a
+        # dynamic TensorArray comes back empty
+        per_step = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32), element_shape=[len(STEP_SCALARS)])
         for i in tf.range(num_steps):
             step_out = _zeros_like_outputs()
             for micro in range(cfg.gradient_accumulation_steps):
@@ -177,8 +179,14 @@ class Trainer:
 
     def train_steps(self, iterator, num_steps: int) -> HostCall:
         """Run `num_steps` optimiser steps in one host call (fewer if a loss is non-finite)."""
+        first = int(self.step.numpy())
         acc, finite, per_step = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
-        return HostCall(acc, bool(finite), per_step.numpy())
+        return HostCall(acc, bool(finite), per_step.numpy()[:int(self.step.numpy()) - first])  # rows of steps run
+
+    def xla_host_loop(self):
+        """`_host_loop` as ONE XLA program (`jit_compile=True`): every op of the loop must compile,
+        as on a TPU; `pretrain.rehearsal` runs it on the CPU."""
+        return tf.function(self._host_loop, jit_compile=True)
 
     def _step_scalars(self, out: RtdOutputs, losses) -> tf.Tensor:
         div = tf.math.divide_no_nan

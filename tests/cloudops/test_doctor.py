@@ -103,6 +103,10 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
     results = doctor.run_checks(f"gs://{bucket}/run", str(root / "configs" / "small.json"), "electra-small",
                                 "europe-west4-a", "v3-8", "none", emit=seen.append)
     assert seen == results
+    # first this environment's TensorFlow build and libraries (+ libtpu with the TPU build), all ok
+    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False)
+    assert results[:len(versions)] == versions and all(c.ok for c in versions)
+    results = results[len(versions):]
     lines = [c.line() for c in results]
     assert [c.name for c in results] == [
         "hparams", "credentials", f"access gs://{bucket}/run", f"access gs://{bucket}/run/models/electra-small",
@@ -133,9 +137,15 @@ def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_pa
         env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stderr
+    # first the installed build: the CPU one fails here (`make test`), the TPU one passes (`make test-tpu-env`)
+    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=True)
+    assert lines[:len(versions)] == [c.line() for c in versions]
+    cpu_build = "tensorflow-tpu" not in doctor.installed_versions()
+    assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU" if cpu_build else
+                               "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build")
     assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
-    assert lines[-1] == f"{len(lines) - 1} checks, 1 failed"
-    assert all(line.startswith("ok ") for line in lines[:-2])
+    assert lines[-1] == f"{len(lines) - 1} checks, {1 + cpu_build} failed"
+    assert all(line.startswith("ok ") for line in lines[len(versions):-2])
 
 
 def test_cli_without_credentials(tmp_path, root):
@@ -146,6 +156,53 @@ def test_cli_without_credentials(tmp_path, root):
          "--hparams", str(root / "configs" / "small.json")],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[1].startswith(
+    lines = proc.stdout.splitlines()
+    versions = len(doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False))
+    assert [line.split(":")[0] for line in lines[versions:-1]] == ["ok   hparams", "FAIL credentials"]
+    assert lines[versions + 1].startswith(
         "FAIL credentials: no Google Cloud credentials found: run `gcloud auth application-default login`")
-    assert proc.stdout.splitlines()[-1] == "2 checks, 1 failed"
+    assert lines[-1] == f"{versions + 2} checks, 1 failed"
+
+
+TPU_VM = {"tensorflow-tpu": "2.20.0", "tensorflow-text": "2.20.1", "keras": "3.15.1", "libtpu": "0.0.14"}
+
+
+def test_versions_of_a_tpu_vm_install():
+    assert [c.line() for c in doctor.check_versions(TPU_VM, "libtpu~=0.0.14", on_tpu=True)] == [
+        "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build",
+        "ok   tensorflow-text: 2.20.1, matches TensorFlow 2.20",
+        "ok   keras: 3.15.1",
+        "ok   libtpu: 0.0.14, as tensorflow-tpu 2.20.0 requires (libtpu~=0.0.14)",
+    ]
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"tensorflow": "2.20.0"}, "FAIL tensorflow: 2 TensorFlow builds installed (tensorflow 2.20.0, tensorflow-tpu "
+                               "2.20.0): they overwrite each other's files; fix: pip uninstall -y tensorflow "
+                               "tensorflow-tpu, then scripts/setup_tpu.sh"),
+    ({"tensorflow-tpu": None, "tensorflow": "2.21.0"},
+     "FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU; fix: pip uninstall -y tensorflow, then "
+     "scripts/setup_tpu.sh (installs tensorflow-tpu)"),
+    ({"tensorflow-tpu": "2.18.0"}, "FAIL tensorflow: tensorflow-tpu 2.18.0 is not a supported version (2.20, 2.21); "
+                                   "fix: scripts/setup_tpu.sh"),
+    ({"tensorflow-text": "2.21.1"}, "FAIL tensorflow-text: tensorflow-text 2.21.1 is built for TensorFlow 2.21, "
+                                    "TensorFlow is 2.20.0; fix: pip install --no-deps 'tensorflow-text==2.20.*'"),
+    ({"libtpu": "0.0.10"}, "FAIL libtpu: 0.0.10, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+                           "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
+    ({"libtpu": None}, "FAIL libtpu: not installed, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+                       "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
+    ({"keras": "2.15.0"}, "FAIL keras: 2.15.0, the model needs Keras 3; fix: pip install 'keras>=3.10,<4'"),
+])
+def test_mismatched_versions_are_named_with_the_fix(change, line):
+    installed = {k: v for k, v in (TPU_VM | change).items() if v is not None}
+    failed = [c.line() for c in doctor.check_versions(installed, "libtpu~=0.0.14", on_tpu=True) if not c.ok]
+    assert failed == [line]
+
+
+def test_versions_only_cli_reads_this_environment():
+    proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--versions-only"], capture_output=True,
+                          text=True, timeout=120)
+    build = doctor.installed_versions()
+    expected_tf = next(f"{n} {build[n]}" for n in doctor.TF_BUILDS if n in build)
+    assert proc.stdout.splitlines()[0] == f"ok   tensorflow: {expected_tf}, the only TensorFlow build"
+    assert proc.stdout.splitlines()[-1] == f"{3 + ('libtpu' in build)} checks, 0 failed" and proc.returncode == 0

@@ -7,6 +7,7 @@ on the VM, runs for real.
 """
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import socket
@@ -115,9 +116,33 @@ def test_setup_ships_this_checkout_and_installs_the_tpu_extra(env_file):
     assert scp == [*TPU, "scp", tarball, "tpu-1:electra-src.tar.gz", *WHERE, "--worker=0"]
     assert ssh[:6] == [*TPU, "ssh", "tpu-1"] and "--worker=0" in ssh
     words = remote(ssh)
-    assert "$HOME/electra[tpu]" in words  # pip install -e with the tpu extra
-    assert words[words.index("tensorflow-tpu==2.21.*") - 2:][:5] == [
-        "install", "-q", "tensorflow-tpu==2.21.*", "-f", "https://storage.googleapis.com/libtpu-tf-releases/index.html"]
+    assert words[words.index("$HOME/electra[tpu]") - 3:][:5] == [
+        "install", "-q", "-e", "$HOME/electra[tpu]", "tensorflow-tpu==2.20.0"]
+    assert words[words.index("--no-deps") - 4:][:6] == [
+        "&&", "$HOME/electra-venv/bin/pip", "install", "-q", "--no-deps", "tensorflow-text==2.20.*"]
+    # then the versions are checked against each other before anything else runs
+    assert words[-5:] == ["&&", "$HOME/electra-venv/bin/electra-doctor", "--versions-only", "--tpu", "local"]
+
+
+def tensorflow_builds(words: list[str]) -> list[str]:
+    """The TensorFlow requirements among pip's words: the builds that would be installed."""
+    return [w for w in words if re.fullmatch(r"(tensorflow|tensorflow-cpu|tensorflow-tpu|tf-nightly\S*)"
+                                             r"(\[[\w,-]+\])?([=<>~!].*)?", w)]
+
+
+def test_setup_installs_exactly_one_tensorflow_the_one_make_test_tpu_env_tested(env_file):
+    """The printed install names one TensorFlow build: the example's TPU_TENSORFLOW, which is what
+    `make test-tpu-env` installs with the same lib.sh command, and what setup.py's `tpu` extra pins;
+    tensorflow-text comes without its dependencies (they are the CPU build)."""
+    *_, ssh = dry_run("setup_tpu", env_file)
+    words = remote(ssh)
+    example = re.search(r"^TPU_TENSORFLOW=(.*)$", (SCRIPTS / "tpu.env.example").read_text(), re.M).group(1)
+    assert example == "tensorflow-tpu==2.20.0"
+    assert tensorflow_builds(words) == [example]
+    assert f'"{example}"' in (ROOT / "setup.py").read_text()  # the `tpu` extra pins the same build
+    assert "$(TPU_TENSORFLOW)" in (ROOT / "Makefile").read_text().split("test-tpu-env:")[0]
+    text = words.index("tensorflow-text==2.20.*")
+    assert words[text - 1] == "--no-deps"
 
 
 def test_setup_from_git(tmp_path):
@@ -127,7 +152,12 @@ def test_setup_from_git(tmp_path):
     text = ssh[-1]
     assert "git clone --quiet https://github.com/example/electra.git $HOME/electra" in text
     assert "git -C $HOME/electra fetch --quiet origin v1.0 && git -C $HOME/electra checkout --quiet --force FETCH_HEAD" in text
-    assert "tensorflow-tpu" not in text
+    assert tensorflow_builds(remote(ssh)) == ["tensorflow-tpu==2.20.0"]  # empty = the example's default
+    two = write_env(tmp_path / "two.env", TPU_TENSORFLOW="tensorflow==2.21.0")
+    proc = run_script("setup_tpu", "--config", str(two), "--dry-run")
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: {two}: TPU_TENSORFLOW=tensorflow==2.21.0 is not like tensorflow-tpu==2.20.0 "
+        "(one TPU build of TensorFlow, an exact version)\n")
 
 
 def test_pod_slice_runs_setup_and_training_on_every_host(tmp_path):
