@@ -14,8 +14,8 @@ TPU_TENSORFLOW := $(shell sed -n 's/^TPU_TENSORFLOW=//p' scripts/tpu.env.example
 # The tests that touch TensorFlow and run in its TPU build on a CPU. That build has no XLA:CPU,
 # so the trainer's jit_compile kernels (training, optimisation, masking, fused ops) cannot run
 # here; `make test` runs them and the TPU step's rehearsal under the CPU build.
-TPU_ENV_TESTS := tests/test_rehearsal.py tests/test_distribute.py tests/test_tokenization.py tests/test_records.py \
-	tests/test_build.py tests/test_packing.py tests/test_doctor.py
+TPU_ENV_TESTS := tests/pretrain/training/test_rehearsal.py tests/pretrain/training/test_distribute.py tests/data_prep/test_tokenization.py tests/data_prep/test_records.py \
+	tests/data_prep/test_build.py tests/data_prep/test_packing.py tests/cloudops/test_doctor.py
 
 .PHONY: demo test test-slow test-tpu-env bench venv clean tools
 

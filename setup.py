@@ -12,6 +12,7 @@ BASE = [
     "safetensors>=0.8,<0.9",
     "numpy",
     "google-crc32c>=1,<2",
+    "google-cloud-storage>=3,<4",  # every stage reads and writes gs:// through it (foundation/gcs.py)
 ]
 
 # The TensorFlow versions supported: 2.20 and 2.21, each with its own tensorflow-text.

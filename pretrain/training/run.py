@@ -4,7 +4,7 @@
 
 Records come from `DIR/pretrain_tfrecords/`, the vocab from `DIR/vocab.txt` (or
 `--vocab-file`), the model goes to `DIR/models/NAME/`; each may be `gs://`. `--rehearse tpu`
-trains nothing: it runs the step as a TPU core would, on the CPU (pretrain/rehearsal.py).
+trains nothing: it runs the step as a TPU core would, on the CPU (pretrain/training/rehearsal.py).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-data-dir", default=None, help="held-out records (default DATA_DIR/pretrain_tfrecords)")
     p.add_argument("--rehearse", choices=("tpu", "gpu"), default=None,
                    help="instead of training: run this run's step for one TPU core (bfloat16) or GPU (float16) on "
-                        "the CPU, the whole host loop compiled by XLA, and report (pretrain/rehearsal.py); needs "
+                        "the CPU, the whole host loop compiled by XLA, and report (pretrain/training/rehearsal.py); needs "
                         "only the vocab")
     p.add_argument("--rehearse-seq-length", type=int, default=None,
                    help="scale max_seq_length down for the CPU (default: the run's)")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
     if args.rehearse:
         from data_prep import vocab_files
-        from pretrain import rehearsal
+        from pretrain.training import rehearsal
 
         preset = ", ".join(args.hparams or []) or "default hparams"
         for line in rehearsal.rehearse(cfg, vocab_files.load_vocab(vocab), args.rehearse, preset=preset,

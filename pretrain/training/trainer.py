@@ -185,7 +185,7 @@ class Trainer:
 
     def xla_host_loop(self):
         """`_host_loop` as ONE XLA program (`jit_compile=True`): every op of the loop must compile,
-        as on a TPU; `pretrain.rehearsal` runs it on the CPU."""
+        as on a TPU; `pretrain.training.rehearsal` runs it on the CPU."""
         return tf.function(self._host_loop, jit_compile=True)
 
     def _step_scalars(self, out: RtdOutputs, losses) -> tf.Tensor:

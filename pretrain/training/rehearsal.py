@@ -12,7 +12,7 @@ what TPUStrategy would run, as far as a CPU can:
   An op XLA cannot compile is reported by name as one `error:` line. (TPUStrategy itself
   compiles the replica step and keeps the loop on the TPU host; compiling the loop as well
   is the stricter test);
-- the static [batch, length] shapes of the real input pipeline (`pretrain.data`);
+- the static [batch, length] shapes of the real input pipeline (`pretrain.training.data`);
 - the per-replica batch one core gets: `train_batch_size / num_tpu_cores` (v3-8: 8 cores).
 
 The tokens are random ids of that shape: what is rehearsed is the program, not the data.
@@ -29,10 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from foundation.errors import UserError
-from pretrain import data
+from pretrain.training import data
 from pretrain.config import PretrainConfig, validate
-from pretrain.rtd import special_ids
-from pretrain.training import STEP_SCALARS, Trainer
+from pretrain.model.rtd import special_ids
+from pretrain.training.trainer import STEP_SCALARS, Trainer
 
 DEVICES = ("tpu", "gpu")
 PRECISION = {"tpu": "bfloat16", "gpu": "float16"}

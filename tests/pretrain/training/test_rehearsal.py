@@ -7,7 +7,7 @@ import pytest
 
 from data_prep import vocab_files
 from foundation.errors import UserError
-from pretrain import rehearsal
+from pretrain.training import rehearsal
 from pretrain.config import config_path, from_hparams
 from rtd_helpers import VOCAB, tiny_config
 
