@@ -110,7 +110,8 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
 
 
 def time_matmul(threads: int, size: int = 1024, calls: int = 10, repeats: int = 3) -> dict[str, float]:
-    """Best CPU seconds of one size x size matmul on `threads` threads, per framework and dtype."""
+    """Best CPU seconds of one size x size matmul on `threads` threads, per framework and dtype, and in
+    TensorFlow compiled by XLA (`jit_compile`), whose CPU bfloat16 matmul may not use the bfloat16 instructions."""
     import tensorflow as tf
     import torch
 
@@ -131,9 +132,11 @@ def time_matmul(threads: int, size: int = 1024, calls: int = 10, repeats: int = 
     out = {}
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, size, size), dtype=np.float32)
+    xla = tf.function(tf.linalg.matmul, jit_compile=True)
     for name in PRECISIONS:
         x, y = tf.constant(a, getattr(tf, name)), tf.constant(b, getattr(tf, name))
         out[f"tf_{name}"] = best_of(lambda: tf.linalg.matmul(x, y).numpy())
+        out[f"tf_xla_{name}"] = best_of(lambda: xla(x, y).numpy())
         tx, ty = torch.from_numpy(a).to(getattr(torch, name)), torch.from_numpy(b).to(getattr(torch, name))
         out[f"torch_{name}"] = best_of(lambda: torch.mm(tx, ty))
     return out
@@ -300,7 +303,10 @@ The hardware fact behind it, one 1024x1024 matmul on one thread (CPU ms, GFLOP/s
 TensorFlow float32 {mm['tf_float32'] * 1e3:.1f} ms ({mm_gflops['tf_float32']:.0f}), bfloat16
 {mm['tf_bfloat16'] * 1e3:.1f} ms ({mm_gflops['tf_bfloat16']:.0f}): **{mm['tf_float32'] / mm['tf_bfloat16']:.2f}x**;
 PyTorch float32 {mm['torch_float32'] * 1e3:.1f} ms ({mm_gflops['torch_float32']:.0f}), bfloat16
-{mm['torch_bfloat16'] * 1e3:.1f} ms ({mm_gflops['torch_bfloat16']:.0f}): {mm['torch_float32'] / mm['torch_bfloat16']:.2f}x.
+{mm['torch_bfloat16'] * 1e3:.1f} ms ({mm_gflops['torch_bfloat16']:.0f}): {mm['torch_float32'] / mm['torch_bfloat16']:.2f}x;
+TensorFlow compiled by XLA (`jit_compile: true`) float32 {mm['tf_xla_float32'] * 1e3:.1f} ms, bfloat16
+{mm['tf_xla_bfloat16'] * 1e3:.1f} ms: {mm['tf_xla_float32'] / mm['tf_xla_bfloat16']:.2f}x (where XLA's bfloat16 matmul is no faster, bfloat16
+pays only with `jit_compile: false`, as in this step).
 **Against the peer at its best** (the faster of its two precisions, {peer_best}), ours at what `auto` picks
 here ({auto}) is **{headline:.2f}x**. In float32 the matrix products, nearly all of the step's work, run at
 about the same rate in both frameworks (the encoder alone, next section); bfloat16 speeds them up in both

@@ -8,7 +8,7 @@ on the held-out records (`--do-eval`); `electra-export` writes Hugging Face fold
 `electra-probe --no-random-init` scores them (held-out intrinsic metrics, a frozen-feature probe,
 one short fine-tune). Reports mean and standard deviation over seeds per precision and whether
 the difference is within two standard errors; writes `bench/results/precision_learning.md`.
-Usage: python bench/precision_learning.py [--steps 300] [--seeds 0 1 2] [--work-dir DIR]
+Usage: python bench/precision_learning.py [--steps 300] [--seeds 0 1 2] [--hparams JSON] [--work-dir DIR]
 """
 from __future__ import annotations
 
@@ -69,11 +69,11 @@ def console(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def one_run(work: Path, precision: str, seed: int, steps: int) -> dict[str, float]:
+def one_run(work: Path, precision: str, seed: int, steps: int, overrides: dict) -> dict[str, float]:
     """Pretrain, evaluate, export and probe one (precision, seed); the compared figures plus CPU seconds."""
     name = f"{precision}_seed{seed}"
     model_dir, export_dir = work / "data" / "models" / name, work / "exports" / name
-    hparams = {"seed": seed, "precision": precision, "num_train_steps": steps}
+    hparams = {**overrides, "seed": seed, "precision": precision, "num_train_steps": steps}
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     run([sys.executable, "run_pretraining.py", "--data-dir", str(work / "data"), "--model-name", name,
          "--hparams", "configs/demo.json", "--hparams", json.dumps(hparams), "--do-eval",
@@ -123,16 +123,17 @@ def fragment(args, runs: dict[str, list[dict]], n_records: dict[str, int], minut
     cpu = compare(runs, "pretrain_cpu_seconds")
     unigram = compare(runs, "unigram_baseline_accuracy")["f32"][0]
     seeds = " ".join(str(s) for s in args.seeds)
+    extra = f" --hparams '{args.hparams}'" if args.hparams != "{}" else ""
     return f"""## bfloat16 learns like float32: the demo recipe in both precisions
 
-Command: `nice -n 5 python bench/precision_learning.py --steps {args.steps} --seeds {seeds}` ·
+Command: `nice -n 5 python bench/precision_learning.py --steps {args.steps} --seeds {seeds}{extra}` ·
 machine: {os.cpu_count()} cores ({cpu_model()}), bfloat16 CPU flags present:
 {", ".join(f for f in BF16_CPU_FLAGS if f in flags) or "none"} (`precision: auto` resolves to
 **{cpu_precision(flags)}** here); loaded by two long pretraining runs at higher priority; {minutes:.0f} minutes.
 Each (precision, seed) runs the project's own commands on the same records: the bundled corpus split by
 movie (90% -> {n_records['train']} training examples, 10% -> {n_records['heldout']} held-out examples, built
 by `build_pretraining_dataset.py`), `run_pretraining.py --hparams configs/demo.json --hparams
-'{{"seed": S, "precision": P, "num_train_steps": {args.steps}}}' --do-eval --eval-data-dir HELDOUT`,
+'{{{args.hparams[1:-1] + ", " if args.hparams != "{}" else ""}"seed": S, "precision": P, "num_train_steps": {args.steps}}}' --do-eval --eval-data-dir HELDOUT`,
 `electra-export`, and `electra-probe EXPORT/discriminator {" ".join(PROBE_ARGS)}` (the probe scores the
 exported float32 weights in PyTorch, so both precisions are measured the same way; its intrinsic metrics
 use the NSMC test rows, held out from the corpus). The seed changes the initialisation, the data order and
@@ -157,6 +158,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--hparams", default="{}", help="JSON overrides of configs/demo.json, e.g. '{\"jit_compile\": false}'")
     p.add_argument("--work-dir", default=None, help="default: a temporary folder, removed at the end")
     p.add_argument("--out", default=str(RESULT))
     args = p.parse_args()
@@ -172,7 +174,7 @@ def main() -> int:
         runs: dict[str, list[dict]] = {p: [] for p in PRECISIONS}
         for seed in args.seeds:  # precisions alternate, so the machine's load falls on both alike
             for precision in PRECISIONS:
-                runs[precision].append(one_run(work, precision, seed, args.steps))
+                runs[precision].append(one_run(work, precision, seed, args.steps, json.loads(args.hparams)))
         (work / "runs.json").write_text(json.dumps(runs, indent=2))
         write_fragment(args.out, fragment(args, runs, n_records, (time.time() - start) / 60))
     finally:
