@@ -5,8 +5,9 @@ whole embeddings module (tied, as ELECTRA ties them); the generator head runs on
 positions only; fakes are Gumbel-max samples without gradient; the loss is
 `gen_weight * MLM + disc_weight * discriminator`, clipped by global norm 1.0 before the
 optimiser step. `autocast` runs forward and loss under `torch.autocast("cpu", bfloat16)`, PyTorch's
-own mixed precision (float32 weights and backward's accumulation, bfloat16 matrix products). Masking is the same as ours (15% of the maskable tokens without
-replacement, N fixed slots, 85% [MASK] / 15% kept) written independently here.
+own mixed precision (float32 weights and backward's accumulation, bfloat16 matrix products).
+Masking is the same as ours (15% of the maskable tokens without replacement, N fixed slots,
+85% [MASK] / 15% kept) written independently here.
 
 Used for speed (`bench_train_throughput.py`) and for what the objective learns
 (`demo_reference.py`); nothing of the project runs inside it.

@@ -124,6 +124,7 @@ def fragment(args, runs: dict[str, list[dict]], n_records: dict[str, int], minut
     unigram = compare(runs, "unigram_baseline_accuracy")["f32"][0]
     seeds = " ".join(str(s) for s in args.seeds)
     extra = f" --hparams '{args.hparams}'" if args.hparams != "{}" else ""
+    given = args.hparams[1:-1] + ", " if args.hparams != "{}" else ""  # the overrides inside the run's JSON
     return f"""## bfloat16 learns like float32: the demo recipe in both precisions
 
 Command: `nice -n 5 python bench/precision_learning.py --steps {args.steps} --seeds {seeds}{extra}` ·
@@ -133,7 +134,7 @@ machine: {os.cpu_count()} cores ({cpu_model()}), bfloat16 CPU flags present:
 Each (precision, seed) runs the project's own commands on the same records: the bundled corpus split by
 movie (90% -> {n_records['train']} training examples, 10% -> {n_records['heldout']} held-out examples, built
 by `build_pretraining_dataset.py`), `run_pretraining.py --hparams configs/demo.json --hparams
-'{{{args.hparams[1:-1] + ", " if args.hparams != "{}" else ""}"seed": S, "precision": P, "num_train_steps": {args.steps}}}' --do-eval --eval-data-dir HELDOUT`,
+'{{{given}"seed": S, "precision": P, "num_train_steps": {args.steps}}}' --do-eval --eval-data-dir HELDOUT`,
 `electra-export`, and `electra-probe EXPORT/discriminator {" ".join(PROBE_ARGS)}` (the probe scores the
 exported float32 weights in PyTorch, so both precisions are measured the same way; its intrinsic metrics
 use the NSMC test rows, held out from the corpus). The seed changes the initialisation, the data order and
@@ -147,10 +148,11 @@ error = sqrt(s_f32^2/n + s_bf16^2/n); "within noise" = |difference| <= 2 standar
 {chr(10).join(rows)}
 
 The generator's unigram baseline (always the most frequent tokens of the probe's train rows) is
-{unigram:.4f} for every run. {within} of {len(METRICS)} metrics are within noise. Pretraining CPU seconds per run (whole process:
-start-up, XLA compilation, {args.steps} steps, held-out evaluation): float32 {cpu['f32'][0]:.0f} ± {cpu['f32'][1]:.0f},
-bfloat16 {cpu['bf16'][0]:.0f} ± {cpu['bf16'][1]:.0f} (this tiny model is too small for bfloat16's matmul speed
-to show; the ELECTRA-Small step is in the throughput section).
+{unigram:.4f} for every run. {within} of {len(METRICS)} metrics are within noise.
+Pretraining CPU seconds per run (whole process: start-up, compilation, {args.steps} steps, held-out
+evaluation): float32 {cpu['f32'][0]:.0f} ± {cpu['f32'][1]:.0f}, bfloat16 {cpu['bf16'][0]:.0f} ± {cpu['bf16'][1]:.0f}
+(whether bfloat16 is faster depends on `jit_compile`: XLA's CPU matmul is no faster in bfloat16, see the
+matmul line of the throughput section).
 """
 
 
