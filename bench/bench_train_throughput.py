@@ -12,7 +12,11 @@ on the CPU, on the same batches of real NSMC text:
   positions, Gumbel-max sampling without gradient, loss MLM + 50 x discriminator, torch
   AdamW + global-norm clipping, eager PyTorch.
 
-Prints tokens/s of each and the ratio and writes `bench/results/train_throughput.md`.
+Each side runs in float32 and in bfloat16: ours with `precision` bfloat16 (Keras mixed_bfloat16,
+what `precision: auto` picks on a CPU with AVX512-BF16 or AMX), the peer under its own
+`torch.autocast("cpu", bfloat16)` around forward and loss, so the comparison is with the peer
+at its best. Beside them, a 1-thread 1024x1024 matmul in each dtype, the hardware fact behind it.
+Prints CPU seconds per step of each arm and every ratio, and writes `bench/results/train_throughput.md`.
 Usage: python bench/bench_train_throughput.py [--batch-size 16] [--steps 3] [--repeats 2] [--rounds 2] [--threads N] [--jit]
 """
 from __future__ import annotations
@@ -36,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from foundation import fileio  # noqa: E402
 from data_prep import records, vocab_files  # noqa: E402
 from pretrain.config import from_hparams  # noqa: E402
+from pretrain.training.distribute import BF16_CPU_FLAGS, cpu_flags, cpu_precision  # noqa: E402
 from workflow.flops import electra_train_flops_per_step  # noqa: E402
 from fragment import write_fragment  # noqa: E402  (bench/ is the script's folder)
 from peer_rtd import PeerDims, adamw, build_peer, make_step  # noqa: E402
@@ -73,7 +78,12 @@ def packed_examples(vocab: list[str], seq: int, count: int) -> dict[str, np.ndar
     return {"input_ids": ids[:row], "input_mask": mask[:row], "segment_ids": np.zeros_like(ids[:row])}
 
 
-def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, threads: int) -> tuple[float, float, str]:
+PRECISIONS = ("float32", "bfloat16")
+ARMS = [(side, precision) for precision in PRECISIONS for side in ("ours", "peer")]
+
+
+def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, threads: int = 1,
+              precision: str = "float32") -> tuple[float, float, str]:
     """Best wall and CPU seconds per step of `Trainer`'s host loop over `steps` steps (after a warm-up)."""
     import tensorflow as tf
 
@@ -86,7 +96,7 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
         path = fileio.join(tmp, records.shard_name(0, 1))
         records.write_shard(path, (records.encode_example(*(examples[k][i].tolist() for k in records.FEATURES))
                                    for i in range(len(examples["input_ids"]))))
-        trainer = Trainer(cfg, tf.distribute.get_strategy(), vocab, "float32")
+        trainer = Trainer(cfg, tf.distribute.get_strategy(), vocab, precision)
         iterator = trainer.train_iterator([path], 0)
         trainer._train_loop(iterator, tf.constant(1, tf.int64))  # trace + compile
         best = cpu = float("inf")
@@ -99,16 +109,50 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
     return best, cpu, f"TensorFlow {tf.__version__}, jit_compile={cfg.jit_compile}, {threads} threads"
 
 
+def time_matmul(threads: int, size: int = 1024, calls: int = 10, repeats: int = 3) -> dict[str, float]:
+    """Best CPU seconds of one size x size matmul on `threads` threads, per framework and dtype, and in
+    TensorFlow compiled by XLA (`jit_compile`), whose CPU bfloat16 matmul may not use the bfloat16 instructions."""
+    import tensorflow as tf
+    import torch
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    torch.set_num_threads(threads)
+
+    def best_of(run) -> float:
+        run()  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            for _ in range(calls):
+                run()
+            best = min(best, (time.process_time() - start) / calls)
+        return best
+
+    out = {}
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, size, size), dtype=np.float32)
+    xla = tf.function(tf.linalg.matmul, jit_compile=True)
+    for name in PRECISIONS:
+        x, y = tf.constant(a, getattr(tf, name)), tf.constant(b, getattr(tf, name))
+        out[f"tf_{name}"] = best_of(lambda: tf.linalg.matmul(x, y).numpy())
+        out[f"tf_xla_{name}"] = best_of(lambda: xla(x, y).numpy())
+        tx, ty = torch.from_numpy(a).to(getattr(torch, name)), torch.from_numpy(b).to(getattr(torch, name))
+        out[f"torch_{name}"] = best_of(lambda: torch.mm(tx, ty))
+    return out
+
+
 def time_peer(examples, vocab, batch: int, steps: int, repeats: int, n_pred: int,
-              threads: int) -> tuple[float, float, str]:
-    """Best wall and CPU seconds per step of the transformers generator + discriminator, same objective."""
+              threads: int, precision: str = "float32") -> tuple[float, float, str]:
+    """Best wall and CPU seconds per step of the transformers generator + discriminator, same objective;
+    bfloat16 = the same step under `torch.autocast("cpu", bfloat16)`."""
     import torch
     import transformers
 
     torch.set_num_threads(threads)
     peer = build_peer(len(vocab), embedding_size=128, max_position_embeddings=512,
                       discriminator=PeerDims(256, 12, 4, 1024), generator=PeerDims(64, 12, 1, 256))
-    run = make_step(peer, adamw(peer, 5e-4), vocab, n_pred)
+    run = make_step(peer, adamw(peer, 5e-4), vocab, n_pred, autocast=precision == "bfloat16")
     data = {k: torch.from_numpy(v.astype(np.int64)) for k, v in examples.items()}
     total = len(data["input_ids"])
 
@@ -125,7 +169,8 @@ def time_peer(examples, vocab, batch: int, steps: int, repeats: int, n_pred: int
             i += 1
         best = min(best, (time.perf_counter() - start) / steps)
         cpu = min(cpu, (time.process_time() - start_cpu) / steps)
-    return best, cpu, f"PyTorch {torch.__version__} eager, transformers {transformers.__version__}, " \
+    amp = ", autocast bfloat16" if precision == "bfloat16" else ""
+    return best, cpu, f"PyTorch {torch.__version__} eager{amp}, transformers {transformers.__version__}, " \
                  f"{torch.get_num_threads()} threads"
 
 
@@ -136,6 +181,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def run_child(args: argparse.Namespace, *extra: str) -> dict:
+    """One measurement in a fresh process (TensorFlow's thread pools stay alive after a step and would
+    take CPU from PyTorch in the same process); its last stdout line is JSON."""
+    child = [sys.executable, __file__, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+             "--repeats", str(args.repeats), "--threads", str(args.threads)] + (["--jit"] if args.jit else [])
+    proc = subprocess.run(child + list(extra), capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=16)
@@ -144,83 +200,123 @@ def main() -> int:
     parser.add_argument("--jit", action="store_true",
                         help="compile our forward/backward with XLA (slower on this CPU: 2.36 vs 1.74 CPU s/step)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="alternate fresh ours/peer processes this many times; best of all")
+                        help="alternate fresh processes of the four arms this many times; best of all")
     parser.add_argument("--out", default=str(RESULT))
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per side; 1 (default) is the comparison least distorted by other jobs")
-    parser.add_argument("--side", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=("ours", "peer", "matmul"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     cfg = from_hparams(dict(SMALL, train_batch_size=args.batch_size, jit_compile=args.jit,
                             iterations_per_loop=args.steps))
+    if args.side == "matmul":
+        print(json.dumps(time_matmul(args.threads)))
+        return 0
     vocab = vocab_files.load_vocab(str(VOCAB))
     seq, batch = cfg.max_seq_length, cfg.train_batch_size
     examples = packed_examples(vocab, seq, batch * (args.steps * args.repeats + 2))
-    if args.side:  # child: time one side in this fresh process, print JSON
+    if args.side:  # child: time one arm in this fresh process, print JSON
         if args.side == "ours":
-            wall, cpu, what = time_ours(cfg, vocab, examples, batch, args.steps, args.repeats, args.threads)
+            wall, cpu, what = time_ours(cfg, vocab, examples, batch, args.steps, args.repeats, args.threads,
+                                        args.precision)
         else:
             wall, cpu, what = time_peer(examples, vocab, batch, args.steps, args.repeats, cfg.max_predictions_per_seq,
-                                        args.threads)
+                                        args.threads, args.precision)
         print(json.dumps({"wall": wall, "cpu": cpu, "what": what}))
         return 0
 
     tokens = batch * seq
+    flags = cpu_flags()
     print(f"ELECTRA-Small, batch {batch} x seq {seq}, {len(examples['input_ids'])} packed NSMC sequences, "
-          f"N={cfg.max_predictions_per_seq} masked slots", flush=True)
-    # Each side in its own process: TensorFlow's (and XLA's) thread pools stay alive after a
-    # step and would take CPU from PyTorch in the same process.
-    best: dict[str, dict] = {}
-    child = [sys.executable, __file__, "--batch-size", str(batch), "--steps", str(args.steps),
-             "--repeats", str(args.repeats), "--threads", str(args.threads)] + (["--jit"] if args.jit else [])
+          f"N={cfg.max_predictions_per_seq} masked slots; precision auto here: {cpu_precision(flags)}", flush=True)
+    best: dict[tuple[str, str], dict] = {}
     for _ in range(args.rounds):
-        for side in ("ours", "peer"):
-            proc = subprocess.run(child + ["--side", side], capture_output=True, text=True)
-            if proc.returncode:
-                raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
-            m = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{side}: {m['wall']:.3f} s/step ({m['cpu']:.3f} CPU s), {tokens / m['wall']:,.0f} tokens/s "
-                  f"({m['what']})", flush=True)
-            if side not in best or m["wall"] < best[side]["wall"]:
-                best[side] = m
-    ours_s, ours_cpu, ours_what = best["ours"]["wall"], best["ours"]["cpu"], best["ours"]["what"]
-    peer_s, peer_cpu, peer_what = best["peer"]["wall"], best["peer"]["cpu"], best["peer"]["what"]
-    ratio, cpu_ratio = peer_s / ours_s, peer_cpu / ours_cpu
-    print(f"ratio ours/peer tokens per CPU second: {cpu_ratio:.2f}x (wall: {ratio:.2f}x)", flush=True)
+        for side, precision in ARMS:
+            m = run_child(args, "--side", side, "--precision", precision)
+            print(f"{side} {precision}: {m['wall']:.3f} s/step ({m['cpu']:.3f} CPU s), "
+                  f"{tokens / m['cpu']:,.0f} tokens per CPU s ({m['what']})", flush=True)
+            if (side, precision) not in best or m["cpu"] < best[side, precision]["cpu"]:
+                best[side, precision] = m
+    mm = run_child(args, "--side", "matmul")
+    print("1024x1024 matmul, CPU ms: " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in mm.items()), flush=True)
+    ratios = {(o, p): best["peer", p]["cpu"] / best["ours", o]["cpu"] for o in PRECISIONS for p in PRECISIONS}
+    for (o, p), r in ratios.items():
+        print(f"ratio ours {o} / peer {p} (tokens per CPU second): {r:.2f}x", flush=True)
 
     flops = electra_train_flops_per_step(
         discriminator=cfg.discriminator_dims(), generator=cfg.generator_dims(), vocab_size=cfg.vocab_size,
         embedding_size=cfg.embedding_size, max_seq_length=seq, max_predictions_per_seq=cfg.max_predictions_per_seq,
         batch_size=batch)
-    command = "python bench/bench_train_throughput.py " + " ".join(sys.argv[1:])
-    text = f"""## Training throughput: ELECTRA-Small on the CPU, ours vs PyTorch `transformers`
+    write_fragment(args.out, fragment(args, cfg, len(examples["input_ids"]), flops, flags, best, ratios, mm))
+    return 0
 
-Command: `{command.strip()}` · machine: {os.cpu_count()} cores ({cpu_model()}), shared with other jobs.
-Input: {len(examples['input_ids'])} sequences of real NSMC text packed to {seq} tokens (KoELECTRA vocab,
+
+def fragment(args, cfg, n_examples: int, flops: float, flags: frozenset[str], best: dict, ratios: dict,
+             mm: dict[str, float]) -> str:
+    """The Markdown of BENCHMARKS.md's training-throughput section."""
+    seq, batch = cfg.max_seq_length, cfg.train_batch_size
+    tokens = batch * seq
+    command = "python bench/bench_train_throughput.py " + " ".join(sys.argv[1:])
+    have = ", ".join(f for f in BF16_CPU_FLAGS if f in flags) or "none"
+    label = {"ours": "ours (`pretrain.training.trainer.Trainer`; ", "peer": "peer ("}
+    rows = "\n".join(
+        f"| {label[side]}{m['what']}) | {precision} | {m['wall']:.3f} | {m['cpu']:.3f} | {tokens / m['cpu']:,.0f} | "
+        f"{flops / m['cpu'] / 1e9:.1f} |"
+        for (side, precision), m in sorted(best.items(), key=lambda kv: (kv[0][1] != "float32", kv[0][0])))
+    ratio_rows = "\n".join(f"| ours {o} | {ratios[o, 'float32']:.2f}x | {ratios[o, 'bfloat16']:.2f}x |"
+                           for o in PRECISIONS)
+    gain = {side: best[side, "float32"]["cpu"] / best[side, "bfloat16"]["cpu"] for side in ("ours", "peer")}
+    mm_gflops = {k: 2 * 1024 ** 3 / v / 1e9 for k, v in mm.items()}
+    auto = cpu_precision(flags)
+    peer_best = min(PRECISIONS, key=lambda p: best["peer", p]["cpu"])
+    headline = ratios[auto, peer_best]
+    return f"""## Training throughput: ELECTRA-Small on the CPU, ours vs PyTorch `transformers`, float32 and bfloat16
+
+Command: `nice -n 5 {command.strip()}` · machine: {os.cpu_count()} cores ({cpu_model()}); bfloat16 CPU flags
+present: {have} (so `precision: auto` resolves to **{cpu_precision(flags)}** here). The machine was loaded
+during the run (two long pretraining runs at higher priority): absolute times are slow and noisy, the
+ratios within the run are what count.
+Input: {n_examples} sequences of real NSMC text packed to {seq} tokens (KoELECTRA vocab,
 {cfg.vocab_size} tokens); batch {batch}; generator hidden {cfg.generator_dims().hidden_size}, masked slots
 N = {cfg.max_predictions_per_seq}; both sides: generator head on the masked positions only, Gumbel-max
-sampling, loss MLM + 50 x discriminator, AdamW + clipping at 1.0, dropout 0.1. Each side runs in its own
-process, {args.rounds} alternating rounds; each figure is the best of {args.rounds} x {args.repeats} timings of
-{args.steps} steps after a warm-up step. FLOPs/step as the original counts them: {flops:.3e}.
+sampling, loss MLM + 50 x discriminator, AdamW + clipping at 1.0, dropout 0.1. bfloat16: ours with
+`precision` bfloat16 (Keras `mixed_bfloat16`: float32 variables, bfloat16 compute, attention softmax and
+losses in float32); the peer under `torch.autocast("cpu", dtype=torch.bfloat16)` around forward and loss
+(PyTorch's own mixed precision), so each side runs at its best. Each arm runs in its own process,
+{args.rounds} round(s) alternating the four arms; each figure is the best of {args.rounds} x {args.repeats}
+timing(s) of {args.steps} step(s) after a warm-up step, {args.threads} thread(s) per side.
+FLOPs/step as the original counts them: {flops:.3e}.
 
-| trainer | s/step (wall) | CPU s/step | tokens/s | achieved GFLOP/s |
-|---|---:|---:|---:|---:|
-| ours (`pretrain.training.trainer.Trainer`; {ours_what}) | {ours_s:.3f} | {ours_cpu:.3f} | {tokens / ours_s:,.0f} | {flops / ours_s / 1e9:.1f} |
-| peer ({peer_what}) | {peer_s:.3f} | {peer_cpu:.3f} | {tokens / peer_s:,.0f} | {flops / peer_s / 1e9:.1f} |
+| trainer | precision | s/step (wall) | CPU s/step | tokens per CPU s | achieved GFLOP per CPU s |
+|---|---|---:|---:|---:|---:|
+{rows}
 
-**Ratio (ours / peer tokens per CPU second): {cpu_ratio:.2f}x** (target >= 2x); by wall time {ratio:.2f}x.
-2x the peer would mean {2 * flops / peer_cpu / 1e9:.0f} GFLOP/s on one core for this step (ours achieves
-{flops / ours_cpu / 1e9:.0f}), while its matrix products, nearly all of its work, run at about the same
-rate in both frameworks (the encoder alone, next section): in float32 on this CPU the target is out of
-reach, and what is left to gain is outside the matrix products.
+**Ratios, ours / peer tokens per CPU second** (target >= 2x):
+
+| | peer float32 | peer bfloat16 (autocast) |
+|---|---:|---:|
+{ratio_rows}
+
+bfloat16 over float32 on the same side: ours {gain['ours']:.2f}x, peer {gain['peer']:.2f}x.
+The hardware fact behind it, one 1024x1024 matmul on one thread (CPU ms, GFLOP/s):
+TensorFlow float32 {mm['tf_float32'] * 1e3:.1f} ms ({mm_gflops['tf_float32']:.0f}), bfloat16
+{mm['tf_bfloat16'] * 1e3:.1f} ms ({mm_gflops['tf_bfloat16']:.0f}): **{mm['tf_float32'] / mm['tf_bfloat16']:.2f}x**;
+PyTorch float32 {mm['torch_float32'] * 1e3:.1f} ms ({mm_gflops['torch_float32']:.0f}), bfloat16
+{mm['torch_bfloat16'] * 1e3:.1f} ms ({mm_gflops['torch_bfloat16']:.0f}): {mm['torch_float32'] / mm['torch_bfloat16']:.2f}x;
+TensorFlow compiled by XLA (`jit_compile: true`) float32 {mm['tf_xla_float32'] * 1e3:.1f} ms, bfloat16
+{mm['tf_xla_bfloat16'] * 1e3:.1f} ms: {mm['tf_xla_float32'] / mm['tf_xla_bfloat16']:.2f}x (where XLA's bfloat16 matmul is no faster, bfloat16
+pays only with `jit_compile: false`, as in this step).
+**Against the peer at its best** (the faster of its two precisions, {peer_best}), ours at what `auto` picks
+here ({auto}) is **{headline:.2f}x**. In float32 the matrix products, nearly all of the step's work, run at
+about the same rate in both frameworks (the encoder alone, next section); bfloat16 speeds them up in both
+(the matmul line above), which is why the ratio against the peer in bfloat16 is the one to quote. That
+bfloat16 learns like float32 is checked in "bfloat16 learns like float32" below.
 With one thread per side, CPU time is the work each step does; wall time also counts the time another job
-held the core.
-Wall time on a shared machine is noisy. With 2 threads per side under load the peer's OpenMP threads
-busy-wait at barriers, which slowed it 3-7x in our runs (ratios of 2.4-3.8x); one thread per side (the
-default) measures the per-core efficiency of the two steps without that distortion.
+held the core. With 2 threads per side under load the peer's OpenMP threads busy-wait at barriers, which
+slowed it 3-7x in our runs; one thread per side (the default) measures the per-core efficiency of the two
+steps without that distortion.
 """
-    write_fragment(args.out, text)
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 whole embeddings module (tied, as ELECTRA ties them); the generator head runs on the masked
 positions only; fakes are Gumbel-max samples without gradient; the loss is
 `gen_weight * MLM + disc_weight * discriminator`, clipped by global norm 1.0 before the
-optimiser step. Masking is the same as ours (15% of the maskable tokens without
-replacement, N fixed slots, 85% [MASK] / 15% kept) written independently here.
+optimiser step. `autocast` runs forward and loss under `torch.autocast("cpu", bfloat16)`, PyTorch's
+own mixed precision (float32 weights and backward's accumulation, bfloat16 matrix products).
+Masking is the same as ours (15% of the maskable tokens without replacement, N fixed slots,
+85% [MASK] / 15% kept) written independently here.
 
 Used for speed (`bench_train_throughput.py`) and for what the objective learns
 (`demo_reference.py`); nothing of the project runs inside it.
@@ -66,10 +68,11 @@ class StepResult(NamedTuple):
 
 def make_step(peer: Peer, optimizer, vocab: Sequence[str], max_predictions: int, mask_prob: float = 0.15,
               gen_weight: float = 1.0, disc_weight: float = 50.0,
-              schedule: Callable[[], None] | None = None) -> Callable:
+              schedule: Callable[[], None] | None = None, autocast: bool = False) -> Callable:
     """`step(input_ids, input_mask, segment_ids)` (int64 tensors [B, L]) -> StepResult; one update.
 
-    `schedule` is called after each optimiser step (e.g. a torch LR scheduler's `step`).
+    `schedule` is called after each optimiser step (e.g. a torch LR scheduler's `step`); `autocast`
+    computes forward and loss in bfloat16 where autocast allows it (the backward follows its dtypes).
     """
     import torch
     import torch.nn.functional as F
@@ -80,6 +83,18 @@ def make_step(peer: Peer, optimizer, vocab: Sequence[str], max_predictions: int,
     mask_id = vocab.index("[MASK]")
 
     def step(ids, attn, seg) -> StepResult:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss, mlm, accuracy, disc_loss = forward(ids, attn, seg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if schedule is not None:
+            schedule()
+        return StepResult(float(loss.detach()), float(mlm.detach()), float(accuracy), float(disc_loss.detach()))
+
+    def forward(ids, attn, seg):
+        """Masking, generator, sampling, discriminator: (loss, mlm, accuracy, disc_loss) tensors."""
         maskable = attn.bool() & ~torch.isin(ids, special)
         k = torch.clamp(torch.round(maskable.sum(1) * mask_prob), 1, max_predictions).long()  # [B]
         scores = torch.where(maskable, torch.rand(ids.shape), torch.full(ids.shape, -1.0))
@@ -103,13 +118,6 @@ def make_step(peer: Peer, optimizer, vocab: Sequence[str], max_predictions: int,
         disc_logits = disc(fake, attention_mask=attn, token_type_ids=seg).logits  # [B, L]
         xent = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none")
         disc_loss = (xent * attn).sum() / attn.sum()
-        loss = gen_weight * mlm + disc_weight * disc_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if schedule is not None:
-            schedule()
-        return StepResult(float(loss.detach()), float(mlm.detach()), float(accuracy), float(disc_loss.detach()))
+        return gen_weight * mlm + disc_weight * disc_loss, mlm, accuracy, disc_loss
 
     return step

@@ -23,6 +23,7 @@ BENCHES = [
     ("bench_build.py", "build.md"),
     ("bench_train_throughput.py", "train_throughput.md"),
     ("bench_encoder_step.py", "encoder_step.md"),
+    ("precision_learning.py", "precision_learning.md"),
     ("bench_flops_memory.py", "flops_memory.md"),
     ("bench_export.py", "export.md"),
     ("bench_minhash.py", "minhash.md"),
