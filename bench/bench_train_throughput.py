@@ -268,7 +268,7 @@ def fragment(args, cfg, n_examples: int, flops: float, flags: frozenset[str], be
                            for o in PRECISIONS)
     gain = {side: best[side, "float32"]["cpu"] / best[side, "bfloat16"]["cpu"] for side in ("ours", "peer")}
     mm_gflops = {k: 2 * 1024 ** 3 / v / 1e9 for k, v in mm.items()}
-    auto = cpu_precision(flags)
+    auto = cpu_precision(flags)  # without XLA, as this bench runs
     peer_best = min(PRECISIONS, key=lambda p: best["peer", p]["cpu"])
     headline = ratios[auto, peer_best]
     return f"""## Training throughput: ELECTRA-Small on the CPU, ours vs PyTorch `transformers`, float32 and bfloat16

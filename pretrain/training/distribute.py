@@ -109,21 +109,25 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
-def cpu_precision(flags: frozenset[str]) -> str:
-    """bfloat16 where the CPU multiplies it natively, else float32."""
-    return "bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+def cpu_precision(flags: frozenset[str], jit_compile: bool = False) -> str:
+    """bfloat16 where the CPU multiplies it natively, else float32.
+
+    Not under XLA: XLA's CPU backend runs bfloat16 matmuls no faster than float32 (measured: 23.1 vs
+    22.6 ms for 1024x1024, and the demo recipe 91 vs 86 CPU s; BENCHMARKS.md), so float32 there.
+    """
+    return "bfloat16" if not jit_compile and any(f in flags for f in BF16_CPU_FLAGS) else "float32"
 
 
-def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None) -> str:
+def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None, jit_compile: bool = False) -> str:
     """"auto" -> bfloat16 on TPU, float16 (with loss scaling) on GPU, and on the CPU bfloat16 when it has
-    AVX512-BF16 or AMX (detected from `flags`, default this machine's), else float32."""
+    AVX512-BF16 or AMX (detected from `flags`, default this machine's) and XLA is off, else float32."""
     if precision not in PRECISION_CHOICES:
         raise UserError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if precision != "auto":
         return precision
     kind = device_kind(strategy)
     if kind == "cpu":
-        return cpu_precision(cpu_flags() if flags is None else flags)
+        return cpu_precision(cpu_flags() if flags is None else flags, jit_compile)
     return {"tpu": "bfloat16", "gpu": "float16"}[kind]
 
 

@@ -249,7 +249,7 @@ def make_trainer(run: Run, strategy=None) -> Trainer:
     from pretrain.training.distribute import resolve_precision
 
     strategy = strategy or _make_strategy(run.cfg)
-    precision = resolve_precision(run.cfg.precision, strategy)
+    precision = resolve_precision(run.cfg.precision, strategy, jit_compile=run.cfg.jit_compile)
     logging.info("strategy %s with %d replica(s), precision %s", type(strategy).__name__,
                  strategy.num_replicas_in_sync, precision)
     return Trainer(run.cfg, strategy, run.vocab, precision)

@@ -21,6 +21,8 @@ def test_cpu_gets_default_strategy_and_the_precision_its_flags_allow():
     assert resolve_precision("auto", strategy, flags=frozenset({"avx2", "avx512f"})) == "float32"
     assert resolve_precision("auto", strategy, flags=frozenset({"avx512f", "avx512_bf16"})) == "bfloat16"
     assert resolve_precision("auto", strategy, flags=frozenset({"amx_tile", "amx_bf16"})) == "bfloat16"
+    # XLA on the CPU multiplies bfloat16 no faster than float32: auto keeps float32 there
+    assert resolve_precision("auto", strategy, flags=frozenset({"avx512_bf16"}), jit_compile=True) == "float32"
     assert resolve_precision("auto", strategy) == cpu_precision(cpu_flags())
     assert resolve_precision("bfloat16", strategy) == "bfloat16"
 
