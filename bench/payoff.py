@@ -109,15 +109,27 @@ def flops_per_step(work: Path, objective: str) -> float:
         max_predictions_per_seq=cfg.max_predictions_per_seq, batch_size=cfg.train_batch_size)
 
 
-def _probe(folder: Path, rows: int, out: Path, random_init: bool) -> dict:
-    """electra-probe with the fair protocol; cached in `out` (a rerun scores only what is missing)."""
+def _probe(folder: Path, rows: int, out: Path, random_init: bool) -> dict | None:
+    """electra-probe with the fair protocol; cached in `out` (a rerun scores only what is missing).
+
+    None while another scorer holds `out`'s lock (scorers may run side by side; a killed one leaves
+    its `.lock`, remove it by hand).
+    """
     if not out.exists():
+        lock = out.with_suffix(".lock")
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return None
         cmd = [str(Path(sys.executable).parent / "electra-probe"), str(folder), "--fair", "--train-tsv",
                str(SENTIMENT_TRAIN), "--test-tsv", str(SENTIMENT_TEST), "--max-train-rows", str(rows),
                "--max-test-rows", str(TEST_ROWS), "--lr-grid", *LR_GRID, "--output-json", str(out) + ".tmp",
                "--random-init" if random_init else "--no-random-init"]
-        run(cmd)
-        os.replace(str(out) + ".tmp", out)
+        try:
+            run(cmd)
+            os.replace(str(out) + ".tmp", out)
+        finally:
+            lock.unlink()
     return json.loads(out.read_text())
 
 
@@ -130,7 +142,7 @@ def _export(work: Path, objective: str, step: int) -> Path:
     return out / ("generator" if objective == "mlm" else "discriminator")
 
 
-def score(work: Path, jobs: int) -> list[dict]:
+def score(work: Path, jobs: int, reverse: bool = False) -> list[dict]:
     scores = work / "scores"
     scores.mkdir(parents=True, exist_ok=True)
     tasks = []  # (objective, budget, step, minutes, rows)
@@ -143,6 +155,8 @@ def score(work: Path, jobs: int) -> list[dict]:
             tasks += [(objective, budget, step, minutes[step], rows) for rows in TRAIN_ROWS]
     if not tasks:
         raise SystemExit(f"no checkpoints under {work}/data/models: run `payoff.py pretrain` first")
+    if reverse:  # a second scorer works from the other end
+        tasks.reverse()
     folders = {(t[0], t[2]): _export(work, t[0], t[2]) for t in tasks}  # one at a time: no two writers
     # the random-init arm is the same architecture for every checkpoint: fine-tuned once per row count
     baseline_folder = folders[tasks[0][0], tasks[0][2]]
@@ -159,6 +173,8 @@ def score(work: Path, jobs: int) -> list[dict]:
     points = []
     for (objective, budget, step, minutes, rows), r in results:
         base = baselines[rows]
+        if r is None or base is None:  # still being scored elsewhere: the next run adds it
+            continue
         points.append({
             "objective": objective, "budget_minutes": budget, "step": step, "minutes": round(minutes, 1),
             "flops": per_step[objective] * step, "train_rows": rows,
@@ -237,6 +253,7 @@ def main() -> None:
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="rtd")
     p.add_argument("--num-processes", type=int, default=2)
     p.add_argument("--jobs", type=int, default=2, help="probes at once (score)")
+    p.add_argument("--reverse", action="store_true", help="score the last budgets first (a second scorer)")
     args = p.parse_args()
     work = Path(args.work_dir)
     if args.command == "prepare":
@@ -244,7 +261,7 @@ def main() -> None:
     elif args.command == "pretrain":
         pretrain(work, args.objective)
     else:
-        points = score(work, args.jobs)
+        points = score(work, args.jobs, args.reverse)
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "payoff.json").write_text(json.dumps(points, indent=2) + "\n")
         plot(points, RESULTS / "payoff.png")
