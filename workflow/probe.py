@@ -25,8 +25,8 @@ import electra_data
 from foundation import fileio
 from foundation.errors import UserError, run_cli
 from workflow import finetune, intrinsic
+from workflow.labelled_rows import Split, read_split, split_train_dev
 
-TSV_HEADER = ("id", "document", "label")
 DEFAULT_TRAIN = os.path.join(electra_data.SENTIMENT_DIR, "train.tsv")
 DEFAULT_TEST = os.path.join(electra_data.SENTIMENT_DIR, "test.tsv")
 # The first look's grid (shared/measurements): both arms' best rates lay inside it at 1,000-4,000 rows.
@@ -85,13 +85,6 @@ def fair(config: ProbeConfig = ProbeConfig(), **changes: Any) -> ProbeConfig:
     return dataclasses.replace(config, **{"lr_grid": FAIR_LR_GRID, "dev_rows": 1000, "seeds": 3, **changes})
 
 
-class Split(NamedTuple):
-    """Labelled rows of one TSV file."""
-
-    texts: list[str]
-    labels: list[int]
-
-
 class Arm(NamedTuple):
     """One arm (pretrained or random init) of the fine-tuning protocol."""
 
@@ -129,38 +122,6 @@ class ProbeResult(NamedTuple):
         return self._asdict()
 
 
-def read_split(path: str, max_rows: int = 0) -> Split:
-    """Rows of an NSMC-style TSV (`id<TAB>document<TAB>label`, header line, label 0/1)."""
-    if not fileio.exists(path):
-        raise UserError(f"probe data not found: {path}")
-    texts: list[str] = []
-    labels: list[int] = []
-    for number, raw in enumerate(fileio.iter_lines(path), start=1):
-        try:
-            line = raw.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{path} line {number}: not UTF-8 ({exc})") from exc
-        fields = line.split("\t")
-        if number == 1:
-            if tuple(fields) != TSV_HEADER:
-                raise UserError(f"{path} line 1: expected header {'<TAB>'.join(TSV_HEADER)}, got {line[:80]!r}")
-            continue
-        if not line:
-            continue
-        if len(fields) != 3:
-            raise UserError(f"{path} line {number}: expected 3 tab-separated fields (id, document, label), "
-                            f"got {len(fields)}")
-        if fields[2] not in ("0", "1"):
-            raise UserError(f"{path} line {number}: label must be 0 or 1, got {fields[2]!r}")
-        texts.append(fields[1])
-        labels.append(int(fields[2]))
-        if max_rows and len(texts) >= max_rows:
-            break
-    if not texts:
-        raise UserError(f"{path}: no data rows")
-    return Split(texts, labels)
-
-
 def _check_model_dir(model_dir: str) -> None:
     if not os.path.isdir(model_dir):
         raise UserError(f"model folder not found: {model_dir}")
@@ -169,16 +130,6 @@ def _check_model_dir(model_dir: str) -> None:
     if not any(os.path.exists(os.path.join(model_dir, n)) for n in ("tokenizer.json", "vocab.txt")):
         raise UserError(f"{model_dir} has no tokenizer (tokenizer.json or vocab.txt)")
 
-
-
-def split_train_dev(split: Split, train_rows: int, dev_rows: int, path: str) -> tuple[Split, Split]:
-    """The first `train_rows` rows train, the next `dev_rows` choose the rates: disjoint, both from the train file."""
-    if dev_rows and len(split.texts) < train_rows + dev_rows:
-        raise UserError(f"{path} has {len(split.texts)} rows: not enough for {train_rows} train + {dev_rows} dev rows "
-                        "(lower --max-train-rows or --dev-rows)")
-    train_rows = train_rows or len(split.texts) - dev_rows
-    return (Split(split.texts[:train_rows], split.labels[:train_rows]),
-            Split(split.texts[train_rows : train_rows + dev_rows], split.labels[train_rows : train_rows + dev_rows]))
 
 
 def run_probe(model_dir: str, train_tsv: str, test_tsv: str, config: ProbeConfig = ProbeConfig(),

@@ -5,6 +5,8 @@ divides by the global counts, then runs generator + discriminator forward/backwa
 with `jit_compile`) and applies the update; the optimiser sums gradients across replicas.
 So one device and N replicas make the same update for the same global batch, and the same
 code runs under the default, Mirrored and TPU strategies.
+(Over 350 lines: the step, the host loop and the train/eval entry points share the Trainer's
+state, strategy and compiled functions; split apart they would pass all of it around.)
 """
 from __future__ import annotations
 

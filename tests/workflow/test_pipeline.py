@@ -8,6 +8,7 @@ import pytest
 
 from foundation.errors import UserError
 from workflow import pipeline
+from workflow import stages as stage_runner
 
 # A few steps of the tiny preset: enough for a real checkpoint, export and curves.
 QUICK_HPARAMS = json.dumps({"train_batch_size": 8, "num_train_steps": 6, "num_warmup_steps": 2,
@@ -27,7 +28,7 @@ def corpus_slice(tmp_path_factory, corpus_path):
 # ---- the marker logic, with small real stages that write files ----------------------------
 
 
-def _stages(tmp_path, calls: list[str], settings: dict[str, int]) -> list[pipeline.Stage]:
+def _stages(tmp_path, calls: list[str], settings: dict[str, int]) -> list[stage_runner.Stage]:
     def make(name: str, upstream: str | None):
         out = tmp_path / f"{name}.txt"
 
@@ -37,7 +38,7 @@ def _stages(tmp_path, calls: list[str], settings: dict[str, int]) -> list[pipeli
             out.write_text(text + f"{name}{settings[name]};")
             return {"chars": len(out.read_text())}
 
-        return pipeline.Stage(name, str(out), lambda: {"setting": settings[name]}, run, lambda f: f"{f['chars']}")
+        return stage_runner.Stage(name, str(out), lambda: {"setting": settings[name]}, run, lambda f: f"{f['chars']}")
 
     return [make("a", None), make("b", "a"), make("c", "b")]
 
@@ -46,25 +47,25 @@ def test_finished_stages_are_skipped_and_changes_redo_the_rest(tmp_path, capsys)
     calls: list[str] = []
     settings = {"a": 1, "b": 1, "c": 1}
     stages_dir = str(tmp_path / "stages")
-    figures = pipeline.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
+    figures = stage_runner.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
     assert calls == ["a", "b", "c"] and figures["c"]["chars"] == len("a1;b1;c1;")
 
     calls.clear()
-    assert pipeline.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {}) == figures
+    assert stage_runner.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {}) == figures
     assert calls == []
     assert "[2/3] b: done already, skipped: 6" in capsys.readouterr().err
 
     settings["b"] = 2  # a changed setting redoes its stage and everything after it
-    pipeline.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
+    stage_runner.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
     assert calls == ["b", "c"] and (tmp_path / "c.txt").read_text() == "a1;b2;c1;"
 
     calls.clear()
     (tmp_path / "c.txt").unlink()  # a missing output is redone
-    pipeline.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
+    stage_runner.run_stages(_stages(tmp_path, calls, settings), stages_dir, False, {})
     assert calls == ["c"]
 
     calls.clear()
-    pipeline.run_stages(_stages(tmp_path, calls, settings), stages_dir, True, {})
+    stage_runner.run_stages(_stages(tmp_path, calls, settings), stages_dir, True, {})
     assert calls == ["a", "b", "c"]
 
 
@@ -79,13 +80,13 @@ def test_an_interrupted_stage_is_resumed_without_removing_its_output(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run_stages([stages[0], stages[1]._replace(run=interrupted)], stages_dir, False, {})
+        stage_runner.run_stages([stages[0], stages[1]._replace(run=interrupted)], stages_dir, False, {})
     marker = json.loads((tmp_path / "stages" / "b.json").read_text())
     assert marker == {"params": {"setting": 1}, "complete": False}
 
     seen = []
     resumed = stages[1]._replace(run=lambda: seen.append((tmp_path / "b.txt").read_text()) or {"chars": 0})
-    pipeline.run_stages([stages[0], resumed, stages[2]], stages_dir, False, {})
+    stage_runner.run_stages([stages[0], resumed, stages[2]], stages_dir, False, {})
     assert seen == ["partial;"]  # same settings: the stage found its partial output to resume from
     assert calls == ["a", "c"]
 

@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 
 from foundation.errors import UserError, run_cli  # noqa: E402
 from data_prep.vocab_files import VocabSettings, load_vocab, make_hf_tokenizer  # noqa: E402
-from workflow import finetune, intrinsic, probe  # noqa: E402
+from workflow import finetune, intrinsic, labelled_rows, probe  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
@@ -51,7 +51,7 @@ def folders(tmp_path_factory, koelectra_vocab, sentiment_dir):
     untrained.save_pretrained(untrained_dir)
     tokenizer.save_pretrained(untrained_dir)
 
-    train = probe.read_split(str(sentiment_dir / "train.tsv"), 1500)
+    train = labelled_rows.read_split(str(sentiment_dir / "train.tsv"), 1500)
     ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
     classifier = transformers.ElectraForSequenceClassification(_tiny_config(len(tokens)))
     classifier.electra.load_state_dict(untrained.electra.state_dict())
@@ -73,7 +73,7 @@ def test_trained_encoder_beats_random_init_and_is_deterministic(folders, sentime
     # accuracies are counts of correct predictions over 300 rows
     for acc in (first.pretrained_accuracy, first.random_init_accuracy):
         assert abs(acc * 300 - round(acc * 300)) < 1e-9
-    labels = probe.read_split(str(sentiment_dir / "test.tsv"), 300).labels
+    labels = labelled_rows.read_split(str(sentiment_dir / "test.tsv"), 300).labels
     assert first.majority_accuracy == max(np.mean(labels), 1 - np.mean(labels))
     assert first.pretrained_accuracy >= 0.65
     assert first.pretrained_accuracy >= first.random_init_accuracy + 0.08
@@ -86,8 +86,8 @@ def test_predictions_match_unpadded_forward_passes(folders, sentiment_dir):
     _, trained = folders
     tokenizer = transformers.AutoTokenizer.from_pretrained(trained)
     model = transformers.ElectraForSequenceClassification.from_pretrained(trained, num_labels=2)
-    train = probe.read_split(str(sentiment_dir / "train.tsv"), 200)
-    test = probe.read_split(str(sentiment_dir / "test.tsv"), 40)
+    train = labelled_rows.read_split(str(sentiment_dir / "train.tsv"), 200)
+    test = labelled_rows.read_split(str(sentiment_dir / "test.tsv"), 40)
     train_ids = tokenizer(train.texts, truncation=True, max_length=64)["input_ids"]
     test_ids = tokenizer(test.texts, truncation=True, max_length=64)["input_ids"]
     loss = finetune.fine_tune(model, train_ids, train.labels, tokenizer.pad_token_id, FAST)
@@ -137,7 +137,7 @@ def _tsv(tmp_path, text: str) -> str:
 def test_malformed_tsv_names_file_and_line(tmp_path, text, message):
     path = _tsv(tmp_path, text)
     with pytest.raises(UserError, match=message) as info:
-        probe.read_split(path)
+        labelled_rows.read_split(path)
     assert path in str(info.value)
 
 
@@ -187,11 +187,11 @@ def test_fair_protocol_chooses_each_arms_rate_on_dev_and_reports_seeds(folders, 
 
 
 def test_dev_rows_are_carved_from_the_train_file_only(sentiment_dir, tmp_path):
-    split = probe.read_split(str(sentiment_dir / "train.tsv"), 0)
-    train, dev = probe.split_train_dev(split, 3000, 1000, "train.tsv")
+    split = labelled_rows.read_split(str(sentiment_dir / "train.tsv"), 0)
+    train, dev = labelled_rows.split_train_dev(split, 3000, 1000, "train.tsv")
     assert train.texts == split.texts[:3000] and dev.texts == split.texts[3000:4000]
     with pytest.raises(UserError, match=r"train.tsv has 4000 rows: not enough for 4000 train \+ 1000 dev rows"):
-        probe.split_train_dev(split, 4000, 1000, "train.tsv")
+        labelled_rows.split_train_dev(split, 4000, 1000, "train.tsv")
     with pytest.raises(UserError, match="lr_grid needs dev_rows"):
         probe.ProbeConfig(lr_grid=(1e-3,))
     assert probe.fair().lr_grid == probe.FAIR_LR_GRID and probe.fair().seeds == 3
@@ -228,7 +228,7 @@ def test_a_generator_that_always_answers_the_top_token_scores_the_unigram_baseli
         tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False)
     special = set(tokenizer.all_special_ids)
     def encode(path, rows):
-        return tokenizer(probe.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
+        return tokenizer(labelled_rows.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
 
     train_ids, test_ids = encode(sentiment_dir / "train.tsv", 300), encode(sentiment_dir / "test.tsv", 100)
     counts = np.bincount([t for r in train_ids for t in r if t not in special], minlength=len(tokens))
