@@ -73,31 +73,34 @@ def unigram_baseline(train_ids: Sequence[list[int]], test_ids: Sequence[list[int
 
 
 def _masked_logits(generator, ids, masks, mask_id: int, pad_id: int, batch_size: int):
-    """Yield (row index, [k, V] logits at the row's masked positions) with those positions [MASK]ed."""
+    """Yield (first row, [K, V] float32 logits at the batch's masked positions in row order, their row
+    offsets) with those positions [MASK]ed; the head runs on the masked positions only, not [B, L, V]."""
     import torch
 
     generator.eval()
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
+            chunk = masks[start : start + batch_size]
             rows = []
-            for row, m in zip(ids[start : start + batch_size], masks[start : start + batch_size]):
+            for row, m in zip(ids[start : start + batch_size], chunk):
                 masked = list(row)
                 for p in m:
                     masked[p] = mask_id
                 rows.append(masked)
             input_ids, attention = collate(rows, pad_id)
             hidden = generator.electra(input_ids=input_ids, attention_mask=attention).last_hidden_state  # [B, L, H]
-            for i, m in enumerate(masks[start : start + batch_size]):
-                # the head on the masked positions only: [k, V], not [L, V] for every position
-                at = hidden[i, torch.as_tensor(m, dtype=torch.long)]
-                yield start + i, generator.generator_lm_head(generator.generator_predictions(at)).double()
+            which = torch.as_tensor(np.concatenate([np.full(len(m), i) for i, m in enumerate(chunk)]), dtype=torch.long)
+            where = torch.as_tensor(np.concatenate([np.asarray(m, dtype=np.int64) for m in chunk]), dtype=torch.long)
+            logits = generator.generator_lm_head(generator.generator_predictions(hidden[which, where]))  # [K, V]
+            yield start, logits.float(), np.r_[0, np.cumsum([len(m) for m in chunk])]
 
 
 def generator_top1(generator, ids, masks, mask_id: int, pad_id: int, batch_size: int = 64) -> float:
     correct = total = 0
-    for i, logits in _masked_logits(generator, ids, masks, mask_id, pad_id, batch_size):
-        correct += int((logits.argmax(-1).numpy() == np.asarray(ids[i])[masks[i]]).sum())
-        total += len(masks[i])
+    for start, logits, offsets in _masked_logits(generator, ids, masks, mask_id, pad_id, batch_size):
+        originals = np.concatenate([np.asarray(ids[start + i])[m] for i, m in enumerate(masks[start : start + batch_size])])
+        correct += int((logits.argmax(-1).numpy() == originals).sum())
+        total += int(offsets[-1])
     return correct / max(total, 1)
 
 
@@ -107,10 +110,12 @@ def corrupt(generator, ids, masks, mask_id: int, pad_id: int, seed: int, batch_s
 
     gen = torch.Generator().manual_seed(seed)
     out = [np.asarray(row, dtype=np.int64).copy() for row in ids]
-    for i, logits in _masked_logits(generator, ids, masks, mask_id, pad_id, batch_size):
-        if len(masks[i]):
-            sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
-            out[i][masks[i]] = sampled.numpy()
+    for start, logits, offsets in _masked_logits(generator, ids, masks, mask_id, pad_id, batch_size):
+        if offsets[-1] == 0:
+            continue
+        sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0].numpy()
+        for i, m in enumerate(masks[start : start + batch_size]):
+            out[start + i][m] = sampled[offsets[i] : offsets[i + 1]]
     return out
 
 

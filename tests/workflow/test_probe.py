@@ -241,3 +241,28 @@ def test_a_generator_that_always_answers_the_top_token_scores_the_unigram_baseli
     assert m.masked_positions == sum(len(x) for x in intrinsic.choose_masks(test_ids, special, 0))
     assert m.heldout_generator_accuracy == m.unigram_baseline_accuracy > 0
     assert m.heldout_discriminator_auc is None
+
+
+def test_a_discriminator_that_scores_every_token_alike_has_auc_one_half(koelectra_vocab, sentiment_dir):
+    tokens = load_vocab(str(koelectra_vocab))
+    tokenizer = transformers.ElectraTokenizerFast(
+        tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False)
+    special = set(tokenizer.all_special_ids)
+
+    def encode(path, rows):
+        return tokenizer(labelled_rows.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
+
+    train_ids, test_ids = encode(sentiment_dir / "train.tsv", 200), encode(sentiment_dir / "test.tsv", 100)
+    torch.manual_seed(0)
+    generator = transformers.ElectraForMaskedLM(_tiny_config(len(tokens)))
+    discriminator = transformers.ElectraForPreTraining(_tiny_config(len(tokens)))
+    with torch.no_grad():
+        discriminator.discriminator_predictions.dense_prediction.weight.zero_()
+    m = intrinsic.measure(generator, discriminator, train_ids, test_ids, special, tokenizer.mask_token_id,
+                          tokenizer.pad_token_id, len(tokens))
+    assert m.heldout_discriminator_auc == 0.5  # every score tied
+    # an untrained generator's samples almost never hit the original: nearly every masked position is replaced
+    masked = sum(len(x) for x in intrinsic.choose_masks(test_ids, special, 0))
+    real = sum(sum(t not in special for t in row) for row in test_ids)
+    assert 0.9 * masked / real <= m.replaced_share <= masked / real
+    assert 0.0 <= m.token_only_auc <= 1.0
