@@ -4,11 +4,17 @@ import sys
 import textwrap
 import time
 
+from pretrain.training import watchdog
 from pretrain.training.watchdog import EXIT_CODE
 
+# The child loads watchdog.py by path, not through the `pretrain` package (which imports
+# TensorFlow first): on a loaded machine that import alone outlasted the 1 s timeout.
 PRELUDE = textwrap.dedent("""
-    import ctypes, time
-    from pretrain.training.watchdog import Watchdog
+    import ctypes, importlib.util, time
+    spec = importlib.util.spec_from_file_location("watchdog", WATCHDOG_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    Watchdog = module.Watchdog
     state = {"step": 0}
     dog = Watchdog(1.0, lambda: f"step {state['step']}, shard 3 record 1200")
     dog.start()
@@ -16,7 +22,7 @@ PRELUDE = textwrap.dedent("""
         time.sleep(0.3)
         state["step"] += 1
         dog.beat()
-""")
+""").replace("WATCHDOG_PATH", repr(watchdog.__file__))
 
 
 def _run(body: str, timeout: float = 30):
