@@ -100,13 +100,10 @@ def budget_steps(minutes: dict[int, float], budgets=BUDGETS_MINUTES) -> dict[flo
 def flops_per_step(work: Path, objective: str) -> float:
     sys.path.insert(0, str(ROOT))
     from pretrain import config as pconfig
-    from workflow.flops import electra_train_flops_per_step
+    from workflow.flops import train_flops_per_step
 
-    cfg = pconfig.from_hparams(str(work / "data" / "models" / objective / "run_config.json"))
-    return electra_train_flops_per_step(
-        discriminator=None if cfg.disc_weight == 0 else cfg.discriminator_dims(), generator=cfg.generator_dims(),
-        vocab_size=cfg.vocab_size, embedding_size=cfg.embedding_size, max_seq_length=cfg.max_seq_length,
-        max_predictions_per_seq=cfg.max_predictions_per_seq, batch_size=cfg.train_batch_size)
+    saved = json.loads((work / "data" / "models" / objective / "run_config.json").read_text())
+    return train_flops_per_step(pconfig.from_hparams(saved["hparams"]))
 
 
 def _probe(folder: Path, rows: int, out: Path, random_init: bool) -> dict | None:

@@ -104,3 +104,11 @@ def electra_train_flops_per_step(*, discriminator: EncoderSize | None, generator
                                                     hidden_size=generator.hidden_size)
     return (1.0 + backward_multiplier) * batch_size * (disc + gen)
 
+
+
+def train_flops_per_step(cfg) -> float:
+    """One training step of a run (a `PretrainConfig`); MLM only when disc_weight is 0 (no discriminator)."""
+    return electra_train_flops_per_step(
+        discriminator=None if cfg.disc_weight == 0 else cfg.discriminator_dims(), generator=cfg.generator_dims(),
+        vocab_size=cfg.vocab_size, embedding_size=cfg.embedding_size, max_seq_length=cfg.max_seq_length,
+        max_predictions_per_seq=cfg.max_predictions_per_seq, batch_size=cfg.train_batch_size)

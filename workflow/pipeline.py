@@ -32,6 +32,8 @@ SENTIMENT_DIR = electra_data.SENTIMENT_DIR
 PRESETS = ("demo", "tiny", "small", "base", "large")  # configs/<name>.json
 MODEL_NAME = "electra"
 SUMMARY = "summary.json"
+# What the payoff curve measured (docs/payoff.md, bench/results/payoff.json), for the demo's last line.
+PAYOFF = "PLACEHOLDER"
 # The demo preset's vocab: 8,000 WordPieces of the corpus alone. A 46k merged vocab makes the hidden-64
 # model's steps 4x slower and most of its embedding rows never trained (measured: docs/demo.md).
 DEMO_VOCAB = (8_000, False)
@@ -161,6 +163,7 @@ def _pretrain(paths: Paths, train_cfg) -> dict[str, Any]:
     from absl import logging
 
     from pretrain.training import trainer as training
+    from workflow import flops
 
     logging.set_verbosity(logging.INFO)
     start = time.time()
@@ -168,6 +171,7 @@ def _pretrain(paths: Paths, train_cfg) -> dict[str, Any]:
     result = training.train(run, paths.model_dir)
     m = result.metrics
     figures: dict[str, Any] = {"steps": result.step, "seconds": round(time.time() - start, 1),
+                               "flops": result.step * flops.train_flops_per_step(train_cfg),
                                "train_batch_size": train_cfg.train_batch_size,
                                "max_seq_length": train_cfg.max_seq_length,
                                "hidden_size": train_cfg.hidden_size, "num_hidden_layers": train_cfg.num_hidden_layers}
@@ -309,6 +313,9 @@ def final_lines(summary: dict[str, Any], out_dir: str) -> list[str]:
         lines += probe.summary_lines(probe.ProbeResult(**{k: v for k, v in summary["stages"]["probe"].items()
                                                           if k in probe.ProbeResult._fields}))
     lines.append(f"curves: {summary['curves']}; every stage's figures: {os.path.join(out_dir, SUMMARY)}")
+    if "flops" in summary["stages"].get("pretrain", {}):
+        lines.append(f"is that normal? this run pretrained with {summary['stages']['pretrain']['flops']:.1e} FLOPs; "
+                     + PAYOFF)
     return lines
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from pretrain.config import config_path, from_hparams
-from workflow.flops import block_flops, electra_train_flops_per_step
+from workflow.flops import block_flops, electra_train_flops_per_step, encoder_forward_flops, rtd_head_flops, train_flops_per_step
 from shared_paths import ORIGINAL_ELECTRA, load_peer
 
 PEER = ORIGINAL_ELECTRA / "flops_computation.py"
@@ -75,3 +75,13 @@ def test_block_flops_by_hand():
     # h=4, 1 head, i=8, s=2: qkv 96+12, scores 16, softmax/dropout/scale 20, values 16, out 32+4,
     # dropout/residual/LN 40; FFN 64+8+64, 64+4, 40
     assert block_flops(hidden_size=4, num_attention_heads=1, intermediate_size=8, seq_length=2) == 480
+
+
+def test_mlm_only_steps_count_no_discriminator():
+    rtd = from_hparams({"vocab_size": 8000}, base=config_path("tiny"))
+    mlm = from_hparams({"vocab_size": 8000, "disc_weight": 0.0}, base=config_path("tiny"))
+    disc = encoder_forward_flops(rtd.discriminator_dims(), vocab_size=8000, embedding_size=rtd.embedding_size,
+                                 seq_length=rtd.max_seq_length)
+    disc += rtd.max_seq_length * rtd_head_flops(hidden_size=rtd.hidden_size)
+    # forward + backward (the backward counted as one forward, as the original counts it), whole batch
+    assert train_flops_per_step(rtd) - train_flops_per_step(mlm) == pytest.approx(2 * rtd.train_batch_size * disc)

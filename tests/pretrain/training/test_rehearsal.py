@@ -83,7 +83,7 @@ def test_an_op_xla_cannot_compile_is_named(vocab):
     assert "\n" not in message
     assert re.fullmatch(
         r"XLA cannot compile op AsString \(node [\w/]*AsString\) in the training loop; created at "
-        r"\S*tests/test_rehearsal\.py:\d+ in mask_with_a_string_op: a TPU would fail on it; fix: replace it with an "
+        r"\S*tests/pretrain/training/test_rehearsal\.py:\d+ in mask_with_a_string_op: a TPU would fail on it; fix: replace it with an "
         r"op XLA compiles, or move it out of the step \(into the input pipeline\)", message), message
     assert int(trainer.step.numpy()) == 0  # nothing ran
 
