@@ -106,13 +106,15 @@ def flops_per_step(work: Path, objective: str) -> float:
     return train_flops_per_step(pconfig.from_hparams(saved["hparams"]))
 
 
-def _probe(folder: Path, rows: int, out: Path, random_init: bool) -> dict | None:
+def _probe(folder: Path, rows: int, out: Path, random_init: bool, run_missing: bool = True) -> dict | None:
     """electra-probe with the fair protocol; cached in `out` (a rerun scores only what is missing).
 
     None while another scorer holds `out`'s lock (scorers may run side by side; a killed one leaves
     its `.lock`, remove it by hand).
     """
     if not out.exists():
+        if not run_missing:
+            return None
         lock = out.with_suffix(".lock")
         try:
             os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
@@ -139,7 +141,7 @@ def _export(work: Path, objective: str, step: int) -> Path:
     return out / ("generator" if objective == "mlm" else "discriminator")
 
 
-def score(work: Path, jobs: int, reverse: bool = False) -> list[dict]:
+def score(work: Path, jobs: int, reverse: bool = False, run_missing: bool = True) -> list[dict]:
     scores = work / "scores"
     scores.mkdir(parents=True, exist_ok=True)
     tasks = []  # (objective, budget, step, minutes, rows)
@@ -154,17 +156,21 @@ def score(work: Path, jobs: int, reverse: bool = False) -> list[dict]:
         raise SystemExit(f"no checkpoints under {work}/data/models: run `payoff.py pretrain` first")
     if reverse:  # a second scorer works from the other end
         tasks.reverse()
+    if not run_missing:  # report what is scored, export nothing
+        tasks = [t for t in tasks if (scores / f"{t[0]}-{t[2]}-{t[4]}.json").exists()]
     folders = {(t[0], t[2]): _export(work, t[0], t[2]) for t in tasks}  # one at a time: no two writers
     # the random-init arm is the same architecture for every checkpoint: fine-tuned once per row count
     baseline_folder = folders[tasks[0][0], tasks[0][2]]
 
     def one(task):
         objective, budget, step, minutes, rows = task
-        return task, _probe(folders[objective, step], rows, scores / f"{objective}-{step}-{rows}.json", False)
+        return task, _probe(folders[objective, step], rows, scores / f"{objective}-{step}-{rows}.json", False,
+                            run_missing)
 
     with ThreadPoolExecutor(jobs) as pool:
         baselines = dict(zip(TRAIN_ROWS, pool.map(
-            lambda rows: _probe(baseline_folder, rows, scores / f"random-init-{rows}.json", True), TRAIN_ROWS)))
+            lambda rows: _probe(baseline_folder, rows, scores / f"random-init-{rows}.json", True, run_missing),
+            TRAIN_ROWS)))
         results = list(pool.map(one, tasks))
     per_step = {o: flops_per_step(work, o) for o in {t[0] for t in tasks}}
     points = []
@@ -212,7 +218,7 @@ def report(points: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---|---|---:|---|---|---|",
         *rows,
         "",
-        "![payoff](results/payoff.png)",
+        "![payoff](bench/results/payoff.png)",
         "",
     ])
 
@@ -245,7 +251,8 @@ def plot(points: list[dict], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("prepare", "pretrain", "score"))
+    p.add_argument("command", choices=("prepare", "pretrain", "score", "report"),
+                   help="report: payoff.json/md/png from what is scored so far, running nothing")
     p.add_argument("--work-dir", default=str(WORK))
     p.add_argument("--objective", choices=tuple(OBJECTIVES), default="rtd")
     p.add_argument("--num-processes", type=int, default=2)
@@ -258,7 +265,7 @@ def main() -> None:
     elif args.command == "pretrain":
         pretrain(work, args.objective)
     else:
-        points = score(work, args.jobs, args.reverse)
+        points = score(work, args.jobs, args.reverse, run_missing=args.command == "score")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "payoff.json").write_text(json.dumps(points, indent=2) + "\n")
         plot(points, RESULTS / "payoff.png")
