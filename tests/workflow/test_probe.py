@@ -222,44 +222,43 @@ def test_masks_baselines_and_token_only_scorer_on_known_ids():
     assert scores.tolist() == [(2 + 1) / (3 + 2), (0 + 1) / (1 + 2), 0.5]
 
 
-def test_a_generator_that_always_answers_the_top_token_scores_the_unigram_baseline(koelectra_vocab, sentiment_dir):
+@pytest.fixture(scope="module")
+def encoded(koelectra_vocab, sentiment_dir):
+    """(vocab size, tokenizer, special ids, 300 train rows' ids, 100 test rows' ids) for the intrinsic metrics."""
     tokens = load_vocab(str(koelectra_vocab))
     tokenizer = transformers.ElectraTokenizerFast(
         tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False)
-    special = set(tokenizer.all_special_ids)
+
     def encode(path, rows):
         return tokenizer(labelled_rows.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
 
-    train_ids, test_ids = encode(sentiment_dir / "train.tsv", 300), encode(sentiment_dir / "test.tsv", 100)
-    counts = np.bincount([t for r in train_ids for t in r if t not in special], minlength=len(tokens))
+    return (len(tokens), tokenizer, set(tokenizer.all_special_ids), encode(sentiment_dir / "train.tsv", 300),
+            encode(sentiment_dir / "test.tsv", 100))
+
+
+def test_a_generator_that_always_answers_the_top_token_scores_the_unigram_baseline(encoded):
+    vocab_size, tokenizer, special, train_ids, test_ids = encoded
+    counts = np.bincount([t for r in train_ids for t in r if t not in special], minlength=vocab_size)
     torch.manual_seed(0)
-    generator = transformers.ElectraForMaskedLM(_tiny_config(len(tokens)))
+    generator = transformers.ElectraForMaskedLM(_tiny_config(vocab_size))
     with torch.no_grad():
         generator.generator_lm_head.bias[int(counts.argmax())] = 1e4
     m = intrinsic.measure(generator, None, train_ids, test_ids, special, tokenizer.mask_token_id,
-                          tokenizer.pad_token_id, len(tokens))
+                          tokenizer.pad_token_id, vocab_size)
     assert m.masked_positions == sum(len(x) for x in intrinsic.choose_masks(test_ids, special, 0))
     assert m.heldout_generator_accuracy == m.unigram_baseline_accuracy > 0
     assert m.heldout_discriminator_auc is None
 
 
-def test_a_discriminator_that_scores_every_token_alike_has_auc_one_half(koelectra_vocab, sentiment_dir):
-    tokens = load_vocab(str(koelectra_vocab))
-    tokenizer = transformers.ElectraTokenizerFast(
-        tokenizer_object=make_hf_tokenizer(tokens, VocabSettings()), do_lower_case=False)
-    special = set(tokenizer.all_special_ids)
-
-    def encode(path, rows):
-        return tokenizer(labelled_rows.read_split(str(path), rows).texts, truncation=True, max_length=64)["input_ids"]
-
-    train_ids, test_ids = encode(sentiment_dir / "train.tsv", 200), encode(sentiment_dir / "test.tsv", 100)
+def test_a_discriminator_that_scores_every_token_alike_has_auc_one_half(encoded):
+    vocab_size, tokenizer, special, train_ids, test_ids = encoded
     torch.manual_seed(0)
-    generator = transformers.ElectraForMaskedLM(_tiny_config(len(tokens)))
-    discriminator = transformers.ElectraForPreTraining(_tiny_config(len(tokens)))
+    generator = transformers.ElectraForMaskedLM(_tiny_config(vocab_size))
+    discriminator = transformers.ElectraForPreTraining(_tiny_config(vocab_size))
     with torch.no_grad():
         discriminator.discriminator_predictions.dense_prediction.weight.zero_()
     m = intrinsic.measure(generator, discriminator, train_ids, test_ids, special, tokenizer.mask_token_id,
-                          tokenizer.pad_token_id, len(tokens))
+                          tokenizer.pad_token_id, vocab_size)
     assert m.heldout_discriminator_auc == 0.5  # every score tied
     # an untrained generator's samples almost never hit the original: nearly every masked position is replaced
     masked = sum(len(x) for x in intrinsic.choose_masks(test_ids, special, 0))
