@@ -37,6 +37,8 @@ def test_a_malformed_accelerator_type_is_a_user_error():
     ("my-tpu", 8, TpuHost("v3-8", 0), None, "my-tpu"),
     ("my-pod", 32, TpuHost("v3-32", 0), "0", "my-pod"),  # what scripts/train.sh starts on a pod slice
     ("my-pod", 32, None, None, "my-pod"),  # a client VM outside the slice
+    ("local", 8, TpuHost("v4-8", 0), None, "local"),  # v4's 4 devices per host are not a documented fact:
+    # TensorFlow's own count (after initialize_tpu_system) decides there
 ])
 def test_resolver_name_accepts(tpu_name, cores, host, load, expected):
     assert resolver_name(tpu_name, cores, host, load) == expected
