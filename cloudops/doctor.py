@@ -9,8 +9,7 @@ agrees with the hparams (sequence length, vocab size); the hparams agree with th
 accelerator (core count); this host may drive that TPU as a TensorFlow client (`tpu_name`
 "local" only on a single host; a multi-host slice only by its name, from worker 0, with
 TPU_LOAD_LIBRARY=0: pretrain/training/tpu_host.py); the TPU answers with the expected number
-of cores. Each result
-is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
+of cores. Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
 only gathers the facts. Exit status 1 if anything failed.
 
     electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\

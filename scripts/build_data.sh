@@ -13,6 +13,7 @@ usage() {
 parse_args "$@"
 ((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
 load_config
+check_pod_config
 require_gcloud
 
 build="python build_pretraining_dataset.py --corpus-dir $DATA_DIR/corpus --vocab-file $DATA_DIR/vocab/vocab.txt"

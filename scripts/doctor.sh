@@ -12,6 +12,7 @@ usage() {
 
 parse_args "$@"
 load_config
+check_pod_config
 where=tpu
 case "${ARGS[*]:-}" in
   "") ;;

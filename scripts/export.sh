@@ -12,6 +12,7 @@ usage() {
 
 parse_args "$@"
 load_config
+check_pod_config
 output="export/$MODEL_NAME"
 set -- "${ARGS[@]}"
 while (($#)); do

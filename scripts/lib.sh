@@ -100,20 +100,19 @@ load_config() {
     *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
   esac
   CLIENT_ENV=""
-  if is_pod; then
-    check_pod_config
-    CLIENT_ENV="TPU_NAME=$(printf %q "$TPU_NAME") TPU_LOAD_LIBRARY=0 "
-  fi
+  if is_pod; then CLIENT_ENV="TPU_NAME=$(printf %q "$TPU_NAME") TPU_LOAD_LIBRARY=0 "; fi
   DATA_DIR="gs://$BUCKET/$RUN_NAME"
   REGION="${ZONE%-*}"
 }
 
-# check_pod_config: a multi-host slice runs the way Google's Cloud TPU documentation runs
-# TensorFlow on one: a tpu-vm-tf-X.Y.Z-pod image runs the TPU runtime (TensorFlow X.Y.Z) on
-# every host, and ONE client on worker 0 (TPU_NAME=the TPU's name, TPU_LOAD_LIBRARY=0)
-# reaches all of them through TPUClusterResolver(tpu=TPU_NAME); client and runtime must be the
-# same TensorFlow. Only v2/v3 slices (8 cores per host, the name counts cores) are accepted.
+# check_pod_config: for the scripts that create or use the TPU (not delete/follow/upload):
+# a multi-host slice runs the way Google's Cloud TPU documentation runs TensorFlow on one: a
+# tpu-vm-tf-X.Y.Z-pod image runs the TPU runtime (TensorFlow X.Y.Z) on every host, and ONE
+# client on worker 0 (TPU_NAME=the TPU's name, TPU_LOAD_LIBRARY=0) reaches all of them through
+# TPUClusterResolver(tpu=TPU_NAME); client and runtime must be the same TensorFlow. Only v2/v3
+# slices (8 cores per host, the name counts cores) are accepted.
 check_pod_config() {
+  is_pod || return 0
   [[ "$ACCELERATOR_TYPE" =~ ^v[23]-[0-9]+$ ]] ||
     die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per slice are documented and checked); use a v2/v3 slice or a single host"
   [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-([0-9]+\.[0-9]+)\.[0-9]+-pod(-[a-z0-9-]+)?$ ]] ||

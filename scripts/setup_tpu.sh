@@ -15,6 +15,7 @@ usage() {
 parse_args "$@"
 ((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
 load_config
+check_pod_config
 require_gcloud
 
 if [[ -n "$SOURCE" ]]; then

@@ -1,8 +1,9 @@
 """Which `tf.distribute` strategy and which precision a run uses, from its hparams.
 
 One training step serves every device: TPUStrategy for a Cloud TPU (a TPU VM's own TPU
-when `tpu_name` is "local", a multi-host slice through its name from worker 0), MirroredStrategy when GPUs are visible, the default strategy
-on the CPU. Tests make two logical CPUs so the multi-replica path runs here too.
+when `tpu_name` is "local", a multi-host slice through its name, from worker 0),
+MirroredStrategy when GPUs are visible, the default strategy on the CPU. Tests make two
+logical CPUs so the multi-replica path runs here too.
 """
 from __future__ import annotations
 

@@ -229,11 +229,18 @@ def test_single_host_commands_are_unchanged(env_file):
      "ACCELERATOR_TYPE=v4-32: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per "
      "slice are documented and checked); use a v2/v3 slice or a single host"),
 ])
-@pytest.mark.parametrize("script", ["create_tpu", "setup_tpu", "doctor", "train"])
+@pytest.mark.parametrize("script", ["create_tpu", "setup_tpu", "doctor", "train", "build_data", "export"])
 def test_pod_slice_configs_that_cannot_work_are_refused(script, values, message, tmp_path):
     cfg = write_env(tmp_path / "bad.env", **(POD | values))
     proc = run_script(script, "--config", str(cfg), "--dry-run")
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"error: {cfg}: {message}\n")
+
+
+def test_a_refused_pod_slice_can_still_be_followed_and_deleted(tmp_path):
+    """A slice made with the old scripts (base image) must not be stuck: only the TPU's users refuse it."""
+    cfg = write_env(tmp_path / "old.env", ACCELERATOR_TYPE="v3-32")
+    assert dry_run("delete_tpu", cfg, "--yes")[-1] == [*TPU, "delete", "tpu-1", *WHERE, "--quiet"]
+    assert "--worker=0" in dry_run("follow", cfg)[0]
 
 
 def test_upload_through_cloudops_storage(env_file, corpus_path, koelectra_vocab, tmp_path):
