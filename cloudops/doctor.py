@@ -6,18 +6,23 @@ Cloud Storage credentials; every gs:// path of the run (data dir, model
 dir, logs) is readable and writable by this account (on the TPU VM: the VM's service
 account); the bucket is in the TPU zone's region; the records exist and their manifest
 agrees with the hparams (sequence length, vocab size); the hparams agree with the
-accelerator (core count); the TPU answers with the expected number of cores. Each result
-is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
+accelerator (core count); this host may drive that TPU as a TensorFlow client (`tpu_name`
+"local" only on a single host; a multi-host slice only by its name, from worker 0, with
+TPU_LOAD_LIBRARY=0: pretrain/training/tpu_host.py); the TPU answers with the expected number
+of cores. Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
 only gathers the facts. Exit status 1 if anything failed.
 
     electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\
         --zone europe-west4-a --accelerator-type v3-8 --tpu local
+    TPU_LOAD_LIBRARY=0 electra-doctor ... --accelerator-type v3-32 --hparams configs/base.json \\
+        --hparams '{"tpu_name": "my-pod", "num_tpu_cores": 32}' --tpu my-pod   # worker 0 of a pod slice
     electra-doctor --versions-only --tpu local    # what scripts/setup_tpu.sh runs after installing
 """
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import re
 import uuid
 from typing import Any, Callable, Mapping, NamedTuple
@@ -25,8 +30,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 from cloudops import storage
 from data_prep import records
 from foundation.errors import UserError, run_cli
+from pretrain.training.tpu_host import TpuHost, host_devices, is_multi_host, read_tpu_host, resolver_name, slice_devices
 
-_ACCELERATOR_RE = re.compile(r"v(\d+)([a-z]*)-(\d+)")
 # Multi-region bucket locations and the prefix of the regions they span.
 _MULTI_REGIONS = {"us": "us-", "eu": "europe-", "asia": "asia-"}
 
@@ -47,43 +52,34 @@ class Check(NamedTuple):
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def parse_accelerator(accelerator_type: str) -> tuple[int, str, int]:
-    """`v3-8` -> (3, "", 8); `v5litepod-16` -> (5, "litepod", 16); `v5p-8` -> (5, "p", 8)."""
-    match = _ACCELERATOR_RE.fullmatch(accelerator_type)
-    if not match:
-        raise UserError(f"--accelerator-type {accelerator_type}: expected a type like v3-8 or v3-32")
-    return int(match.group(1)), match.group(2), int(match.group(3))
+def check_tpu_client(tpu: str, num_tpu_cores: int, accelerator_type: str, worker: int | None,
+                     load_library: str | None) -> Check:
+    """Whether this host may drive `tpu` as the run's one TensorFlow client (tpu_host.resolver_name).
+
+    `worker` is this TPU VM's index in the slice; off a TPU VM (None) it is judged as worker 0,
+    where scripts/doctor.sh runs it."""
+    host = TpuHost(accelerator_type, 0 if worker is None else worker)
+    try:
+        name = resolver_name(tpu, num_tpu_cores, host, load_library)
+    except UserError as exc:
+        return Check("tpu client", False, str(exc))
+    if is_multi_host(accelerator_type):
+        return Check("tpu client", True, f"TPU {name!r}: this one client drives all {slice_devices(accelerator_type)} "
+                                         f"cores of {accelerator_type}")
+    return Check("tpu client", True, f"TPU {name!r}" + (" (this TPU VM's own)" if name == "local" else ""))
 
 
-def accelerator_cores(accelerator_type: str) -> int:
-    """TensorCores in the whole slice, the number in the name (v3-8: 8, v3-32: 32)."""
-    return parse_accelerator(accelerator_type)[2]
-
-
-def expected_local_devices(accelerator_type: str) -> int:
-    """TPU devices TensorFlow sees on ONE host of the slice.
-
-    v2/v3: one device per core, 8 per host. v4/v5p: the name counts cores but two cores
-    form one megacore device, 4 per host. v5e/v6e: the name counts chips, one device each,
-    8 on a single-host slice, 4 per host on larger ones.
-    """
-    generation, variant, count = parse_accelerator(accelerator_type)
-    if generation <= 3:
-        return min(count, 8)
-    if generation == 4 or variant == "p":
-        return min(count // 2, 4)
-    return count if count <= 8 else 4
-
-
-def check_tpu_devices(found: int | Exception, accelerator_type: str) -> Check:
-    expected = expected_local_devices(accelerator_type)
+def check_tpu_devices(found: int | Exception, accelerator_type: str, tpu: str = "local") -> Check:
+    """`found` TPU devices through `tpu`: this host's share of the slice for "local", else the whole slice."""
+    expected = host_devices(accelerator_type) if tpu == "local" else slice_devices(accelerator_type)
+    where = "on this host" if tpu == "local" else f"through TPU {tpu!r}"
     if isinstance(found, Exception):
         first = str(found).strip().splitlines()[0][:160] if str(found).strip() else type(found).__name__
         return Check("tpu", False, f"no TPU reachable ({first}); fix: run this on the TPU VM (scripts/doctor.sh), "
                                    "check `gcloud compute tpus tpu-vm describe` says READY, and stop any other "
                                    "program holding the TPU (only one process may use it)")
     if found != expected:
-        return Check("tpu", False, f"{found} TPU cores visible, {accelerator_type} should show {expected} on this host; "
+        return Check("tpu", False, f"{found} TPU cores visible, {accelerator_type} should show {expected} {where}; "
                                    "fix: set ACCELERATOR_TYPE in tpu.env to the TPU's real type, or recreate the TPU VM")
     return Check("tpu", True, f"{found} TPU cores ({accelerator_type})")
 
@@ -193,8 +189,8 @@ def check_manifest(manifest: records.Manifest | None, hparams: Any, where: str) 
 
 
 def check_hparams_for_tpu(hparams: Any, accelerator_type: str) -> list[Check]:
-    """A TPU run needs use_tpu and the slice's core count in the hparams."""
-    cores = accelerator_cores(accelerator_type)
+    """A TPU run needs use_tpu and the slice's core count (TensorFlow's TPU devices) in the hparams."""
+    cores = slice_devices(accelerator_type)
     checks = [Check("hparams use_tpu", bool(hparams.use_tpu),
                     "true" if hparams.use_tpu else 'false; fix: set "use_tpu": true in the hparams')]
     if hparams.num_tpu_cores == cores:
@@ -268,10 +264,12 @@ def _records_checks(store: storage.Storage, data_dir: storage.GcsUri, hparams: A
     return found + check_manifest(manifest, hparams, str(records_dir))
 
 
-def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | None,
+def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone: str | None,
                accelerator_type: str, tpu: str, emit: Callable[[Check], None]) -> list[Check]:
-    """Run every check, handing each result to `emit` as soon as it is known."""
-    from pretrain.config import from_hparams
+    """Run every check, handing each result to `emit` as soon as it is known.
+
+    `hparams_sources` are layered as run_pretraining.py layers its --hparams (later wins)."""
+    from pretrain.config import from_hparams, load_hparams
 
     results: list[Check] = []
 
@@ -283,8 +281,11 @@ def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | 
     add(check_versions(installed_versions(), libtpu_requirement(), on_tpu=tpu != "none"))
     root = storage.parse_uri(data_dir)
     try:
-        hparams = from_hparams(hparams_source)
-        add([Check("hparams", True, f"{hparams_source}: model_size={hparams.model_size}, "
+        given: dict = {}
+        for layer in hparams_sources:
+            given.update(load_hparams(layer))
+        hparams = from_hparams(given)
+        add([Check("hparams", True, f"{' + '.join(hparams_sources)}: model_size={hparams.model_size}, "
                                     f"max_seq_length={hparams.max_seq_length}, vocab_size={hparams.vocab_size}")])
     except UserError as exc:
         hparams = None
@@ -301,22 +302,30 @@ def run_checks(data_dir: str, hparams_source: str, model_name: str, zone: str | 
         if hparams is not None:
             add(_records_checks(store, root, hparams))
     if tpu != "none":
+        client = None
         if hparams is not None:
-            add(check_hparams_for_tpu(hparams, accelerator_type))
-        add([check_tpu_devices(count_tpu_devices(tpu), accelerator_type)])
+            host = read_tpu_host()
+            client = check_tpu_client(tpu, hparams.num_tpu_cores, accelerator_type, host.worker if host else None,
+                                      os.environ.get("TPU_LOAD_LIBRARY"))
+            add([*check_hparams_for_tpu(hparams, accelerator_type), client])
+        if client is None or client.ok:  # never start a TPU client where one cannot work
+            add([check_tpu_devices(count_tpu_devices(tpu), accelerator_type, tpu)])
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
-    parser.add_argument("--hparams", help="hparams JSON file or string, as for run_pretraining.py")
+    parser.add_argument("--hparams", action="append",
+                        help="hparams JSON file or string, as for run_pretraining.py; repeat to layer them")
     parser.add_argument("--model-name", help="the model dir is DATA_DIR/models/NAME")
     parser.add_argument("--versions-only", action="store_true",
                         help="check only the installed TensorFlow build and its libraries (with --tpu: the TPU build)")
     parser.add_argument("--zone", help="the TPU's zone; the bucket must be in its region")
     parser.add_argument("--accelerator-type", default="v3-8")
-    parser.add_argument("--tpu", default="none", help="'local' on the TPU VM, a TPU name, or 'none' to skip")
+    parser.add_argument("--tpu", default="none",
+                        help="'local' on a single-host TPU VM, the TPU's name on worker 0 of a multi-host slice "
+                             "(with TPU_LOAD_LIBRARY=0), or 'none' to skip")
     args = parser.parse_args(argv)
     if args.versions_only:
         results = check_versions(installed_versions(), libtpu_requirement(), on_tpu=args.tpu != "none")
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f"--{k.replace('_', '-')}" for k in ("data_dir", "hparams", "model_name") if getattr(args, k) is None]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
-    parse_accelerator(args.accelerator_type)
+    slice_devices(args.accelerator_type)  # a malformed type is one error line
     if args.zone:
         region_of_zone(args.zone)
     results = run_checks(args.data_dir, args.hparams, args.model_name, args.zone, args.accelerator_type, args.tpu,

@@ -13,9 +13,10 @@ usage() {
 parse_args "$@"
 ((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
 load_config
+check_pod_config
 require_gcloud
 
 build="python build_pretraining_dataset.py --corpus-dir $DATA_DIR/corpus --vocab-file $DATA_DIR/vocab/vocab.txt"
 build+=" --output-dir $DATA_DIR/pretrain_tfrecords --max-seq-length $MAX_SEQ_LENGTH --num-processes \$(nproc)"
-on_tpu 0 "$(remote_job_command build-data "$build")"
+on_tpu "$(remote_job_command build-data "$build")"
 note "next: scripts/follow.sh --job build-data, then scripts/train.sh"

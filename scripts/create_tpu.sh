@@ -12,6 +12,7 @@ usage() {
 parse_args "$@"
 ((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
 load_config
+check_pod_config
 require_gcloud
 
 run gcloud services enable tpu.googleapis.com --project="$PROJECT"

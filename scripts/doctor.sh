@@ -12,6 +12,7 @@ usage() {
 
 parse_args "$@"
 load_config
+check_pod_config
 where=tpu
 case "${ARGS[*]:-}" in
   "") ;;
@@ -24,5 +25,8 @@ if [[ "$where" == local ]]; then
   run "$(local_python)" -m cloudops.doctor "${checks[@]}" --hparams "$REPO_DIR/$HPARAMS" --tpu none
 else
   require_gcloud
-  on_tpu 0 "cd $REMOTE_SRC && $REMOTE_VENV/bin/electra-doctor $(quote_cmd "${checks[@]}") --hparams $HPARAMS --tpu local"
+  # the hparams and the TPU exactly as train.sh gives them to the trainer
+  client="--hparams $HPARAMS --tpu local"
+  if is_pod; then client="--hparams $HPARAMS --hparams $(client_hparams) --tpu $(printf %q "$TPU_NAME")"; fi
+  on_tpu "cd $REMOTE_SRC && ${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor $(quote_cmd "${checks[@]}") $client"
 fi

@@ -12,6 +12,7 @@ usage() {
 
 parse_args "$@"
 load_config
+check_pod_config
 output="export/$MODEL_NAME"
 set -- "${ARGS[@]}"
 while (($#)); do
@@ -28,8 +29,8 @@ done
 require_gcloud
 
 remote_out="\$HOME/electra-export/$MODEL_NAME"
-export_cmd="cd $REMOTE_SRC && $REMOTE_VENV/bin/electra-export --model-dir $DATA_DIR/models/$MODEL_NAME --output-dir $remote_out --overwrite"
+export_cmd="cd $REMOTE_SRC && ${CLIENT_ENV}$REMOTE_VENV/bin/electra-export --model-dir $DATA_DIR/models/$MODEL_NAME --output-dir $remote_out --overwrite"
 export_cmd+=" && $REMOTE_VENV/bin/python -m cloudops.storage upload $remote_out $DATA_DIR/export/$MODEL_NAME"
-on_tpu 0 "$export_cmd"
+on_tpu "$export_cmd"
 run "$(local_python)" -m cloudops.storage --project="$PROJECT" download "$DATA_DIR/export/$MODEL_NAME" "$output"
 note "next: scripts/delete_tpu.sh (the bucket keeps data, checkpoints, logs and the export)"

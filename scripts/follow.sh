@@ -33,6 +33,6 @@ if ((tensorboard)); then
   run "$(dirname "$(local_python)")/tensorboard" --logdir "$DATA_DIR/models/$MODEL_NAME" --port 6006
 else
   require_gcloud
-  on_tpu 0 "LINES_SHOWN=$lines bash $REMOTE_SRC/scripts/remote_job.sh --status $job"
+  on_tpu "LINES_SHOWN=$lines bash $REMOTE_SRC/scripts/remote_job.sh --status $job"
   note "full logs: $DATA_DIR/logs/"
 fi

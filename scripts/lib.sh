@@ -56,7 +56,7 @@ parse_args() {
 }
 
 # load_config: read KEY=VALUE lines from $CONFIG_FILE (no code is executed), check them,
-# and derive DATA_DIR, REGION, WORKERS.
+# and derive DATA_DIR, REGION and, on a pod slice, CLIENT_ENV.
 load_config() {
   [[ -f "$CONFIG_FILE" ]] || die "config file $CONFIG_FILE not found: copy scripts/tpu.env.example to tpu.env and fill it in (or pass --config FILE)"
   local line key value n=0
@@ -99,13 +99,36 @@ load_config() {
     on-demand | spot | preemptible) ;;
     *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
   esac
-  if is_pod && [[ "$RUNTIME_VERSION" == tpu-vm-tf-* && "$RUNTIME_VERSION" != *-pod* ]]; then
-    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is a multi-host pod slice but RUNTIME_VERSION=$RUNTIME_VERSION is a single-host TensorFlow image: use its -pod variant (tpu-vm-tf-X.Y.Z-pod-pjrt)"
-  fi
+  CLIENT_ENV=""
+  if is_pod; then CLIENT_ENV="TPU_NAME=$(printf %q "$TPU_NAME") TPU_LOAD_LIBRARY=0 "; fi
   DATA_DIR="gs://$BUCKET/$RUN_NAME"
   REGION="${ZONE%-*}"
-  # A pod slice has several hosts, and setup/train must run the same command on each.
-  if is_pod; then WORKERS=all; else WORKERS=0; fi
+}
+
+# check_pod_config: for the scripts that create or use the TPU (not delete/follow/upload):
+# a multi-host slice runs the way Google's Cloud TPU documentation runs TensorFlow on one: a
+# tpu-vm-tf-X.Y.Z-pod image runs the TPU runtime (TensorFlow X.Y.Z) on every host, and ONE
+# client on worker 0 (TPU_NAME=the TPU's name, TPU_LOAD_LIBRARY=0) reaches all of them through
+# TPUClusterResolver(tpu=TPU_NAME); client and runtime must be the same TensorFlow. Only v2/v3
+# slices (8 cores per host, the name counts cores) are accepted.
+check_pod_config() {
+  is_pod || return 0
+  [[ "$ACCELERATOR_TYPE" =~ ^v[23]-[0-9]+$ ]] ||
+    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per slice are documented and checked); use a v2/v3 slice or a single host"
+  [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-([0-9]+\.[0-9]+)\.[0-9]+-pod(-[a-z0-9-]+)?$ ]] ||
+    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is a multi-host slice, which TensorFlow drives from one client on worker 0 through the TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=$RUNTIME_VERSION is not such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions list --zone=$ZONE)"
+  local runtime_tf="${BASH_REMATCH[1]}" client_tf="${TPU_TENSORFLOW#*==}"
+  [[ "${client_tf%.*}" == "$runtime_tf" ]] ||
+    die "$CONFIG_FILE: RUNTIME_VERSION=$RUNTIME_VERSION serves TensorFlow $runtime_tf on every host but the client on worker 0 would be TPU_TENSORFLOW=$TPU_TENSORFLOW: they must be the same TensorFlow; use a -pod image of ${client_tf%.*} if your zone lists one (gcloud compute tpus tpu-vm versions list --zone=$ZONE), else a single host (docs/tpu_v3_8.md, Pod slices)"
+}
+
+# client_hparams: the hparams layer train.sh and doctor.sh add on a pod slice: the TPU's name
+# for TPUClusterResolver and the slice's cores (v2/v3: the number in the type), single-quoted
+# for the remote shell.
+client_hparams() {
+  local json
+  json="{\"tpu_name\": \"$TPU_NAME\", \"num_tpu_cores\": ${ACCELERATOR_TYPE##*-}, \"tpu_zone\": \"$ZONE\", \"gcp_project\": \"$PROJECT\"}"
+  echo "'${json//\'/\'\\\'\'}'"
 }
 
 # example_value KEY: KEY's default, as scripts/tpu.env.example sets it.
@@ -125,7 +148,7 @@ tpu_install_command() {
     "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${version%.*}.*")"
 }
 
-# is_pod: true for a multi-host slice (more than 8 cores/chips, e.g. v3-32).
+# is_pod: true for a multi-host slice (more than one host's 8 cores/chips, e.g. v3-32).
 is_pod() {
   ((${ACCELERATOR_TYPE##*-} > 8))
 }
@@ -180,15 +203,17 @@ tpu_exists() {
   check "$1" "${GCLOUD_TPU[@]}" describe "$TPU_NAME" --project="$PROJECT" --zone="$ZONE"
 }
 
-# on_tpu WORKER 'remote shell command': run it over ssh on worker 0 or on all workers.
+# on_tpu 'remote shell command': run it over ssh on worker 0, the only host the scripts use:
+# on a pod slice the other hosts only run the image's TPU runtime.
 on_tpu() {
-  run "${GCLOUD_TPU[@]}" ssh "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --worker="$1" --command="$2"
+  run "${GCLOUD_TPU[@]}" ssh "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --worker=0 --command="$1"
 }
 
 # remote_job_command NAME 'command': the remote command that starts it in the background
-# on the VM (once), its log copied to $DATA_DIR/logs/; see scripts/remote_job.sh.
+# on the VM (once, with CLIENT_ENV on a pod slice), its log copied to $DATA_DIR/logs/; see
+# scripts/remote_job.sh.
 remote_job_command() {
-  echo "cd $REMOTE_SRC && PATH=$REMOTE_VENV/bin:\$PATH bash scripts/remote_job.sh $1 $DATA_DIR/logs -- $2"
+  echo "cd $REMOTE_SRC && ${CLIENT_ENV}PATH=$REMOTE_VENV/bin:\$PATH bash scripts/remote_job.sh $1 $DATA_DIR/logs -- $2"
 }
 
 # local_python: the local interpreter that has this package (the repo's venv if present).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Step 4: put the package on the TPU VM (every host of a pod) in ~/electra-venv with exactly one
-# TensorFlow, the TPU build (`tpu` extra, TPU_TENSORFLOW), and check the installed versions
-# against each other. Safe to rerun: it updates in place.
+# Step 4: put the package on the TPU VM in ~/electra-venv with exactly one TensorFlow, the TPU
+# build (`tpu` extra, TPU_TENSORFLOW), and check the installed versions against each other.
+# On a pod slice only worker 0 gets it: it runs the one client; the other hosts run the
+# image's TPU runtime and need nothing. Safe to rerun: it updates in place.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "${BASH_SOURCE[0]%/*}/lib.sh"
@@ -14,6 +15,7 @@ usage() {
 parse_args "$@"
 ((${#ARGS[@]} == 0)) || die "unknown argument: ${ARGS[0]}"
 load_config
+check_pod_config
 require_gcloud
 
 if [[ -n "$SOURCE" ]]; then
@@ -24,12 +26,12 @@ else
   tarball="${TMPDIR:-/tmp}/electra-pipeline-src.tar.gz"
   note "shipping the committed HEAD of $REPO_DIR (uncommitted changes are not included)"
   run git -C "$REPO_DIR" archive --format=tar.gz --output="$tarball" HEAD
-  run "${GCLOUD_TPU[@]}" scp "$tarball" "$TPU_NAME:electra-src.tar.gz" --project="$PROJECT" --zone="$ZONE" --worker="$WORKERS"
+  run "${GCLOUD_TPU[@]}" scp "$tarball" "$TPU_NAME:electra-src.tar.gz" --project="$PROJECT" --zone="$ZONE" --worker=0
   fetch="rm -rf $REMOTE_SRC && mkdir -p $REMOTE_SRC && tar -xzf \$HOME/electra-src.tar.gz -C $REMOTE_SRC"
 fi
 venv="(test -x $REMOTE_VENV/bin/python || python3 -m venv $REMOTE_VENV"
 venv+=" || (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv && python3 -m venv $REMOTE_VENV))"
 install="$(tpu_install_command "$REMOTE_VENV" "$REMOTE_SRC")"
-verify="$REMOTE_VENV/bin/electra-doctor --versions-only --tpu local"
-on_tpu "$WORKERS" "$fetch && $venv && $install && $verify"
+verify="${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor --versions-only --tpu local"
+on_tpu "$fetch && $venv && $install && $verify"
 note "next: scripts/doctor.sh"

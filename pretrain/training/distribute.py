@@ -1,12 +1,16 @@
 """Which `tf.distribute` strategy and which precision a run uses, from its hparams.
 
 One training step serves every device: TPUStrategy for a Cloud TPU (a TPU VM's own TPU
-when `tpu_name` is "local"), MirroredStrategy when GPUs are visible, the default strategy
-on the CPU. Tests make two logical CPUs so the multi-replica path runs here too.
+when `tpu_name` is "local", a multi-host slice through its name, from worker 0),
+MirroredStrategy when GPUs are visible, the default strategy on the CPU. Tests make two
+logical CPUs so the multi-replica path runs here too.
 """
 from __future__ import annotations
 
+import os
+
 from foundation.errors import UserError, quiet_tensorflow
+from pretrain.training import tpu_host
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
@@ -36,8 +40,10 @@ def set_logical_cpu_devices(n: int) -> None:
 
 
 def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
+    """TPUStrategy on `tpu_name` ("local": this TPU VM's own TPU), after refusing, before the TPU system
+    is initialised, what cannot work on this host (pretrain/training/tpu_host.py)."""
+    name = tpu_host.resolver_name(tpu_name, num_tpu_cores, tpu_host.read_tpu_host(), os.environ.get("TPU_LOAD_LIBRARY"))
     tf = _tf()
-    name = "local" if tpu_name in (None, "", "local") else tpu_name
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
         tf.config.experimental_connect_to_cluster(resolver)

@@ -9,6 +9,7 @@ from cloudops import doctor, storage
 from data_prep import records
 from foundation.errors import UserError
 from pretrain.config import from_hparams
+from tpu_metadata import metadata_server, nothing_listening, tpu_vm
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +23,14 @@ def manifest(max_seq_length: int, vocab_size: int) -> records.Manifest:
                             num_shards=2, examples_per_shard=(3, 2), num_tokens=100, seed=0, flags={})
 
 
-@pytest.mark.parametrize("accelerator,cores,local", [
-    ("v2-8", 8, 8), ("v3-8", 8, 8), ("v3-32", 32, 8), ("v4-8", 8, 4), ("v4-32", 32, 4),
-    ("v5p-8", 8, 4), ("v5litepod-8", 8, 8), ("v5litepod-16", 16, 4), ("v6e-8", 8, 8),
-])
-def test_cores_per_accelerator_type(accelerator, cores, local):
-    assert doctor.accelerator_cores(accelerator) == cores
-    assert doctor.expected_local_devices(accelerator) == local
+@pytest.fixture()
+def off_a_tpu_vm(monkeypatch):
+    """No metadata server answers: the doctor judges the host as worker 0 of --accelerator-type."""
+    monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
+    monkeypatch.delenv("TPU_LOAD_LIBRARY", raising=False)
 
 
-def test_bad_accelerator_or_zone_is_a_user_error():
-    with pytest.raises(UserError, match="--accelerator-type v3: expected a type like v3-8"):
-        doctor.parse_accelerator("v3")
+def test_bad_zone_is_a_user_error():
     with pytest.raises(UserError, match="--zone europe-west4: expected a zone like europe-west4-a"):
         doctor.region_of_zone("europe-west4")
 
@@ -44,6 +41,26 @@ def test_tpu_device_check():
     assert not short.ok and short.detail.startswith("4 TPU cores visible, v3-8 should show 8 on this host; fix:")
     down = doctor.check_tpu_devices(RuntimeError("TPUs not found in the cluster.\nmore"), "v3-8")
     assert down.line().startswith("FAIL tpu: no TPU reachable (TPUs not found in the cluster.); fix: run this on the TPU VM")
+    # through the TPU's name a pod slice shows all its cores, "local" only this host's
+    assert doctor.check_tpu_devices(32, "v3-32", "my-pod").line() == "ok   tpu: 32 TPU cores (v3-32)"
+    assert doctor.check_tpu_devices(8, "v3-32", "my-pod").line().startswith(
+        "FAIL tpu: 8 TPU cores visible, v3-32 should show 32 through TPU 'my-pod'; fix:")
+
+
+@pytest.mark.parametrize("tpu,cores,accelerator,worker,load,line", [
+    ("local", 8, "v3-8", None, None, "ok   tpu client: TPU 'local' (this TPU VM's own)"),
+    ("local", 8, "v3-8", 0, None, "ok   tpu client: TPU 'local' (this TPU VM's own)"),
+    ("my-pod", 32, "v3-32", 0, "0", "ok   tpu client: TPU 'my-pod': this one client drives all 32 cores of v3-32"),
+    # "8 local devices" with "num_tpu_cores": 32 is no longer two ok lines
+    ("local", 32, "v3-32", None, "0", "FAIL tpu client: tpu_name 'local' on the multi-host slice v3-32 reaches only "
+                                      "this host's 8 of its 32 cores; TensorFlow drives"),
+    ("local", 32, "v3-8", 0, None, "FAIL tpu client: num_tpu_cores=32 but tpu_name 'local' reaches only this v3-8 "
+                                   "host's 8 TPU cores;"),
+    ("my-pod", 32, "v3-32", 2, "0", "FAIL tpu client: this is worker 2 of the multi-host slice v3-32,"),
+    ("my-pod", 32, "v3-32", None, None, "FAIL tpu client: TPU_LOAD_LIBRARY is unset on worker 0 of the multi-host"),
+])
+def test_tpu_client_check(tpu, cores, accelerator, worker, load, line):
+    assert doctor.check_tpu_client(tpu, cores, accelerator, worker, load).line().startswith(line)
 
 
 @pytest.mark.parametrize("location,data_locations,zone,ok", [
@@ -80,6 +97,9 @@ def test_hparams_against_the_accelerator(small):
     use_tpu, cores = doctor.check_hparams_for_tpu(small, "v3-32")
     assert use_tpu.ok and cores.line() == ('FAIL hparams num_tpu_cores: 8, but v3-32 has 32 cores; '
                                            'fix: set "num_tpu_cores": 32 in the hparams')
+    # v4 names count TensorCores, two per chip (Google's "TPU v4" page); one TensorFlow device per chip is
+    # this project's megacore assumption (tpu_host.host_devices), not verified without a v4
+    assert doctor.check_hparams_for_tpu(small, "v4-32")[1].detail.startswith("8, but v4-32 has 16 cores;")
     cpu = from_hparams({"model_size": "small", "use_tpu": False})
     assert doctor.check_hparams_for_tpu(cpu, "v3-8")[0].line() == (
         'FAIL hparams use_tpu: false; fix: set "use_tpu": true in the hparams')
@@ -100,7 +120,7 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
     b.patch()
     _upload_records(store, bucket, tmp_path, max_seq_length=128)
     seen = []
-    results = doctor.run_checks(f"gs://{bucket}/run", str(root / "configs" / "small.json"), "electra-small",
+    results = doctor.run_checks(f"gs://{bucket}/run", [str(root / "configs" / "small.json")], "electra-small",
                                 "europe-west4-a", "v3-8", "none", emit=seen.append)
     assert seen == results
     # first this environment's TensorFlow build and libraries (+ libtpu with the TPU build), all ok
@@ -120,7 +140,7 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
 
 
 def test_run_checks_missing_bucket(store, root):
-    results = doctor.run_checks("gs://no-such-bucket/run", str(root / "configs" / "small.json"), "m", None,
+    results = doctor.run_checks("gs://no-such-bucket/run", [str(root / "configs" / "small.json")], "m", None,
                                 "v3-8", "none", emit=lambda c: None)
     access = [c for c in results if c.name.startswith("access")]
     assert len(access) == 3 and not any(c.ok for c in access)
@@ -128,9 +148,46 @@ def test_run_checks_missing_bucket(store, root):
     assert results[-1].line().startswith("FAIL records: bucket gs://no-such-bucket does not exist")
 
 
+def _tpu_results(results: list) -> list[str]:
+    """The lines of the checks after the storage and data ones."""
+    first = next(i for i, c in enumerate(results) if c.name == "hparams use_tpu")
+    return [c.line() for c in results[first:]]
+
+
+def test_local_tpu_on_a_pod_slice_fails_without_probing_the_tpu(store, bucket, tmp_path, root, off_a_tpu_vm):
+    """The presets' "local" with the slice's 32 cores: refused by the client check; no TPU client is started."""
+    _upload_records(store, bucket, tmp_path, max_seq_length=512)
+    results = doctor.run_checks(f"gs://{bucket}/run", [str(root / "configs" / "small.json"), '{"num_tpu_cores": 32}'],
+                                "m", None, "v3-32", "local", emit=lambda c: None)
+    lines = _tpu_results(results)
+    assert lines[:2] == ["ok   hparams use_tpu: true", "ok   hparams num_tpu_cores: 32 (v3-32)"]
+    assert lines[2].startswith("FAIL tpu client: tpu_name 'local' on the multi-host slice v3-32 reaches only this "
+                               "host's 8 of its 32 cores;")
+    assert len(lines) == 3  # no "tpu" line: the TPU was not touched
+
+
+def test_pod_slice_doctor_on_worker_0_and_on_worker_1(store, bucket, tmp_path, root, monkeypatch):
+    """What scripts/doctor.sh runs on a v3-32: the train.sh layer, --tpu NAME, TPU_LOAD_LIBRARY=0."""
+    _upload_records(store, bucket, tmp_path, max_seq_length=512)
+    layers = [str(root / "configs" / "small.json"), '{"tpu_name": "my-pod", "num_tpu_cores": 32}']
+    monkeypatch.setenv("TPU_LOAD_LIBRARY", "0")
+    with metadata_server(tpu_vm("v3-32", 0)) as address:
+        monkeypatch.setenv("GCE_METADATA_IP", address)
+        lines = _tpu_results(doctor.run_checks(f"gs://{bucket}/run", layers, "m", None, "v3-32", "my-pod",
+                                               emit=lambda c: None))
+    assert lines[1:3] == ["ok   hparams num_tpu_cores: 32 (v3-32)",
+                          "ok   tpu client: TPU 'my-pod': this one client drives all 32 cores of v3-32"]
+    assert lines[3].startswith("FAIL tpu: no TPU reachable (")  # the real resolver, which finds no TPU 'my-pod' here
+    with metadata_server(tpu_vm("v3-32", 1)) as address:
+        monkeypatch.setenv("GCE_METADATA_IP", address)
+        lines = _tpu_results(doctor.run_checks(f"gs://{bucket}/run", layers, "m", None, "v3-32", "my-pod",
+                                               emit=lambda c: None))
+    assert lines[2].startswith("FAIL tpu client: this is worker 1 of the multi-host slice v3-32,") and len(lines) == 3
+
+
 def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_path, root):
     _upload_records(store, bucket, tmp_path, max_seq_length=512)
-    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host)
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=emulator_host, GCE_METADATA_IP=nothing_listening())
     proc = subprocess.run(
         [sys.executable, "-m", "cloudops.doctor", "--data-dir", f"gs://{bucket}/run", "--model-name", "m",
          "--hparams", str(root / "configs" / "small.json"), "--accelerator-type", "v3-8", "--tpu", "local"],
@@ -143,6 +200,7 @@ def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_pa
     cpu_build = "tensorflow-tpu" not in doctor.installed_versions()
     assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU" if cpu_build else
                                "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build")
+    assert lines[-3] == "ok   tpu client: TPU 'local' (this TPU VM's own)"
     assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
     assert lines[-1] == f"{len(lines) - 1} checks, {1 + cpu_build} failed"
     assert all(line.startswith("ok ") for line in lines[len(versions):-2])

@@ -5,6 +5,7 @@ branches that depend on gcloud's answers (skip an existing TPU VM, confirm a del
 against a stand-in `gcloud` on PATH that records its arguments. remote_job.sh, which runs
 on the VM, runs for real.
 """
+import json
 import os
 import pathlib
 import re
@@ -105,8 +106,9 @@ def test_create_tpu(env_file, tmp_path):
         [*TPU, "describe", "tpu-1", *WHERE],
         [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-ubuntu2204-base"],
     ]
-    spot = write_env(tmp_path / "spot.env", CAPACITY="spot", ACCELERATOR_TYPE="v3-32")
-    assert dry_run("create_tpu", spot)[-1][-3:] == ["--accelerator-type=v3-32", "--version=tpu-ubuntu2204-base", "--spot"]
+    spot = write_env(tmp_path / "spot.env", CAPACITY="spot", **POD)
+    assert dry_run("create_tpu", spot)[-1][-3:] == [
+        "--accelerator-type=v3-32", "--version=tpu-vm-tf-2.20.0-pod-pjrt", "--spot"]
 
 
 def test_setup_ships_this_checkout_and_installs_the_tpu_extra(env_file):
@@ -160,18 +162,85 @@ def test_setup_from_git(tmp_path):
         "(one TPU build of TensorFlow, an exact version)\n")
 
 
-def test_pod_slice_runs_setup_and_training_on_every_host(tmp_path):
-    cfg = write_env(tmp_path / "pod.env", ACCELERATOR_TYPE="v3-32")
-    assert "--worker=all" in dry_run("setup_tpu", cfg)[1]  # the scp of the source
-    assert "--worker=all" in dry_run("setup_tpu", cfg)[2]
-    assert "--worker=all" in dry_run("train", cfg)[0]
-    assert "--worker=0" in dry_run("build_data", cfg)[0]  # data is built once, on host 0
-    assert "--worker=0" in dry_run("export", cfg)[0]
+POD = {"ACCELERATOR_TYPE": "v3-32", "RUNTIME_VERSION": "tpu-vm-tf-2.20.0-pod-pjrt"}
+# the hparams layer train.sh and doctor.sh add on a pod slice, as the VM's shell passes it on
+POD_LAYER = '{"tpu_name": "tpu-1", "num_tpu_cores": 32, "tpu_zone": "europe-west4-a", "gcp_project": "proj-1"}'
+CLIENT_ENV = ["TPU_NAME=tpu-1", "TPU_LOAD_LIBRARY=0"]
 
-    single_host_image = write_env(tmp_path / "bad.env", ACCELERATOR_TYPE="v3-32", RUNTIME_VERSION="tpu-vm-tf-2.18.0-pjrt")
-    proc = run_script("train", "--config", str(single_host_image), "--dry-run")
-    assert proc.returncode == 2
-    assert "is a multi-host pod slice but RUNTIME_VERSION=tpu-vm-tf-2.18.0-pjrt is a single-host" in proc.stderr
+
+def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
+    """v3-32 the way Google's TensorFlow pod documentation runs it: only worker 0 gets the package and runs
+    the program, with TPU_NAME and TPU_LOAD_LIBRARY=0; training gets the TPU's name and the slice's 32
+    cores; the other hosts run the -pod image's TPU runtime and nothing of ours."""
+    cfg = write_env(tmp_path / "pod.env", **POD)
+    archive, scp, setup = dry_run("setup_tpu", cfg)
+    assert scp[-1] == "--worker=0" and setup[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"]
+    assert remote(setup)[-7:] == ["&&", *CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--versions-only",
+                                  "--tpu", "local"]
+    (train,) = dry_run("train", cfg)
+    assert train[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"] and len(train) == 10
+    assert remote(train) == [
+        "cd", "$HOME/electra", "&&", *CLIENT_ENV, "PATH=$HOME/electra-venv/bin:$PATH", "bash", "scripts/remote_job.sh",
+        "train", "gs://bkt-1/run-1/logs", "--", "python", "run_pretraining.py", "--data-dir", "gs://bkt-1/run-1",
+        "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small",
+        "--hparams", "configs/small.json", "--hparams", POD_LAYER]
+    assert json.loads(POD_LAYER) == {"tpu_name": "tpu-1", "num_tpu_cores": 32, "tpu_zone": "europe-west4-a",
+                                     "gcp_project": "proj-1"}
+    (doctor,) = dry_run("doctor", cfg)
+    assert remote(doctor) == [
+        "cd", "$HOME/electra", "&&", *CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--data-dir",
+        "gs://bkt-1/run-1", "--model-name", "electra-small", "--zone", "europe-west4-a", "--accelerator-type", "v3-32",
+        "--hparams", "configs/small.json", "--hparams", POD_LAYER, "--tpu", "tpu-1"]
+    (build,) = dry_run("build_data", cfg)
+    assert "--worker=0" in build and remote(build)[3:5] == CLIENT_ENV
+    ssh, _ = dry_run("export", cfg)
+    assert "--worker=0" in ssh and remote(ssh)[3:6] == [*CLIENT_ENV, "$HOME/electra-venv/bin/electra-export"]
+    for script in STEPS:  # no script addresses every host
+        proc = run_script(script, "--config", str(cfg), "--dry-run", *(["--yes"] if script == "delete_tpu" else []))
+        assert "--worker=all" not in proc.stdout
+
+
+def test_single_host_commands_are_unchanged(env_file):
+    """v3-8: the presets' tpu_name "local", no client environment, no hparams layer."""
+    (train,) = dry_run("train", env_file)
+    assert remote(train)[:4] == ["cd", "$HOME/electra", "&&", "PATH=$HOME/electra-venv/bin:$PATH"]
+    assert remote(train)[-2:] == ["--hparams", "configs/small.json"]
+    (doctor,) = dry_run("doctor", env_file)
+    assert remote(doctor)[3] == "$HOME/electra-venv/bin/electra-doctor" and remote(doctor)[-2:] == ["--tpu", "local"]
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"RUNTIME_VERSION": "tpu-ubuntu2204-base"},
+     "ACCELERATOR_TYPE=v3-32 is a multi-host slice, which TensorFlow drives from one client on worker 0 through the "
+     "TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=tpu-ubuntu2204-base is not "
+     "such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions "
+     "list --zone=europe-west4-a)"),
+    ({"RUNTIME_VERSION": "tpu-vm-tf-2.20.0-pjrt"},  # the single-host image
+     "ACCELERATOR_TYPE=v3-32 is a multi-host slice, which TensorFlow drives from one client on worker 0 through the "
+     "TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=tpu-vm-tf-2.20.0-pjrt is not "
+     "such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions "
+     "list --zone=europe-west4-a)"),
+    ({"RUNTIME_VERSION": "tpu-vm-tf-2.18.0-pod-pjrt"},  # the newest -pod image in Google's list, as docs/tpu_v3_8.md records it
+     "RUNTIME_VERSION=tpu-vm-tf-2.18.0-pod-pjrt serves TensorFlow 2.18 on every host but the client on worker 0 would "
+     "be TPU_TENSORFLOW=tensorflow-tpu==2.20.0: they must be the same TensorFlow; use a -pod image of 2.20 if your "
+     "zone lists one (gcloud compute tpus tpu-vm versions list --zone=europe-west4-a), else a single host "
+     "(docs/tpu_v3_8.md, Pod slices)"),
+    ({"ACCELERATOR_TYPE": "v4-32"},
+     "ACCELERATOR_TYPE=v4-32: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per "
+     "slice are documented and checked); use a v2/v3 slice or a single host"),
+])
+@pytest.mark.parametrize("script", ["create_tpu", "setup_tpu", "doctor", "train", "build_data", "export"])
+def test_pod_slice_configs_that_cannot_work_are_refused(script, values, message, tmp_path):
+    cfg = write_env(tmp_path / "bad.env", **(POD | values))
+    proc = run_script(script, "--config", str(cfg), "--dry-run")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"error: {cfg}: {message}\n")
+
+
+def test_a_refused_pod_slice_can_still_be_followed_and_deleted(tmp_path):
+    """A slice made with the old scripts (base image) must not be stuck: only the TPU's users refuse it."""
+    cfg = write_env(tmp_path / "old.env", ACCELERATOR_TYPE="v3-32")
+    assert dry_run("delete_tpu", cfg, "--yes")[-1] == [*TPU, "delete", "tpu-1", *WHERE, "--quiet"]
+    assert "--worker=0" in dry_run("follow", cfg)[0]
 
 
 def test_upload_through_cloudops_storage(env_file, corpus_path, koelectra_vocab, tmp_path):

@@ -9,6 +9,7 @@ import tensorflow as tf  # noqa: E402
 
 from foundation.errors import UserError  # noqa: E402
 from pretrain.training.distribute import cpu_flags, cpu_precision, device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
+from tpu_metadata import metadata_server, nothing_listening, tpu_vm  # noqa: E402
 
 CPU_ONLY = dict(use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)
 
@@ -52,7 +53,66 @@ def test_asking_for_absent_gpus_is_an_error():
     assert make_strategy(**CPU_ONLY | {"num_gpus": 0}).num_replicas_in_sync == 1
 
 
-def test_unreachable_tpu_is_one_line_with_the_fix():
+@pytest.fixture()
+def tpu_calls(monkeypatch):
+    """Records every TPUClusterResolver made and every initialize_tpu_system call (both still run)."""
+    calls = []
+    resolver_cls, initialize = tf.distribute.cluster_resolver.TPUClusterResolver, tf.tpu.experimental.initialize_tpu_system
+
+    def resolver(*args, **kwargs):
+        calls.append(("resolver", kwargs.get("tpu")))
+        return resolver_cls(*args, **kwargs)
+
+    def init(*args, **kwargs):
+        calls.append(("initialize_tpu_system",))
+        return initialize(*args, **kwargs)
+
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", resolver)
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", init)
+    return calls
+
+
+def test_local_tpu_with_more_cores_than_a_host_is_refused_before_the_tpu_is_touched(tpu_calls, monkeypatch):
+    """`tpu_name: local` with num_tpu_cores 32 cannot work on any host; off a TPU VM too."""
+    monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
+    with pytest.raises(UserError) as info:
+        make_strategy(use_tpu=True, tpu_name="local", tpu_zone=None, gcp_project=None, num_tpu_cores=32)
+    assert str(info.value).startswith("num_tpu_cores=32 but tpu_name 'local' reaches only one host's (at most 8) TPU")
+    assert tpu_calls == []
+
+
+@pytest.mark.parametrize("worker,tpu_name,load,start", [
+    (2, "my-pod", "0", "this is worker 2 of the multi-host slice v3-32,"),  # --worker=all on host 2
+    (0, "local", "0", "tpu_name 'local' on the multi-host slice v3-32 reaches only this host's 8 of its 32 cores"),
+    (0, "my-pod", None, "TPU_LOAD_LIBRARY is unset on worker 0 of the multi-host slice v3-32"),
+])
+def test_a_pod_slice_host_refuses_what_cannot_work_before_the_tpu_is_touched(worker, tpu_name, load, start, tpu_calls,
+                                                                              monkeypatch):
+    if load is None:
+        monkeypatch.delenv("TPU_LOAD_LIBRARY", raising=False)
+    else:
+        monkeypatch.setenv("TPU_LOAD_LIBRARY", load)
+    with metadata_server(tpu_vm("v3-32", worker)) as address:
+        monkeypatch.setenv("GCE_METADATA_IP", address)
+        with pytest.raises(UserError) as info:
+            make_strategy(use_tpu=True, tpu_name=tpu_name, tpu_zone=None, gcp_project=None, num_tpu_cores=32)
+    assert str(info.value).startswith(start) and "\n" not in str(info.value)
+    assert tpu_calls == []
+
+
+def test_worker_0_of_a_pod_slice_goes_on_to_the_named_tpu(tpu_calls, monkeypatch):
+    """The one client: the TPU's name reaches TPUClusterResolver (which cannot find it here)."""
+    monkeypatch.setenv("TPU_LOAD_LIBRARY", "0")
+    with metadata_server(tpu_vm("v3-32", 0)) as address:
+        monkeypatch.setenv("GCE_METADATA_IP", address)
+        with pytest.raises(UserError, match="^cannot reach TPU 'my-pod'"):
+            make_strategy(use_tpu=True, tpu_name="my-pod", tpu_zone="europe-west4-a", gcp_project="proj",
+                          num_tpu_cores=32)
+    assert tpu_calls[0] == ("resolver", "my-pod")
+
+
+def test_unreachable_tpu_is_one_line_with_the_fix(monkeypatch):
+    monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
     with pytest.raises(UserError) as info:
         make_strategy(use_tpu=True, tpu_name="no-such-tpu", tpu_zone="europe-west4-a", gcp_project="proj",
                       num_tpu_cores=8)
