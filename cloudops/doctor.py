@@ -8,7 +8,7 @@ account); the bucket is in the TPU zone's region; the records exist and their ma
 agrees with the hparams (sequence length, vocab size); the hparams agree with the
 accelerator (core count); this host may drive that TPU as a TensorFlow client (`tpu_name`
 "local" only on a single host; a multi-host slice only by its name, from worker 0, with
-TPU_LOAD_LIBRARY=0: pretrain/training/tpu_host.py); the TPU answers with the expected number
+TPU_LOAD_LIBRARY=0: foundation/tpu_host.py); the TPU answers with the expected number
 of cores. Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
 only gathers the facts. Exit status 1 if anything failed.
 
@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 from cloudops import storage
 from data_prep import records
 from foundation.errors import UserError, run_cli
-from pretrain.training.tpu_host import TpuHost, host_devices, is_multi_host, read_tpu_host, resolver_name, slice_devices
+from foundation.tpu_host import TpuHost, host_devices, is_multi_host, read_tpu_host, resolver_name, slice_devices
 
 # Multi-region bucket locations and the prefix of the regions they span.
 _MULTI_REGIONS = {"us": "us-", "eu": "europe-", "asia": "asia-"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from foundation.errors import UserError, quiet_tensorflow
-from pretrain.training import tpu_host
+from foundation import tpu_host
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
@@ -41,7 +41,7 @@ def set_logical_cpu_devices(n: int) -> None:
 
 def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
     """TPUStrategy on `tpu_name` ("local": this TPU VM's own TPU), after refusing, before the TPU system
-    is initialised, what cannot work on this host (pretrain/training/tpu_host.py)."""
+    is initialised, what cannot work on this host (foundation/tpu_host.py)."""
     name = tpu_host.resolver_name(tpu_name, num_tpu_cores, tpu_host.read_tpu_host(), os.environ.get("TPU_LOAD_LIBRARY"))
     tf = _tf()
     try:

@@ -30,6 +30,15 @@ def off_a_tpu_vm(monkeypatch):
     monkeypatch.delenv("TPU_LOAD_LIBRARY", raising=False)
 
 
+def test_the_doctor_imports_no_tensorflow():
+    """`setup_tpu.sh` runs `electra-doctor --versions-only` before TPU_LOAD_LIBRARY is set: importing the
+    TPU build of TensorFlow there loads libtpu, which deadlocks without a free TPU."""
+    found = subprocess.run([sys.executable, "-c", "import sys, cloudops.doctor; "
+                            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"],
+                           capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
 def test_bad_zone_is_a_user_error():
     with pytest.raises(UserError, match="--zone europe-west4: expected a zone like europe-west4-a"):
         doctor.region_of_zone("europe-west4")

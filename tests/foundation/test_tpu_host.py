@@ -5,8 +5,8 @@ import time
 import pytest
 
 from foundation.errors import UserError
-from pretrain.training import tpu_host
-from pretrain.training.tpu_host import TpuHost, resolver_name
+from foundation import tpu_host
+from foundation.tpu_host import TpuHost, resolver_name
 from tpu_metadata import metadata_server, nothing_listening, tpu_vm
 
 HOW = ("TensorFlow drives a multi-host slice from one client on worker 0, with tpu_name set to the TPU's name and "
