@@ -244,10 +244,11 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     from pretrain.training import data
 
     files = records.list_shards(str(data_dir / "pretrain_tfrecords"))
+    counts = records.read_manifest(str(data_dir / "pretrain_tfrecords")).examples_per_shard
 
     def batches(skip, n):
         ds = data.train_dataset(files, max_seq_length=32, batch_size=8, seed=5, shuffle_buffer=64, vocab_size=32200,
-                                skip_examples=skip)
+                                examples_per_shard=counts, skip_examples=skip)
         return [b["input_ids"].numpy() for b in ds.take(n)]
 
     fresh = batches(0, 30)  # 240 examples: 2.5 passes over the 96 records, reshuffled each pass
@@ -256,4 +257,5 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     for a, b in zip(fresh[3:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(batches(0, 1)[0], data.train_dataset(
-        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64, vocab_size=32200).take(1).get_single_element()["input_ids"])
+        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64, vocab_size=32200,
+        examples_per_shard=counts).take(1).get_single_element()["input_ids"])
