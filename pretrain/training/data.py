@@ -147,6 +147,9 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
                                   stream.batch(shuffle_buffer, drop_remainder=True))  # endless: never short
     ds = windows.map(lambda w, pair: tuple(tf.gather(t, window_order(shuffle_buffer, seed, w)) for t in pair))
     ds = ds.prefetch(1).unbatch().skip(start.skip_in_window)  # the next window is read while this one is used
+    # Endless, and said so: with several workers tf.distribute gives batches of unknown
+    # cardinality a dynamic batch dimension (a worker might run out first).
+    ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     return _batched(ds, batch_size, max_seq_length, vocab_size)
 
 
