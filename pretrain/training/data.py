@@ -1,6 +1,6 @@
 """The tf.data input of pretraining: shards (local or gs://) -> per-replica batches.
 
-The record order is seekable, so a resume reads at most one shard plus the shuffle buffer
+The record order is seekable, so a resume reads less than one shard plus two shuffle windows
 per input pipeline before its first step, not the records the finished steps used (the
 old `skip` read and parsed every one of them: ~358M records at step 700k of `small`).
 Each input pipeline (host) reads every k-th shard; its record stream is a pure function
@@ -129,7 +129,7 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
     """Endless shuffled batches of `batch_size` examples ({name: [b, L] int32}), from example `skip_examples`.
 
     `skip_examples` counts examples of this input pipeline already consumed (resume); it
-    costs less than one shard + one window of reading (see the module docstring).
+    costs less than one shard + two windows of reading (see the module docstring).
     `examples_per_shard` (the manifest's, in `files` order) makes that arithmetic; None
     (records without a manifest) counts this pipeline's shards first, reading them once.
     With several input pipelines (hosts) each reads every k-th file.
