@@ -46,6 +46,11 @@ class Run(NamedTuple):
     vocab: list[str]
     vocab_path: str
 
+    @property
+    def examples_per_shard(self) -> tuple[int, ...] | None:
+        """Records per shard (the manifest's); None for data without a manifest (counted when read)."""
+        return self.manifest.examples_per_shard if self.manifest is not None else None
+
 
 def check_inputs(cfg: PretrainConfig, record_dir: str, vocab_path: str) -> Run:
     """Records, manifest and vocab against the hparams: one clear error, before anything is written."""
@@ -300,7 +305,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     if start >= cfg.num_train_steps:
         logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
         return TrainResult(start, {})
-    iterator = trainer.train_iterator(run.files, start, run.manifest and run.manifest.examples_per_shard)
+    iterator = trainer.train_iterator(run.files, start, run.examples_per_shard)
     progress = {"step": start}
     watchdog = None  # armed once the first host call returned: see `_watchdog`
     writer = tf.summary.create_file_writer(fileio.join(save_dir, "train"))
