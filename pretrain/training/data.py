@@ -93,7 +93,11 @@ def seek(counts: Sequence[int], position: int, window_size: int,
 def count_records(files: list[str]) -> list[int]:
     """Records per shard, read through once with TF's reader (framing and checksums, no parsing)."""
     def count(path: str) -> int:
-        return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+        try:
+            return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+        except tf.errors.DataLossError as exc:
+            found = damaged_shard([path]) or f"{path}: {exc.message}"
+            raise UserError(f"{found}; rebuild the records (electra-build-data)") from exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(count, files))

@@ -130,6 +130,14 @@ def test_records_without_counts_are_counted_once(files, caplog):
     assert "counted the 24 records of 4 shard(s) by reading them through" in caplog.text
 
 
+def test_a_damaged_shard_met_while_counting_is_named(tmp_path):
+    paths = write_shards(tmp_path, (3, 4))
+    with open(paths[1], "r+b") as fh:
+        fh.truncate(fh.seek(0, 2) - 5)
+    with pytest.raises(UserError, match=rf"^corrupt record 3 in {paths[1]}: .*; rebuild the records"):
+        dataset(paths, 0, window=4, counts=None)
+
+
 @pytest.fixture
 def records_read(monkeypatch):
     """Count every record TF's TFRecord reader yields (skipped ones included): `len(read)`."""
