@@ -170,7 +170,7 @@ out = {}
 for name, strategy in (("one", tf.distribute.get_strategy()),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
     trainer = training.make_trainer(run, strategy)
-    it = trainer.train_iterator(run.files, 0)
+    it = trainer.train_iterator(run.files, 0, run.examples_per_shard)
     losses = []
     for _ in range(3):
         acc = trainer.train_steps(it, 1).outputs
