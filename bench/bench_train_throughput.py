@@ -97,7 +97,7 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
         records.write_shard(path, (records.encode_example(*(examples[k][i].tolist() for k in records.FEATURES))
                                    for i in range(len(examples["input_ids"]))))
         trainer = Trainer(cfg, tf.distribute.get_strategy(), vocab, precision)
-        iterator = trainer.train_iterator([path], 0)
+        iterator = trainer.train_iterator([path], 0, [len(examples["input_ids"])])
         trainer._train_loop(iterator, tf.constant(1, tf.int64))  # trace + compile
         best = cpu = float("inf")
         for _ in range(repeats):

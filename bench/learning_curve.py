@@ -73,7 +73,7 @@ def main() -> None:
     train_run = training.check_inputs(cfg, str(work / "pretrain_tfrecords"), str(VOCAB))
     heldout = training.check_inputs(cfg, str(work / "heldout"), str(VOCAB))
     trainer = training.make_trainer(train_run)
-    iterator = trainer.train_iterator(train_run.files, 0)
+    iterator = trainer.train_iterator(train_run.files, 0, train_run.examples_per_shard)
 
     rows = []
     t0 = time.perf_counter()

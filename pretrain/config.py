@@ -264,7 +264,8 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     need(cfg.generator_dims().num_hidden_layers >= 1, "generator_layers", "gives a generator with no layers")
     need(cfg.temperature > 0, "temperature", "must be positive")
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
-                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
+                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps",
+                "shuffle_buffer"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")

@@ -1,9 +1,20 @@
 """The tf.data input of pretraining: shards (local or gs://) -> per-replica batches.
 
-Files are shuffled and interleaved in parallel, records shuffled with the run's seed, then
-batched with `drop_remainder` (static shapes for XLA/TPU) and prefetched. The order is a
-pure function of the seed, so a resumed run skips the records the finished steps used and
-continues exactly where the killed run was (`skip_examples`).
+The record order is seekable, so a resume reads less than one shard plus two shuffle windows
+per input pipeline before its first step, not the records the finished steps used (the
+old `skip` read and parsed every one of them: ~358M records at step 700k of `small`).
+Each input pipeline (host) reads every k-th shard; its record stream is a pure function
+of the seed and the shards' record counts (the manifest's `examples_per_shard`):
+- epoch e reads the pipeline's non-empty shards whole, one after another, in an order
+  drawn from (seed, e) (`file_order`);
+- the endless stream, epoch after epoch, is cut into windows of `shuffle_buffer` records
+  and each window is permuted by (seed, window index) (`window_order`).
+So example K of a pipeline is found by arithmetic (`seek`): its window, the epoch and the
+shard where that window starts, and how many records of that shard come before it. The
+shards before it are not opened, the start of that one shard is read and dropped, and the
+first K - window start examples of the permuted window are dropped. Records read before
+the first batch: less than one shard + one window (+ one window read ahead).
+Batches use `drop_remainder` (static shapes for XLA/TPU) and are prefetched.
 
 Each record travels with the name of its shard, so the two faults that only show once a
 record is read name the shard: an id outside the vocab (checked here on the host, outside
@@ -14,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple, Sequence
 
+import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from data_prep import records
 from foundation import fileio
@@ -29,28 +43,117 @@ _OUT_OF_VOCAB_RE = re.compile(re.escape(_OUT_OF_VOCAB) + r"(.*?)\|(-?\d+)" + re.
 _DAMAGED_AT_RE = re.compile(r"record at (\d+)")
 
 
-def _named_records(files: tf.data.Dataset, cycle_length: int) -> tf.data.Dataset:
-    """(serialised record, its shard's path) pairs, interleaved in a fixed order."""
-    return files.interleave(lambda f: tf.data.TFRecordDataset(f).map(lambda r: (r, f)), cycle_length=cycle_length,
-                            block_length=1, num_parallel_calls=AUTOTUNE, deterministic=True)
+def _shard_records(path: tf.Tensor) -> tf.data.Dataset:
+    """(serialised record, its shard's path) pairs of one shard, in file order: the one place a shard is opened."""
+    return tf.data.TFRecordDataset(path).map(lambda r: (r, path))
+
+
+def _permutation(n, seed: int, stream: int, index) -> tf.Tensor:
+    """A permutation of range(n) [n] int32 drawn from (seed, stream, index) alone (stateless)."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64) * 2 + stream])
+    return tf.argsort(tf.random.stateless_uniform([n], seed=key), stable=True)
+
+
+def file_order(num_files: int, seed: int, epoch) -> tf.Tensor:
+    """The order [num_files] in which epoch `epoch` reads a pipeline's non-empty shards."""
+    return _permutation(num_files, seed, 0, epoch)
+
+
+def window_order(size: int, seed: int, window) -> tf.Tensor:
+    """The permutation [size] of the records of window `window` (window w holds stream records w*size ...)."""
+    return _permutation(size, seed, 1, window)
+
+
+class StreamStart(NamedTuple):
+    """Where a pipeline's stream resumes: everything reading it needs, computed without reading."""
+
+    window: int  # the window holding the resume position
+    epoch: int  # the epoch in which that window starts
+    order: tuple[int, ...]  # that epoch's shard order (indices into the pipeline's non-empty shards)
+    first_file: int  # position in `order` of the shard holding the window's first record
+    skip_in_file: int  # records of that shard before the window's first record (read, dropped)
+    skip_in_window: int  # examples of the permuted window already consumed (dropped)
+
+
+def seek(counts: Sequence[int], position: int, window_size: int,
+         order_of: Callable[[int], Sequence[int]]) -> StreamStart:
+    """Where example `position` is in an endless stream of epochs over shards of `counts` records.
+
+    `order_of(epoch)` is that epoch's shard order; pure arithmetic, nothing is read.
+    """
+    window, in_window = divmod(position, window_size)
+    epoch, offset = divmod(window * window_size, sum(counts))
+    order = tuple(int(i) for i in order_of(epoch))
+    ends = np.cumsum([counts[i] for i in order])
+    first = int(np.searchsorted(ends, offset, side="right"))
+    before = int(ends[first - 1]) if first else 0
+    return StreamStart(window, epoch, order, first, offset - before, in_window)
+
+
+def count_records(files: list[str]) -> list[int]:
+    """Records per shard, read through once with TF's reader (framing and checksums, no parsing)."""
+    def count(path: str) -> int:
+        try:
+            return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+        except tf.errors.DataLossError as exc:
+            found = damaged_shard([path]) or f"{path}: {exc.message}"
+            raise UserError(f"{found}; rebuild the records (electra-build-data)") from exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(count, files))
+
+
+def _pipeline_shards(files: list[str], examples_per_shard: Sequence[int] | None,
+                     input_context: tf.distribute.InputContext | None) -> tuple[list[str], list[int]]:
+    """This pipeline's non-empty shards (every k-th one, as `Dataset.shard` picks them) and their record counts."""
+    pipelines, pid = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
+    mine = files[pid::pipelines]
+    if examples_per_shard is None:
+        started = time.monotonic()
+        counts = count_records(mine)
+        logging.warning("no %s beside the shards (data from the original tool?): counted the %d records of %d "
+                        "shard(s) by reading them through (%.1f s), as every start will; records built by "
+                        "electra-build-data carry their counts", records.MANIFEST, sum(counts), len(mine),
+                        time.monotonic() - started)
+    elif len(examples_per_shard) != len(files):
+        raise UserError(f"{len(files)} shards but {len(examples_per_shard)} record counts in the manifest")
+    else:
+        counts = list(examples_per_shard[pid::pipelines])
+    kept = [(f, n) for f, n in zip(mine, counts) if n > 0]
+    if not kept:
+        raise UserError(f"input pipeline {pid} of {pipelines} gets no records: its shards (every {pipelines}th of "
+                        f"{len(files)}) are empty or missing; rebuild the records with --num-shards a multiple of "
+                        f"{pipelines}")
+    return [f for f, _ in kept], [n for _, n in kept]
 
 
 def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, seed: int, shuffle_buffer: int,
-                  vocab_size: int, skip_examples: int = 0,
+                  vocab_size: int, examples_per_shard: Sequence[int] | None, skip_examples: int = 0,
                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Endless shuffled batches of `batch_size` examples ({name: [b, L] int32}).
+    """Endless shuffled batches of `batch_size` examples ({name: [b, L] int32}), from example `skip_examples`.
 
-    `skip_examples` counts examples of this input pipeline already consumed (resume).
+    `skip_examples` counts examples of this input pipeline already consumed (resume); it
+    costs less than one shard + two windows of reading (see the module docstring).
+    `examples_per_shard` (the manifest's, in `files` order) makes that arithmetic; None
+    (records without a manifest) counts this pipeline's shards first, reading them once.
     With several input pipelines (hosts) each reads every k-th file.
     """
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = _named_records(ds, min(len(files), 8))
-    ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    if skip_examples:
-        ds = ds.skip(skip_examples)
+    paths, counts = _pipeline_shards(files, examples_per_shard, input_context)
+    start = seek(counts, skip_examples, shuffle_buffer, lambda e: file_order(len(paths), seed, e).numpy())
+    table = tf.constant(paths)
+    rest_of_epoch = tf.data.Dataset.from_tensor_slices((
+        [paths[i] for i in start.order[start.first_file:]],
+        np.array([start.skip_in_file] + [0] * (len(start.order) - start.first_file - 1), np.int64)))
+    later_epochs = tf.data.Dataset.counter(start.epoch + 1).flat_map(lambda e: tf.data.Dataset.from_tensor_slices((
+        tf.gather(table, file_order(len(paths), seed, e)), tf.zeros([len(paths)], tf.int64))))
+    stream = rest_of_epoch.concatenate(later_epochs).flat_map(lambda path, skip: _shard_records(path).skip(skip))
+    windows = tf.data.Dataset.zip(tf.data.Dataset.counter(start.window),
+                                  stream.batch(shuffle_buffer, drop_remainder=True))  # endless: never short
+    ds = windows.map(lambda w, pair: tuple(tf.gather(t, window_order(shuffle_buffer, seed, w)) for t in pair))
+    ds = ds.prefetch(1).unbatch().skip(start.skip_in_window)  # the next window is read while this one is used
+    # Endless, and said so: with several workers tf.distribute gives batches of unknown
+    # cardinality a dynamic batch dimension (a worker might run out first).
+    ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     return _batched(ds, batch_size, max_seq_length, vocab_size)
 
 
@@ -60,7 +163,7 @@ def eval_dataset(files: list[str], *, max_seq_length: int, batch_size: int, voca
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return _batched(_named_records(ds, 1), batch_size, max_seq_length, vocab_size)
+    return _batched(ds.flat_map(_shard_records), batch_size, max_seq_length, vocab_size)
 
 
 def _checked(serialized: tf.Tensor, shards: tf.Tensor, max_seq_length: int, vocab_size: int) -> dict:

@@ -131,7 +131,7 @@ def check_static_input_shapes(cfg: PretrainConfig) -> None:
     """The real input pipeline's batches must have a fully static shape, as XLA on a TPU needs."""
     spec = data.train_dataset(["unread.tfrecord"], max_seq_length=cfg.max_seq_length,
                               batch_size=cfg.train_batch_size // cfg.gradient_accumulation_steps, seed=0,
-                              shuffle_buffer=2, vocab_size=cfg.vocab_size).element_spec
+                              shuffle_buffer=2, vocab_size=cfg.vocab_size, examples_per_shard=[1]).element_spec
     loose = {k: s.shape.as_list() for k, s in spec.items() if not s.shape.is_fully_defined()}
     if loose:
         raise UserError(f"the input pipeline's batches have non-static shapes {loose}: XLA on a TPU needs "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import keras
 import numpy as np
@@ -45,6 +45,11 @@ class Run(NamedTuple):
     manifest: records.Manifest | None
     vocab: list[str]
     vocab_path: str
+
+    @property
+    def examples_per_shard(self) -> tuple[int, ...] | None:
+        """Records per shard (the manifest's); None for data without a manifest (counted when read)."""
+        return self.manifest.examples_per_shard if self.manifest is not None else None
 
 
 def check_inputs(cfg: PretrainConfig, record_dir: str, vocab_path: str) -> Run:
@@ -205,15 +210,20 @@ class Trainer:
         return self._reduce(self.strategy.run(self._eval_replica, args=(batch, key)))
 
     # --- datasets ---------------------------------------------------------------------
-    def train_iterator(self, files: list[str], start_step: int):
+    def train_iterator(self, files: list[str], start_step: int, examples_per_shard: Sequence[int] | None = None):
+        """Batches from the data position of `start_step` (every step used `train_batch_size` examples).
+
+        `examples_per_shard` (the manifest's) lets the position be found by arithmetic; None
+        counts the records first (see `data.train_dataset`).
+        """
         cfg = self.cfg
         consumed = start_step * cfg.train_batch_size
 
         def make(batch_size, ctx):
             return data.train_dataset(files, max_seq_length=cfg.max_seq_length, batch_size=batch_size,
-                                      seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
-                                      vocab_size=cfg.vocab_size, skip_examples=consumed // ctx.num_input_pipelines,
-                                      input_context=ctx)
+                                      seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, vocab_size=cfg.vocab_size,
+                                      examples_per_shard=examples_per_shard,
+                                      skip_examples=consumed // ctx.num_input_pipelines, input_context=ctx)
 
         return iter(data.distributed(self.strategy, make, self.micro_batch))
 
@@ -295,9 +305,9 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     if start >= cfg.num_train_steps:
         logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
         return TrainResult(start, {})
-    iterator = trainer.train_iterator(run.files, start)
+    iterator = trainer.train_iterator(run.files, start, run.examples_per_shard)
     progress = {"step": start}
-    watchdog = _watchdog(cfg, progress)
+    watchdog = None  # armed once the first host call returned: see `_watchdog`
     writer = tf.summary.create_file_writer(fileio.join(save_dir, "train"))
     num_examples = run.manifest.num_examples if run.manifest is not None else None
     ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
@@ -318,6 +328,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 progress["step"] = step
+                watchdog = watchdog or _watchdog(cfg, progress)
                 if watchdog is not None:
                     watchdog.beat()
                 if not call.finite:
@@ -378,7 +389,14 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
-    """A hang watchdog (H4's) fed after every host call; `progress` is read from its thread."""
+    """A hang watchdog (H4's) fed after every host call; `progress` is read from its thread.
+
+    Started after the first host call returned, not before it: that call holds the input's
+    start-up (a resume reads up to a shard and a shuffle window per pipeline, from gs:// on a
+    TPU) and the step's compilation, neither bounded by a step's time, so a timeout sized for
+    steps would kill a slow start every time, restart after restart. The cost: a hang inside
+    the first host call is not caught.
+    """
     if cfg.watchdog_seconds <= 0:
         return None
     from pretrain.training.watchdog import Watchdog

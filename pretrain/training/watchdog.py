@@ -11,7 +11,9 @@ A thread cannot run while another holds the GIL inside a C call; for that case a
 C-level `faulthandler` timer, re-armed on every beat at twice the timeout, dumps the
 stacks and exits with status 1 without needing the GIL.
 
-The timeout must cover the slowest normal gap, including the first step's compilation.
+The timeout must cover the slowest normal gap between beats (a host loop and a checkpoint
+save); the trainer starts the watchdog only after its first host call, so input start-up and
+the first step's compilation are not counted (`pretrain.training.trainer._watchdog`).
 """
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ out = {}
 for name, strategy in (("one", tf.distribute.get_strategy()),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
     trainer = training.make_trainer(run, strategy)
-    it = trainer.train_iterator(run.files, 0)
+    it = trainer.train_iterator(run.files, 0, run.examples_per_shard)
     losses = []
     for _ in range(3):
         acc = trainer.train_steps(it, 1).outputs
@@ -244,10 +244,11 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     from pretrain.training import data
 
     files = records.list_shards(str(data_dir / "pretrain_tfrecords"))
+    counts = records.read_manifest(str(data_dir / "pretrain_tfrecords")).examples_per_shard
 
     def batches(skip, n):
         ds = data.train_dataset(files, max_seq_length=32, batch_size=8, seed=5, shuffle_buffer=64, vocab_size=32200,
-                                skip_examples=skip)
+                                examples_per_shard=counts, skip_examples=skip)
         return [b["input_ids"].numpy() for b in ds.take(n)]
 
     fresh = batches(0, 30)  # 240 examples: 2.5 passes over the 96 records, reshuffled each pass
@@ -256,4 +257,47 @@ def test_resumed_input_continues_at_the_data_position(data_dir):
     for a, b in zip(fresh[3:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(batches(0, 1)[0], data.train_dataset(
-        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64, vocab_size=32200).take(1).get_single_element()["input_ids"])
+        files, max_seq_length=32, batch_size=8, seed=6, shuffle_buffer=64, vocab_size=32200,
+        examples_per_shard=counts).take(1).get_single_element()["input_ids"])
+
+
+SLOW_START = r"""
+import sys, time
+import tensorflow as tf
+from pretrain.training import data, trainer as training
+from pretrain.config import from_hparams
+data_dir, hparams, slow_batch, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+real = data.train_dataset
+
+
+def slow_dataset(*args, **kwargs):  # the input pipeline waits `seconds` before batch `slow_batch`
+    def wait(i, batch):
+        done = tf.py_function(lambda i: time.sleep(seconds if int(i) == slow_batch else 0) or 0, [i], tf.int32)
+        with tf.control_dependencies([done]):
+            return {k: tf.identity(v) for k, v in batch.items()}
+    return real(*args, **kwargs).enumerate().map(wait)
+
+
+data.train_dataset = slow_dataset
+run = training.check_inputs(from_hparams(hparams), data_dir + "/pretrain_tfrecords", data_dir + "/vocab.txt")
+print("trained to", training.train(run, data_dir + "/models/" + sys.argv[5]).step)
+"""
+
+
+def test_the_watchdog_counts_gaps_between_host_calls_not_the_start(data_dir, tmp_path):
+    """watchdog_seconds 3: an input start-up of 8 s (the first batch) does not fire it; the input
+    hanging 600 s at step 3 does, with the restart exit status and the last finished step."""
+    from pretrain.training.watchdog import EXIT_CODE
+
+    script = tmp_path / "slow_start.py"
+    script.write_text(SLOW_START)
+    hparams = hp(num_train_steps=4, iterations_per_loop=1, save_checkpoints_steps=2, watchdog_seconds=3)
+    procs = {name: subprocess.Popen([sys.executable, str(script), str(data_dir), hparams, slow, seconds, name],
+                                    env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, slow, seconds in (("slow_start", "0", "8"), ("hangs", "2", "600"))}
+    out = {name: proc.communicate(timeout=300) for name, proc in procs.items()}
+    assert procs["slow_start"].returncode == 0, out["slow_start"][1][-3000:]
+    assert out["slow_start"][0].strip().endswith("trained to 4") and "watchdog" not in out["slow_start"][1]
+    assert procs["hangs"].returncode == EXIT_CODE, out["hangs"][1][-3000:]
+    assert "watchdog: no progress for" in out["hangs"][1]
+    assert "training: last finished step 2," in out["hangs"][1]
