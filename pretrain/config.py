@@ -115,7 +115,7 @@ class PretrainConfig:
     watchdog_seconds: float = 0.0  # 0 = no hang watchdog
     num_gpus: int | None = None
     log_every_steps: int = 10
-    shuffle_buffer: int = 10000
+    shuffle_buffer: int = 100_000  # records per permuted input window: ~4 shards of 512-token records
 
     def discriminator_dims(self) -> EncoderDims:
         return EncoderDims(

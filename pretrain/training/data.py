@@ -127,6 +127,23 @@ def _pipeline_shards(files: list[str], examples_per_shard: Sequence[int] | None,
     return [f for f, _ in kept], [n for _, n in kept]
 
 
+MIN_SHARDS_PER_WINDOW = 2  # below this a batch draws its examples from about one shard
+
+
+def thin_mixing(shuffle_buffer: int, counts: Sequence[int]) -> str | None:
+    """Why this window mixes too few shards (a batch comes from one window), or None.
+
+    A build keeps each input file's text together, so a shard is one stretch of the corpus;
+    a window of fewer records than two shards makes most batches one stretch of text.
+    """
+    per_shard = sum(counts) / len(counts)
+    if len(counts) < MIN_SHARDS_PER_WINDOW or shuffle_buffer >= MIN_SHARDS_PER_WINDOW * per_shard:
+        return None
+    return (f"shuffle_buffer {shuffle_buffer:,} holds {shuffle_buffer / per_shard:.1f} of a shard's ~{per_shard:,.0f} "
+            f"records, so most batches come from one shard; set shuffle_buffer to {4 * per_shard:,.0f} (4 shards, "
+            "about google-research/electra's mixing) or build smaller shards (docs/tpu_gpu.md, Resuming)")
+
+
 def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, seed: int, shuffle_buffer: int,
                   vocab_size: int, examples_per_shard: Sequence[int] | None, skip_examples: int = 0,
                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
@@ -139,6 +156,9 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
     With several input pipelines (hosts) each reads every k-th file.
     """
     paths, counts = _pipeline_shards(files, examples_per_shard, input_context)
+    thin = thin_mixing(shuffle_buffer, counts)
+    if thin:
+        logging.warning(thin)
     start = seek(counts, skip_examples, shuffle_buffer, lambda e: file_order(len(paths), seed, e).numpy())
     table = tf.constant(paths)
     rest_of_epoch = tf.data.Dataset.from_tensor_slices((

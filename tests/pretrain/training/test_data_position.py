@@ -171,3 +171,17 @@ def test_a_resume_reads_less_than_one_shard_and_two_windows(tmp_path, records_re
     records_read.clear()
     fresh = dataset(files, 0, window=window, counts=counts).unbatch().skip(resume)
     np.testing.assert_array_equal(next(iter(fresh))["input_ids"].numpy(), first[0])
+
+
+@pytest.mark.parametrize("window, counts, warned", [
+    (100_000, [27_000] * 40, False),  # the default window over `small`'s shards: ~3.7 shards
+    (10_000, [27_000] * 40, True),  # the old default: a batch from about one shard
+    (53_999, [27_000] * 40, True),
+    (54_000, [27_000] * 40, False),  # exactly two shards
+    (10, [27_000], False),  # one shard: nothing to mix
+])
+def test_a_window_smaller_than_two_shards_is_named(window, counts, warned):
+    found = data.thin_mixing(window, counts)
+    assert (found is not None) is warned
+    if warned:
+        assert f"shuffle_buffer {window:,}" in found and "108,000" in found  # 4 shards of 27,000 records
