@@ -32,7 +32,7 @@ from foundation.errors import UserError
 from pretrain.training import data
 from pretrain.config import PretrainConfig, validate
 from pretrain.model.rtd import special_ids
-from pretrain.training.trainer import STEP_SCALARS, Trainer
+from pretrain.training.trainer import STEP_SCALARS, Trainer, host_call
 
 DEVICES = ("tpu", "gpu")
 PRECISION = {"tpu": "bfloat16", "gpu": "float16"}
@@ -166,7 +166,7 @@ def run(trainer: Trainer, p: Plan, vocab: list[str]) -> Result:
     loop = trainer.xla_host_loop()
     start = time.perf_counter()
     try:
-        _, finite, per_step = loop(batches, tf.constant(p.steps, tf.int64))
+        call = host_call(loop(batches, tf.constant(p.steps, tf.int64)))
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
         message = xla_failure(exc)
         if message is None:
@@ -179,12 +179,12 @@ def run(trainer: Trainer, p: Plan, vocab: list[str]) -> Result:
                         "tensorflow-tpu, has none), so the rehearsal cannot run here; fix: rehearse in an "
                         "environment with the CPU build (pip install -e .[cpu], as `make test` sets up)") from None
     seconds = time.perf_counter() - start
-    losses = [float(x) for x in per_step.numpy()[:, STEP_SCALARS.index("loss/total")]]
+    losses = [float(x) for x in call.per_step[:, STEP_SCALARS.index("loss/total")]]
+    if not call.finite:
+        raise UserError(f"non-finite loss under {p.precision} in the XLA-compiled step: per-step losses {losses}")
     if int(trainer.step.numpy()) != p.steps or len(losses) != p.steps:
         raise UserError(f"the XLA-compiled loop ran {int(trainer.step.numpy())} steps and returned {len(losses)} "
                         f"per-step rows; asked for {p.steps}")
-    if not bool(finite):
-        raise UserError(f"non-finite loss under {p.precision} in the XLA-compiled step: per-step losses {losses}")
     variable_dtypes = sorted({v.dtype for v in trainer.model.trainable_variables})
     if variable_dtypes != ["float32"]:
         raise UserError(f"{p.precision} should keep float32 variables, found {variable_dtypes}")

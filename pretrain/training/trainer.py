@@ -32,6 +32,7 @@ SUM = tf.distribute.ReduceOp.SUM
 STEP_SCALARS = ("loss/total", "loss/generator", "loss/discriminator", "generator/accuracy",
                 "discriminator/accuracy", "discriminator/precision", "discriminator/recall", "learning_rate")
 EVAL_KEY_OFFSET = 1 << 40  # eval noise keys never collide with training steps
+REPLICA_SCOPE = "replica_step"  # name scope of everything the loop runs on the devices (tests read it)
 DEGENERATE_DISC_LOSS = 0.01
 DEGENERATE_GEN_ACCURACY = 0.01
 BASE_RATE_MARGIN = 0.98  # a discriminator loss above this share of the base-rate loss has learnt ~nothing
@@ -71,12 +72,26 @@ def _to_numpy(out: RtdOutputs) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out._asdict().items()}
 
 
+class LoopState(NamedTuple):
+    """The host loop's state, carried on each replica's device; the loop returns replica 0's."""
+
+    outputs: RtdOutputs  # summed over the steps run and the replicas
+    finite: tf.Tensor  # False: a step's loss was non-finite; nothing after it was applied
+    per_step: tf.Tensor  # [num_steps, len(STEP_SCALARS)]: the first `steps_run` rows are filled
+    steps_run: tf.Tensor  # int32, the non-finite step included
+
+
 class HostCall(NamedTuple):
     """What one host call of `Trainer.train_steps` returns."""
 
     outputs: RtdOutputs  # summed over its steps and replicas
-    finite: bool  # False: stopped at a non-finite loss
-    per_step: np.ndarray  # [steps, len(STEP_SCALARS)]
+    finite: bool  # False: stopped at a non-finite loss, whose update was not applied
+    per_step: np.ndarray  # [steps run, len(STEP_SCALARS)], the non-finite step's row last
+
+
+def host_call(state: LoopState) -> HostCall:
+    """The loop's result on the host (the one transfer of a host call)."""
+    return HostCall(state.outputs, bool(state.finite), state.per_step.numpy()[:int(state.steps_run)])
 
 
 class Trainer:
@@ -106,7 +121,9 @@ class Trainer:
                 gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision,
                 adam_bias_correction=cfg.adam_bias_correction)
             self.optimizer.build(self.model.trainable_variables)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            # counted by the replica step on the device: replica 0's increment is every replica's
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.optimizer, self.step)
         self._fb = tf.function(self._forward_backward, jit_compile=True) if cfg.jit_compile else self._forward_backward
         self._train_loop = tf.function(self._host_loop)
@@ -136,16 +153,48 @@ class Trainer:
         grads = [tf.zeros(v.shape, tf.float32) if g is None else g for g, v in zip(grads, variables)]
         return grads, out
 
-    def _replica_step(self, batch, key):
+    def _micro_step(self, batch, key):
+        """Mask, all-reduce the token counts, forward and backward: (gradients, this replica's sums)."""
         per_replica = batch["input_ids"].shape[0]
         rows = self._rows(per_replica)
         masked = self.model.mask(batch["input_ids"], batch["input_mask"], key=key, rows=rows)
         ctx = tf.distribute.get_replica_context()
         mlm_den, disc_den = ctx.all_reduce(
             SUM, [tf.reduce_sum(masked.weights), tf.reduce_sum(tf.cast(batch["input_mask"], tf.float32))])
-        grads, out = self._fb(batch, masked, key, rows, mlm_den, disc_den)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return out
+        return self._fb(batch, masked, key, rows, mlm_den, disc_den)
+
+    def _start_state(self, per_step) -> LoopState:
+        return LoopState(_zeros_like_outputs(), tf.constant(True), tf.identity(per_step), tf.constant(0, tf.int32))
+
+    def _replica_step(self, batches, state: LoopState) -> LoopState:
+        """One optimiser step on this replica's micro batches, entirely on the device.
+
+        The step's sums are all-reduced here, so every replica holds the global ones and
+        decides alike: a non-finite loss ends the loop at this step without its update (its
+        gradients are replaced by NaN, which the optimiser skips), and the steps after it
+        change nothing (no update, no step count, no row). With gradient accumulation the
+        check is on the whole step's loss, before the last micro batch's call applies it.
+        """
+        with tf.name_scope(REPLICA_SCOPE):
+            cfg = self.cfg
+            ctx = tf.distribute.get_replica_context()
+            active = state.finite
+            step_out = _zeros_like_outputs()
+            for micro, batch in enumerate(batches):
+                key = step_key(cfg.seed, self.step * cfg.gradient_accumulation_steps + micro)
+                grads, out = self._micro_step(batch, key)
+                step_out = RtdOutputs(*[a + b for a, b in zip(step_out, ctx.all_reduce(SUM, list(out)))])
+                if micro == len(batches) - 1:  # this call applies the step's update
+                    losses = rtd_loss(step_out, cfg, step_out.mlm_count, step_out.disc_count)
+                    apply = active & tf.math.is_finite(losses.total)
+                    grads = [tf.where(apply, g, tf.constant(np.nan, g.dtype)) for g in grads]
+                self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            self.step.assign_add(tf.cast(apply, tf.int64))
+            written = tf.tensor_scatter_nd_update(state.per_step, [[state.steps_run]],
+                                                  [self._step_scalars(step_out, losses)])
+            return LoopState(RtdOutputs(*[tf.where(active, a + b, a) for a, b in zip(state.outputs, step_out)]),
+                             apply, tf.where(active, written, state.per_step),
+                             state.steps_run + tf.cast(active, tf.int32))
 
     def _eval_replica(self, batch, key):
         rows = self._rows(batch["input_ids"].shape[0])
@@ -157,38 +206,26 @@ class Trainer:
     def _reduce(self, out) -> RtdOutputs:
         return RtdOutputs(*[self.strategy.reduce(SUM, t, axis=None) for t in out])
 
-    def _host_loop(self, iterator, num_steps):
-        """Up to `num_steps` optimiser steps in one call; stops early at a non-finite loss.
+    def _host_loop(self, iterator, num_steps) -> LoopState:
+        """Up to `num_steps` optimiser steps in one call; the host talks to the devices once.
 
-        Returns the summed outputs, whether the last loss was finite, and the per-step
-        scalars [steps, len(STEP_SCALARS)] that the host writes as summaries.
+        The loop body only feeds the batches and runs `_replica_step`: the step counter, the
+        per-step scalars and the non-finite check stay on the devices (loop state per
+        replica), and the host gets the loop's result once, after the last step: the copy of
+        replica 0, since every replica holds the same all-reduced values.
         """
-        cfg = self.cfg
-        acc = _zeros_like_outputs()
-        finite = tf.constant(True)
-        # sized, not dynamic_size: under XLA (a TPU rehearsal compiles this whole loop) a
-        # dynamic TensorArray comes back empty
-        per_step = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32), element_shape=[len(STEP_SCALARS)])
-        for i in tf.range(num_steps):
-            step_out = _zeros_like_outputs()
-            for micro in range(cfg.gradient_accumulation_steps):
-                key = step_key(cfg.seed, self.step * cfg.gradient_accumulation_steps + micro)
-                out = self._reduce(self.strategy.run(self._replica_step, args=(next(iterator), key)))
-                step_out = RtdOutputs(*[a + b for a, b in zip(step_out, out)])
-            self.step.assign_add(1)
-            losses = rtd_loss(step_out, cfg, step_out.mlm_count, step_out.disc_count)
-            per_step = per_step.write(tf.cast(i, tf.int32), self._step_scalars(step_out, losses))
-            acc = RtdOutputs(*[a + b for a, b in zip(acc, step_out)])
-            finite = tf.math.is_finite(losses.total)
-            if not finite:
-                break
-        return acc, finite, per_step.stack()
+        # the rows are made on the host: a TPU program compiles for its inputs' shapes, but
+        # cannot make a tensor whose shape is a value it receives
+        rows = tf.zeros([num_steps, len(STEP_SCALARS)], tf.float32)
+        state = self.strategy.run(self._start_state, args=(rows,))
+        for _ in tf.range(num_steps):
+            batches = [next(iterator) for _ in range(self.cfg.gradient_accumulation_steps)]
+            state = self.strategy.run(self._replica_step, args=(batches, state))
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], state)
 
     def train_steps(self, iterator, num_steps: int) -> HostCall:
         """Run `num_steps` optimiser steps in one host call (fewer if a loss is non-finite)."""
-        first = int(self.step.numpy())
-        acc, finite, per_step = self._train_loop(iterator, tf.constant(num_steps, tf.int64))
-        return HostCall(acc, bool(finite), per_step.numpy()[:int(self.step.numpy()) - first])  # rows of steps run
+        return host_call(self._train_loop(iterator, tf.constant(num_steps, tf.int64)))
 
     def xla_host_loop(self):
         """`_host_loop` as ONE XLA program (`jit_compile=True`): every op of the loop must compile,
@@ -331,8 +368,8 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 watchdog = watchdog or _watchdog(cfg, progress)
                 if watchdog is not None:
                     watchdog.beat()
-                if not call.finite:
-                    raise stop(f"non-finite loss at step {step}")
+                if not call.finite:  # that step's update was not applied
+                    raise stop(f"non-finite loss at step {step + 1}")
                 worst = float(call.per_step[:, STEP_SCALARS.index("loss/total")].max())
                 if worst > ceiling:
                     raise stop(f"training diverged by step {step}: loss {worst:.4g} is above {ceiling:.4g} "
