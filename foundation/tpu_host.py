@@ -122,3 +122,16 @@ def resolver_name(tpu_name: str | None, num_tpu_cores: int, host: TpuHost | None
         raise UserError(f"num_tpu_cores={num_tpu_cores} but tpu_name 'local' reaches only {where} TPU cores; {how}: "
                         f"set \"tpu_name\" to the TPU's name, or \"num_tpu_cores\" to {local}")
     return name
+
+
+def check_tpu_paths(use_tpu: bool, tpu_name: str | None, paths: dict[str, str]) -> None:
+    """A TPU reached by name (a multi-host slice, a TPU node) runs the input pipelines and the
+    checkpoint writes in its hosts' TPU runtimes, which cannot see this VM's disk: every path
+    they open must be gs://. `paths` maps the flag that set it to the path."""
+    if not use_tpu or tpu_name in (None, "", "local"):
+        return
+    for flag, path in paths.items():
+        if not path.startswith("gs://"):
+            raise UserError(f"{flag} {path}: TPU {tpu_name!r} is reached by name, so its hosts read the records and "
+                            "write the checkpoints themselves and cannot see this VM's disk; put it in a bucket "
+                            "(gs://BUCKET/...: scripts/upload.sh)")

@@ -13,6 +13,7 @@ import json
 
 from foundation import fileio
 from foundation.errors import run_cli
+from foundation.tpu_host import check_tpu_paths
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         return 0
     model_dir = fileio.join(args.data_dir, "models", args.model_name)
+    check_tpu_paths(cfg.use_tpu, cfg.tpu_name, {"--data-dir": args.data_dir, "--eval-data-dir": args.eval_data_dir or
+                                                args.data_dir})
     if cfg.do_train:
         run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
         training.train(run, model_dir, init_checkpoint=args.init_checkpoint)

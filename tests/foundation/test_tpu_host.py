@@ -100,3 +100,20 @@ def test_no_metadata_server_answers_at_once(monkeypatch):
     start = time.monotonic()
     assert tpu_host.read_tpu_host() is None
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("use_tpu, tpu_name, paths, refused", [
+    (True, "local", {"--data-dir": "/home/me/run"}, None),  # a v3-8's own TPU reads this VM's disk
+    (True, None, {"--data-dir": "runs/x"}, None),
+    (False, "my-pod", {"--data-dir": "runs/x"}, None),  # not on a TPU at all
+    (True, "my-pod", {"--data-dir": "gs://b/run", "--eval-data-dir": "gs://b/heldout"}, None),
+    (True, "my-pod", {"--data-dir": "gs://b/run", "--eval-data-dir": "/data/heldout"}, "--eval-data-dir /data/heldout"),
+    (True, "my-pod", {"--data-dir": "runs/x"}, "--data-dir runs/x"),
+])
+def test_a_tpu_reached_by_name_needs_bucket_paths(use_tpu, tpu_name, paths, refused):
+    if refused is None:
+        tpu_host.check_tpu_paths(use_tpu, tpu_name, paths)
+        return
+    with pytest.raises(UserError) as err:
+        tpu_host.check_tpu_paths(use_tpu, tpu_name, paths)
+    assert str(err.value).startswith(f"{refused}: TPU 'my-pod' is reached by name")
