@@ -83,6 +83,8 @@ def main() -> None:
     while step < args.steps:
         n = min(args.eval_every, args.steps - step)
         call = trainer.train_steps(iterator, n)
+        if not call.finite:
+            raise SystemExit(f"error: non-finite loss at step {step + len(call.per_step)}; the curve stops here")
         step += n
         last = call.per_step[-min(10, n):]  # mean of the last steps' training losses
         ev = trainer.evaluate(heldout.files)
