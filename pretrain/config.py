@@ -115,7 +115,7 @@ class PretrainConfig:
     watchdog_seconds: float = 0.0  # 0 = no hang watchdog
     num_gpus: int | None = None
     log_every_steps: int = 10
-    shuffle_buffer: int = 100_000  # records per permuted input window: ~4 shards of 512-token records
+    shuffle_buffer: int = 200_000  # input records held: two permuted windows of ~3.7 shards (512 tokens)
 
     def discriminator_dims(self) -> EncoderDims:
         return EncoderDims(
@@ -264,9 +264,9 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     need(cfg.generator_dims().num_hidden_layers >= 1, "generator_layers", "gives a generator with no layers")
     need(cfg.temperature > 0, "temperature", "must be positive")
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
-                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps",
-                "shuffle_buffer"):
+                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
+    need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")
     need(cfg.train_batch_size % cfg.gradient_accumulation_steps == 0, "train_batch_size",

@@ -1,19 +1,20 @@
 """The tf.data input of pretraining: shards (local or gs://) -> per-replica batches.
 
-The record order is seekable, so a resume reads less than one shard plus two shuffle windows
+The record order is seekable, so a resume reads less than one shard plus the shuffle buffer
 per input pipeline before its first step, not the records the finished steps used (the
 old `skip` read and parsed every one of them: ~358M records at step 700k of `small`).
 Each input pipeline (host) reads every k-th shard; its record stream is a pure function
 of the seed and the shards' record counts (the manifest's `examples_per_shard`):
 - epoch e reads the pipeline's non-empty shards whole, one after another, in an order
   drawn from (seed, e) (`file_order`);
-- the endless stream, epoch after epoch, is cut into windows of `shuffle_buffer` records
-  and each window is permuted by (seed, window index) (`window_order`).
+- the endless stream, epoch after epoch, is cut into windows of `shuffle_buffer` / 2 records
+  and each window is permuted by (seed, window index) (`window_order`); the buffer holds two
+  windows, the one in use and the next, read ahead while this one is used.
 So example K of a pipeline is found by arithmetic (`seek`): its window, the epoch and the
 shard where that window starts, and how many records of that shard come before it. The
 shards before it are not opened, the start of that one shard is read and dropped, and the
 first K - window start examples of the permuted window are dropped. Records read before
-the first batch: less than one shard + one window (+ one window read ahead).
+the first batch: less than one shard + two windows (the shuffle buffer).
 Batches use `drop_remainder` (static shapes for XLA/TPU) and are prefetched.
 
 Each record travels with the name of its shard, so the two faults that only show once a
@@ -130,17 +131,23 @@ def _pipeline_shards(files: list[str], examples_per_shard: Sequence[int] | None,
 MIN_SHARDS_PER_WINDOW = 2  # below this a batch draws its examples from about one shard
 
 
+def window_size(shuffle_buffer: int) -> int:
+    """Records per permuted window: the buffer holds two (the one in use, the next read ahead)."""
+    return shuffle_buffer // 2
+
+
 def thin_mixing(shuffle_buffer: int, counts: Sequence[int]) -> str | None:
-    """Why this window mixes too few shards (a batch comes from one window), or None.
+    """Why this buffer's windows mix too few shards (a batch comes from one window), or None.
 
     A build keeps each input file's text together, so a shard is one stretch of the corpus;
     a window of fewer records than two shards makes most batches one stretch of text.
     """
-    per_shard = sum(counts) / len(counts)
-    if len(counts) < MIN_SHARDS_PER_WINDOW or shuffle_buffer >= MIN_SHARDS_PER_WINDOW * per_shard:
+    per_shard, window = sum(counts) / len(counts), window_size(shuffle_buffer)
+    if len(counts) < MIN_SHARDS_PER_WINDOW or window >= MIN_SHARDS_PER_WINDOW * per_shard:
         return None
-    return (f"shuffle_buffer {shuffle_buffer:,} holds {shuffle_buffer / per_shard:.1f} of a shard's ~{per_shard:,.0f} "
-            f"records, so most batches come from one shard; set shuffle_buffer to {4 * per_shard:,.0f} (4 shards, "
+    return (f"shuffle_buffer {shuffle_buffer:,} gives windows of {window / per_shard:.1f} of a shard's "
+            f"~{per_shard:,.0f} records, so most batches come from one shard; set shuffle_buffer to "
+            f"{8 * per_shard:,.0f} (windows of 4 shards, "
             "about google-research/electra's mixing) or build smaller shards (docs/tpu_gpu.md, Resuming)")
 
 
@@ -150,7 +157,7 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
     """Endless shuffled batches of `batch_size` examples ({name: [b, L] int32}), from example `skip_examples`.
 
     `skip_examples` counts examples of this input pipeline already consumed (resume); it
-    costs less than one shard + two windows of reading (see the module docstring).
+    costs less than one shard + `shuffle_buffer` records of reading (see the module docstring).
     `examples_per_shard` (the manifest's, in `files` order) makes that arithmetic; None
     (records without a manifest) counts this pipeline's shards first, reading them once.
     With several input pipelines (hosts) each reads every k-th file.
@@ -159,7 +166,8 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
     thin = thin_mixing(shuffle_buffer, counts)
     if thin:
         logging.warning(thin)
-    start = seek(counts, skip_examples, shuffle_buffer, lambda e: file_order(len(paths), seed, e).numpy())
+    window = window_size(shuffle_buffer)
+    start = seek(counts, skip_examples, window, lambda e: file_order(len(paths), seed, e).numpy())
     table = tf.constant(paths)
     rest_of_epoch = tf.data.Dataset.from_tensor_slices((
         [paths[i] for i in start.order[start.first_file:]],
@@ -168,8 +176,8 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
         tf.gather(table, file_order(len(paths), seed, e)), tf.zeros([len(paths)], tf.int64))))
     stream = rest_of_epoch.concatenate(later_epochs).flat_map(lambda path, skip: _shard_records(path).skip(skip))
     windows = tf.data.Dataset.zip(tf.data.Dataset.counter(start.window),
-                                  stream.batch(shuffle_buffer, drop_remainder=True))  # endless: never short
-    ds = windows.map(lambda w, pair: tuple(tf.gather(t, window_order(shuffle_buffer, seed, w)) for t in pair))
+                                  stream.batch(window, drop_remainder=True))  # endless: never short
+    ds = windows.map(lambda w, pair: tuple(tf.gather(t, window_order(window, seed, w)) for t in pair))
     ds = ds.prefetch(1).unbatch().skip(start.skip_in_window)  # the next window is read while this one is used
     # Endless, and said so: with several workers tf.distribute gives batches of unknown
     # cardinality a dynamic batch dimension (a worker might run out first).

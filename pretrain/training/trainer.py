@@ -429,7 +429,7 @@ def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
     """A hang watchdog (H4's) fed after every host call; `progress` is read from its thread.
 
     Started after the first host call returned, not before it: that call holds the input's
-    start-up (a resume reads up to a shard and a shuffle window per pipeline, from gs:// on a
+    start-up (a resume reads up to a shard and the shuffle buffer per pipeline, from gs:// on a
     TPU) and the step's compilation, neither bounded by a step's time, so a timeout sized for
     steps would kill a slow start every time, restart after restart. The cost: a hang inside
     the first host call is not caught.

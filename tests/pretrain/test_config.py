@@ -79,7 +79,7 @@ def test_published_koelectra_schedules():
     ('{"max_predictions_per_seq": 20}', "derived"),
     ('{"hidden_size": 100, "num_attention_heads": 3}', "'hidden_size' = 100"),
     ('{"train_batch_size": 10, "gradient_accumulation_steps": 3}', "'train_batch_size'"),
-    ('{"shuffle_buffer": 0}', "'shuffle_buffer' = 0: must be at least 1"),
+    ('{"shuffle_buffer": 1}', "'shuffle_buffer' = 1: must be at least 2: it holds two windows of half of it"),
     ("[1, 2]", "must be a JSON object"),
     ("{not json", "not valid JSON"),
     ("/no/such/file.json", "hparams file not found: /no/such/file.json"),

@@ -1,5 +1,5 @@
 """The seekable input position: a resume at example K reads the stream an uninterrupted run
-would have read from K on, and reads less than one shard + the shuffle window to get there.
+would have read from K on, and reads less than one shard + the shuffle buffer to get there.
 
 Real TFRecords whose records say where they come from (input_ids [CLS] 10+shard 100+index
 [SEP]), real tf.data, a real MirroredStrategy on two logical CPUs.
@@ -42,7 +42,7 @@ def files(tmp_path_factory):
 
 
 def dataset(files, skip, *, window, batch=1, counts=COUNTS, context=None):
-    return data.train_dataset(files, max_seq_length=LENGTH, batch_size=batch, seed=SEED, shuffle_buffer=window,
+    return data.train_dataset(files, max_seq_length=LENGTH, batch_size=batch, seed=SEED, shuffle_buffer=2 * window,
                               vocab_size=1000, examples_per_shard=counts, skip_examples=skip, input_context=context)
 
 
@@ -155,10 +155,10 @@ def records_read(monkeypatch):
     return read
 
 
-def test_a_resume_reads_less_than_one_shard_and_two_windows(tmp_path, records_read):
+def test_a_resume_reads_less_than_one_shard_and_the_shuffle_buffer(tmp_path, records_read):
     """Resume at example 530 of 6 shards x 40 records (epoch 3): before the first batch, the
-    records read are at most the start of one shard + its window + the window read ahead,
-    not the 530 skipped (the old `ds.skip` read and parsed every one)."""
+    records read are at most the start of one shard + the shuffle buffer (its window + the
+    window read ahead), not the 530 skipped (the old `ds.skip` read and parsed every one)."""
     counts = (40,) * 6
     files = write_shards(tmp_path, counts)
     window, resume = 32, 530
@@ -167,21 +167,21 @@ def test_a_resume_reads_less_than_one_shard_and_two_windows(tmp_path, records_re
     time.sleep(1.0)  # let the pipeline's read-ahead run: it counts too
     read = len(records_read)
     print(f"records read before the first batch: {read}")
-    assert window <= read <= max(counts) + 2 * window, read
+    assert window <= read <= max(counts) + 2 * window, read  # one shard + shuffle_buffer (2 windows)
     records_read.clear()
     fresh = dataset(files, 0, window=window, counts=counts).unbatch().skip(resume)
     np.testing.assert_array_equal(next(iter(fresh))["input_ids"].numpy(), first[0])
 
 
-@pytest.mark.parametrize("window, counts, warned", [
-    (100_000, [27_000] * 40, False),  # the default window over `small`'s shards: ~3.7 shards
-    (10_000, [27_000] * 40, True),  # the old default: a batch from about one shard
-    (53_999, [27_000] * 40, True),
-    (54_000, [27_000] * 40, False),  # exactly two shards
+@pytest.mark.parametrize("buffer, counts, warned", [
+    (200_000, [27_000] * 40, False),  # the default over `small`'s shards: windows of ~3.7 shards
+    (20_000, [27_000] * 40, True),  # windows of 0.4 shard: a batch from about one shard
+    (107_999, [27_000] * 40, True),
+    (108_000, [27_000] * 40, False),  # windows of exactly two shards
     (10, [27_000], False),  # one shard: nothing to mix
 ])
-def test_a_window_smaller_than_two_shards_is_named(window, counts, warned):
-    found = data.thin_mixing(window, counts)
+def test_a_window_smaller_than_two_shards_is_named(buffer, counts, warned):
+    found = data.thin_mixing(buffer, counts)
     assert (found is not None) is warned
     if warned:
-        assert f"shuffle_buffer {window:,}" in found and "108,000" in found  # 4 shards of 27,000 records
+        assert f"shuffle_buffer {buffer:,}" in found and "216,000" in found  # windows of 4 shards of 27,000
