@@ -91,13 +91,18 @@ def read_tpu_host(timeout: float = 1.0) -> TpuHost | None:
     return TpuHost(accelerator_type, int(worker))
 
 
+def _target(tpu_name: str | None) -> str:
+    """The TPU an hparam `tpu_name` names: "local" (unset, empty or "local") is this TPU VM's own."""
+    return "local" if tpu_name in (None, "", "local") else tpu_name
+
+
 def resolver_name(tpu_name: str | None, num_tpu_cores: int, host: TpuHost | None,
                   load_library: str | None) -> str:
     """The name to give TPUClusterResolver, or a UserError for a combination that cannot work.
 
     `host` is this TPU VM (None off a TPU VM); `load_library` is $TPU_LOAD_LIBRARY.
     """
-    name = "local" if tpu_name in (None, "", "local") else tpu_name
+    name = _target(tpu_name)
     how = ("TensorFlow drives a multi-host slice from one client on worker 0, with tpu_name set to the "
            "TPU's name and TPU_LOAD_LIBRARY=0 (scripts/train.sh does this)")
     if host is not None and is_multi_host(host.accelerator_type):
@@ -128,7 +133,7 @@ def check_tpu_paths(use_tpu: bool, tpu_name: str | None, paths: dict[str, str]) 
     """A TPU reached by name (a multi-host slice, a TPU node) runs the input pipelines and the
     checkpoint writes in its hosts' TPU runtimes, which cannot see this VM's disk: every path
     they open must be gs://. `paths` maps the flag that set it to the path."""
-    if not use_tpu or tpu_name in (None, "", "local"):
+    if not use_tpu or _target(tpu_name) == "local":
         return
     for flag, path in paths.items():
         if not path.startswith("gs://"):

@@ -103,11 +103,11 @@ def test_no_metadata_server_answers_at_once(monkeypatch):
 
 
 @pytest.mark.parametrize("use_tpu, tpu_name, paths, refused", [
-    (True, "local", {"--data-dir": "/home/me/run"}, None),  # a v3-8's own TPU reads this VM's disk
+    (True, "local", {"--data-dir": "runs/x"}, None),  # a v3-8's own TPU reads this VM's disk
     (True, None, {"--data-dir": "runs/x"}, None),
     (False, "my-pod", {"--data-dir": "runs/x"}, None),  # not on a TPU at all
     (True, "my-pod", {"--data-dir": "gs://b/run", "--eval-data-dir": "gs://b/heldout"}, None),
-    (True, "my-pod", {"--data-dir": "gs://b/run", "--eval-data-dir": "/data/heldout"}, "--eval-data-dir /data/heldout"),
+    (True, "my-pod", {"--data-dir": "gs://b/run", "--eval-data-dir": "heldout"}, "--eval-data-dir heldout"),
     (True, "my-pod", {"--data-dir": "runs/x"}, "--data-dir runs/x"),
 ])
 def test_a_tpu_reached_by_name_needs_bucket_paths(use_tpu, tpu_name, paths, refused):
