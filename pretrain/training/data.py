@@ -104,10 +104,15 @@ def count_records(files: list[str]) -> list[int]:
         return list(pool.map(count, files))
 
 
+def _pipeline_position(input_context: tf.distribute.InputContext | None) -> tuple[int, int]:
+    """(input pipelines, this one's id): one pipeline without a context."""
+    return (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
+
+
 def _pipeline_shards(files: list[str], examples_per_shard: Sequence[int] | None,
                      input_context: tf.distribute.InputContext | None) -> tuple[list[str], list[int]]:
-    """This pipeline's non-empty shards (every k-th one, as `Dataset.shard` picks them) and their record counts."""
-    pipelines, pid = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
+    """This pipeline's non-empty shards (every k-th one) and their record counts."""
+    pipelines, pid = _pipeline_position(input_context)
     mine = files[pid::pipelines]
     if examples_per_shard is None:
         started = time.monotonic()
@@ -187,10 +192,9 @@ def train_dataset(files: list[str], *, max_seq_length: int, batch_size: int, see
 
 def eval_dataset(files: list[str], *, max_seq_length: int, batch_size: int, vocab_size: int,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """One pass over the files in order, full batches only."""
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    """One pass over this pipeline's files (every k-th one) in order, full batches only."""
+    pipelines, pid = _pipeline_position(input_context)
+    ds = tf.data.Dataset.from_tensor_slices(files[pid::pipelines])
     return _batched(ds.flat_map(_shard_records), batch_size, max_seq_length, vocab_size)
 
 
