@@ -269,7 +269,7 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
     """Run every check, handing each result to `emit` as soon as it is known.
 
     `hparams_sources` are layered as run_pretraining.py layers its --hparams (later wins)."""
-    from pretrain.config import from_hparams, load_hparams
+    from pretrain.config import from_hparams, layer_hparams
 
     results: list[Check] = []
 
@@ -281,10 +281,7 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
     add(check_versions(installed_versions(), libtpu_requirement(), on_tpu=tpu != "none"))
     root = storage.parse_uri(data_dir)
     try:
-        given: dict = {}
-        for layer in hparams_sources:
-            given.update(load_hparams(layer))
-        hparams = from_hparams(given)
+        hparams = from_hparams(layer_hparams(hparams_sources))
         add([Check("hparams", True, f"{' + '.join(hparams_sources)}: model_size={hparams.model_size}, "
                                     f"max_seq_length={hparams.max_seq_length}, vocab_size={hparams.vocab_size}")])
     except UserError as exc:

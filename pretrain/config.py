@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import electra_data
 from foundation import fileio
@@ -201,6 +201,14 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if not _is_comment(k)}
 
 
+def layer_hparams(layers: Sequence[str | Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Several hparams sources (`load_hparams`'s kinds) as one dict; later ones win, as repeated --hparams do."""
+    given: dict[str, Any] = {}
+    for layer in layers:
+        given.update(load_hparams(layer))
+    return given
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(PretrainConfig)}
 _TYPES = typing.get_type_hints(PretrainConfig)  # the annotations as types, not strings
 _DERIVED = ("max_predictions_per_seq",)
@@ -211,8 +219,7 @@ def from_hparams(source: str | Mapping[str, Any] | None, base: str | Mapping[str
 
     `base` and `source` are each a JSON file path, a JSON string or a dict; later ones win.
     """
-    given = load_hparams(base)
-    given.update(load_hparams(source))
+    given = layer_hparams([base, source])
     for key in given:
         if key in _DERIVED:
             raise UserError(f"hparam '{key}' is derived (from mask_prob and max_seq_length); remove it")

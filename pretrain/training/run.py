@@ -48,11 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     args = parse_args(argv)
-    from pretrain.config import from_hparams, load_hparams
+    from pretrain.config import from_hparams, layer_hparams
 
-    given: dict = {}
-    for layer in args.hparams or []:
-        given.update(load_hparams(layer))
+    given = layer_hparams(args.hparams or [])
     given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
     cfg = from_hparams(given)
     from pretrain.training import trainer as training
