@@ -6,9 +6,12 @@ instead of a traceback from deep inside a library.
 """
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 import tempfile
+import threading
 from typing import Callable, NoReturn
 
 
@@ -50,6 +53,30 @@ def quiet_tensorflow() -> None:
             sys.stderr.flush()
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """An OSError (or a TensorFlow error, which carries only the text) saying the disk or quota is full."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in DISK_FULL)
+
+
+def _sigterm_as_interrupt(pid: int) -> Callable:
+    """A SIGTERM handler raising KeyboardInterrupt in process `pid`; forked workers (which a pool
+    ends with SIGTERM) keep the default: they just end."""
+    def handler(signum, frame) -> None:
+        if os.getpid() != pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    return handler
+
+
 def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -60,12 +87,26 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
 
     TensorFlow is not imported here: stages that do not need it (cleaning, vocab, record
     writing) start in a fraction of a second.
+    SIGTERM (a VM's shutdown, `kill`, a preemption notice) ends a stage as Ctrl-C does: the
+    stage's own interrupt handling runs (training names its last checkpoint) and exit code 2.
+    Disk full anywhere is one line too; what was finished stays, so the same command resumes.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(os.getpid())) if main_thread else None
     try:
         code = main()
     except UserError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted")
+    except Exception as exc:  # noqa: BLE001  (only the disk-full kind is handled; the rest re-raised)
+        if not disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        fail(f"disk full{where}: {exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:300]}; "
+             "free space and rerun the same command (finished work is kept)")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     raise SystemExit(code or 0)

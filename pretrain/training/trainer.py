@@ -10,6 +10,7 @@ state, strategy and compiled functions; split apart they would pass all of it ar
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -20,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from foundation import fileio
+from foundation import fileio, lease
 from data_prep import records, vocab_files
 from foundation.errors import UserError
 from pretrain.training import checkpoints, data, metrics, multiworker
@@ -320,23 +321,29 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
     writes there; the others save into a scratch directory, since saving is collective.
     """
     info = multiworker.worker_info()
-    with multiworker.checkpoint_dir(model_dir, info) as save_dir:
-        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy)
+    is_chief = info is None or info.is_chief
+    # the chief (the one writer of model_dir) holds its lease: a second run into it is refused
+    with lease.hold(model_dir) if is_chief else contextlib.nullcontext() as held, \
+            multiworker.checkpoint_dir(model_dir, info) as save_dir:
+        return _train(run, model_dir, save_dir, held, init_checkpoint, strategy)
 
 
-def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
+def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, init_checkpoint: str | None,
            strategy) -> TrainResult:
     cfg = run.cfg
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
     # Everything that can refuse the start is read before anything is written into model_dir.
-    last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
+    found = checkpoints.find_and_restore(trainer.checkpoint, model_dir, trainer.checked_variables())
+    last_good = found.path
     if last_good:
         logging.info("resumed from %s at step %d", last_good, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
-    if is_chief:
+    if held is not None:
         checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
+        # the manager's keep-limit rotation counts the checkpoints on disk, less the damaged newer ones it redoes
+        checkpoints.sync_state_file(model_dir, [p for p in found.on_disk if p not in found.damaged])
     manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
     start = int(trainer.step.numpy())
     if start >= cfg.num_train_steps:
@@ -385,7 +392,13 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
                                    "they were not saved")
-                    last_good = manager.save(checkpoint_number=step)
+                    if held is not None:
+                        held.check()
+                    last_good = checkpoints.save(manager, step, found.damaged if save_dir == model_dir else ())
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run_cli turns it into the same)
+        raise UserError(f"interrupted at step {progress['step']}; last checkpoint: "
+                        f"{last_good or 'none (nothing was saved)'}; rerun the same command to resume from it") \
+            from None
     finally:
         if watchdog is not None:
             watchdog.stop()
