@@ -147,8 +147,9 @@ class _Gcs:
             blob = self.gcs._bucket(self.path).get_blob(self.blob_name)
             if blob is None:
                 return None
+            generation = blob.generation  # read first: a download resets it from its response headers
             try:
-                return Seen(blob.download_as_bytes(if_generation_match=blob.generation), blob.generation)
+                return Seen(blob.download_as_bytes(if_generation_match=generation), generation)
             except (api.NotFound, api.PreconditionFailed):  # changed or removed since listed
                 return self.read()
 

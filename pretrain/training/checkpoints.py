@@ -162,7 +162,10 @@ def sync_state_file(model_dir: str, paths: list[str]) -> None:
         state = None
     if state is not None and [os.path.basename(p) for p in state.all_model_checkpoint_paths] == names:
         return
-    lines = [f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+    # the manager rotates only checkpoints with a timestamp (their index file's time) after the last preserved one (0)
+    times = [fileio.stat(p + ".index").mtime_ns / 1e9 for p in reversed(paths)]
+    lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+             + [f"all_model_checkpoint_timestamps: {t!r}" for t in times])
     fileio.write_text(fileio.join(model_dir, STATE_FILE), "\n".join(lines) + "\n")
 
 

@@ -23,7 +23,7 @@ from absl import logging
 
 from foundation import fileio, lease
 from data_prep import records, vocab_files
-from foundation.errors import UserError
+from foundation.errors import UserError, disk_full
 from pretrain.training import checkpoints, data, metrics, multiworker
 from pretrain.config import PretrainConfig
 from pretrain.model.rtd import (AUC_BINS, RtdModel, RtdOutputs, build_model, checkpoint_variables, rtd_loss, special_ids,
@@ -399,6 +399,13 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
         raise UserError(f"interrupted at step {progress['step']}; last checkpoint: "
                         f"{last_good or 'none (nothing was saved)'}; rerun the same command to resume from it") \
             from None
+    except (OSError, tf.errors.OpError) as exc:
+        if not disk_full(exc):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) else exc.message.splitlines()[0][:300]
+        raise UserError(f"disk full writing {save_dir} at step {progress['step']} ({reason}); last checkpoint: "
+                        f"{last_good or 'none (nothing was saved)'}; free space and rerun the same command to resume "
+                        "from it") from None
     finally:
         if watchdog is not None:
             watchdog.stop()
