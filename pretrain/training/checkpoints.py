@@ -13,9 +13,10 @@ explicitly chosen one (`--step`, `--init-checkpoint`) is a `UserError` naming it
 from __future__ import annotations
 
 import json
+import logging as logging_std
 import os
 import re
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import tensorflow as tf
 from absl import logging
@@ -136,18 +137,19 @@ def checkpoint_path(model_dir: str, step: int | None = None) -> str:
     raise UserError(f"no checkpoint for step {step} in {model_dir}")
 
 
-def _state_file_problem(model_dir: str, newest: str) -> str | None:
-    """What is wrong with the `checkpoint` state file when `newest` is the newest on disk; None if it agrees."""
+def _state_file_problem(model_dir: str) -> str | None:
+    """'missing' or 'unreadable' for a `checkpoint` state file that cannot serve as the index; None if it can.
+
+    One that names another checkpoint than the newest listed is no fault: beside a running
+    training the listing and the state file are read at different instants.
+    """
     if not fileio.exists(fileio.join(model_dir, STATE_FILE)):
         return "missing"
     try:
         state = tf.train.get_checkpoint_state(model_dir)  # None (and TF's own warning) when unparseable
     except (ValueError, tf.errors.OpError):
         state = None
-    if state is None or not state.model_checkpoint_path:
-        return "unreadable"
-    named = state.model_checkpoint_path.rstrip("/").rsplit("/", 1)[-1]
-    return None if named == os.path.basename(newest) else f"names {named}, not the newest on disk"
+    return None if state is not None and state.model_checkpoint_path else "unreadable"
 
 
 def sync_state_file(model_dir: str, paths: list[str]) -> None:
@@ -181,6 +183,20 @@ def save(manager: tf.train.CheckpointManager, step: int, replaceable: tuple[str,
         return manager.save(checkpoint_number=step)
     except OSError as exc:
         raise UserError(f"cannot save checkpoint {prefix}: {exc.strerror or exc}") from exc
+
+
+class _DroppedRestoreFilter(logging_std.Filter):
+    """TensorFlow warns, value by value (hundreds of lines), when the objects of a restore that failed
+    half-way are garbage-collected; `find_and_restore` drops such attempts on purpose and says so."""
+
+    NOISE = ("Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values",
+             "Value in checkpoint could not be found in the restored object")
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+logging_std.getLogger("tensorflow").addFilter(_DroppedRestoreFilter())
 
 
 @tf.function(reduce_retracing=True)
@@ -218,42 +234,56 @@ def restore_problem(checkpoint: tf.train.Checkpoint, path: str, variables: dict[
     return None
 
 
+class Target(NamedTuple):
+    """What a checkpoint is restored into: the checkpoint object and the variables that must come out finite."""
+
+    checkpoint: tf.train.Checkpoint
+    variables: dict[str, Any]
+    result: Any = None  # what the caller wants back (the restored model)
+
+
 class Found(NamedTuple):
     """What `find_and_restore` restored."""
 
     path: str | None  # the checkpoint restored; None: the folder holds none
     damaged: tuple[str, ...]  # checkpoints newer than `path` that are unusable (a resumed run saves them again)
     on_disk: tuple[str, ...]  # every checkpoint listed when `path` was restored, newest first
+    target: Target | None = None  # the one `path` was restored into
 
 
-def find_and_restore(checkpoint: tf.train.Checkpoint, model_dir: str, variables: dict[str, Any],
-                     partial: bool = False) -> Found:
+def find_and_restore(target: Callable[[], Target], model_dir: str, partial: bool = False) -> Found:
     """Restore the newest usable checkpoint on disk in `model_dir`; the rule resume, eval and export share.
 
     A damaged or non-finite checkpoint is skipped with a warning naming it, and the one before
     it is tried. One that vanished while it was read (a running training's keep-limit rotation
     removed it) is no fault: the folder is listed again and its newest untried checkpoint read.
-    A state file that is missing or disagrees with the listing is a warning naming the one used.
-    When every checkpoint is unusable that is a `UserError` (which never advises deleting any).
+    `target()` is called for each try: a reader beside a training builds a fresh one, since a
+    restore that failed half-way leaves its pending values on the objects it touched (and the
+    next restore then reads the vanished files). A state file that is missing or disagrees with
+    the listing is a warning naming the one used. When every checkpoint is unusable that is a
+    `UserError`, which never advises deleting any.
     """
-    paths, tried, damaged = list_checkpoints(model_dir), set(), []
+    paths, tried, damaged, rotated = list_checkpoints(model_dir), set(), [], []
     while True:
         todo = [p for p in paths if p not in tried]
         if not todo:
             break
         path = todo[0]
         tried.add(path)
-        problem = restore_problem(checkpoint, path, variables, partial)
+        into = target()
+        problem = restore_problem(into.checkpoint, path, into.variables, partial)
         if problem is None:
-            note = _state_file_problem(model_dir, paths[0])
+            if rotated:
+                logging.info("%d newer checkpoint(s) were rotated away by the running training while read (%s); "
+                             "used %s", len(rotated), ", ".join(os.path.basename(p) for p in rotated), path)
+            note = _state_file_problem(model_dir)
             if note is not None:
                 logging.warning("the checkpoint state file %s is %s; using %s, the newest usable checkpoint found "
                                 "by listing the folder", fileio.join(model_dir, STATE_FILE), note, path)
-            return Found(path, tuple(damaged), tuple(paths))
-        paths = list_checkpoints(model_dir)
-        if path not in paths:
-            logging.info("checkpoint %s was removed while it was read (a running training's rotation); "
-                         "reading the newest one again", path)
+            return Found(path, tuple(damaged), tuple(paths), into)
+        before, paths = paths, list_checkpoints(model_dir)
+        if path not in paths or paths[:1] != before[:1]:  # removed, or superseded, while read: not damaged
+            rotated.append(path)
             continue
         logging.warning("checkpoint %s is %s; falling back to the one before it", path, problem)
         damaged.append(path)
@@ -262,12 +292,6 @@ def find_and_restore(checkpoint: tf.train.Checkpoint, model_dir: str, variables:
                         f"(newest {damaged[0]}); export or resume from a copy of an earlier run, or train under a "
                         "new --model-name")
     return Found(None, (), ())
-
-
-def restore_latest(checkpoint: tf.train.Checkpoint, model_dir: str, variables: dict[str, Any],
-                   partial: bool = False) -> str | None:
-    """The path `find_and_restore` restored (None: the folder holds no checkpoint)."""
-    return find_and_restore(checkpoint, model_dir, variables, partial).path
 
 
 def restore_model(model_dir: str, step: int | None = None):
@@ -280,19 +304,26 @@ def restore_model(model_dir: str, step: int | None = None):
     if saved is None:
         raise UserError(f"{model_dir} has no {RUN_CONFIG}: not a model directory of this trainer")
     cfg = from_hparams(saved["hparams"])
-    vocab = vocab_files.load_vocab(fileio.join(model_dir, VOCAB))
-    model = rtd.build_model(cfg, rtd.special_ids(vocab))
-    step_var = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(model=model_checkpoint(model), step=step_var)
-    variables = rtd.checkpoint_variables(model)
+    special = rtd.special_ids(vocab_files.load_vocab(fileio.join(model_dir, VOCAB)))
+
+    def target() -> Target:  # a fresh model for every try (see find_and_restore)
+        model = rtd.build_model(cfg, special)
+        step_var = tf.Variable(0, dtype=tf.int64)
+        return Target(tf.train.Checkpoint(model=model_checkpoint(model), step=step_var),
+                      rtd.checkpoint_variables(model), (model, step_var))
+
     if step is None:
-        if restore_latest(checkpoint, model_dir, variables, partial=True) is None:
+        found = find_and_restore(target, model_dir, partial=True)
+        if found.target is None:
             raise UserError(f"no checkpoint in {model_dir}")
+        into = found.target
     else:
         path = checkpoint_path(model_dir, step)
-        problem = restore_problem(checkpoint, path, variables, partial=True)
+        into = target()
+        problem = restore_problem(into.checkpoint, path, into.variables, partial=True)
         if problem is not None:
             raise UserError(f"checkpoint {path} is {problem}; choose another --step")
+    model, step_var = into.result
     return model, cfg, int(step_var.numpy())
 
 

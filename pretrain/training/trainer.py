@@ -334,7 +334,9 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
     # Everything that can refuse the start is read before anything is written into model_dir.
-    found = checkpoints.find_and_restore(trainer.checkpoint, model_dir, trainer.checked_variables())
+    # the one writer of model_dir: nothing vanishes under it, so the trainer's own objects are restored into
+    found = checkpoints.find_and_restore(lambda: checkpoints.Target(trainer.checkpoint, trainer.checked_variables()),
+                                         model_dir)
     last_good = found.path
     if last_good:
         logging.info("resumed from %s at step %d", last_good, int(trainer.step))
@@ -467,9 +469,16 @@ def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
 
 def evaluate(run: Run, model_dir: str, *, strategy=None) -> dict[str, float]:
     """Metrics of the latest checkpoint on `run.files`; printed and saved as eval_results.json."""
-    trainer = make_trainer(run, strategy)
-    if checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables(), partial=True) is None:
+    strategy = strategy or _make_strategy(run.cfg)
+
+    def target() -> checkpoints.Target:  # beside a running training: a fresh trainer per try (find_and_restore)
+        fresh = make_trainer(run, strategy)
+        return checkpoints.Target(fresh.checkpoint, fresh.checked_variables(), fresh)
+
+    found = checkpoints.find_and_restore(target, model_dir, partial=True)
+    if found.target is None:
         raise UserError(f"no checkpoint in {model_dir}")
+    trainer = found.target.result
     with data.named_input_errors(run.files, run.cfg.vocab_size):
         result = trainer.evaluate(run.files, run.cfg.num_eval_steps)
     result["step"] = int(trainer.step.numpy())

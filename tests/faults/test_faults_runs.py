@@ -177,7 +177,8 @@ def test_export_reads_past_a_checkpoint_rotated_away_while_listing(capsys, caplo
     monkeypatch.setattr(checkpoints, "list_checkpoints", lambda d: listings.pop() if listings else real(d))
     code, errors, err = export(capsys, run, tmp_path / "hf")
     assert (code, errors) == (0, [])
-    assert f"checkpoint {run / 'ckpt-9'} was removed while it was read" in caplog.text
+    assert ("1 newer checkpoint(s) were rotated away by the running training while read (ckpt-9); used "
+            f"{run / 'ckpt-6'}") in caplog.text
     assert "damaged" not in caplog.text and "remove them" not in err
     assert "| training step | 6 of 6 |" in (tmp_path / "hf" / "discriminator" / "README.md").read_text()
     assert "WARNING" not in err  # no TensorFlow warnings about unrestored values
@@ -441,3 +442,25 @@ def test_exporting_a_checkpoint_twice_gives_the_same_bytes(capsys, trained, tmp_
         size = int.from_bytes(a[:8], "little")
         metadata = json.loads(a[8:8 + size])["__metadata__"]
         assert list(metadata) == sorted(metadata) == ["electra_part", "format", "step"]
+
+
+@pytest.mark.slow
+def test_export_beside_a_training_that_keeps_one_checkpoint(capsys, data_dir, tmp_path):
+    """The reported case, for real: keep_checkpoint_max 1, a save every step; every export works, quietly."""
+    model = data_dir / "models" / "keepone"
+    train = subprocess.Popen(script("pretrain.training.run", "--data-dir", str(data_dir), "--model-name", "keepone",
+                                    "--hparams", hp(num_train_steps=100000, save_checkpoints_steps=1,
+                                                    iterations_per_loop=1, keep_checkpoint_max=1)),
+                             env=PYTHON_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(model.glob("ckpt-*.index")):
+            assert train.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        for i in range(3):
+            code, errors, err = export(capsys, model, tmp_path / f"hf{i}")
+            assert (code, errors) == (0, []), err
+            assert "damaged" not in err and "remove them" not in err and "WARNING" not in err, err
+    finally:
+        train.send_signal(signal.SIGTERM)
+        train.wait(timeout=120)
