@@ -5,7 +5,8 @@ dir of a training run are written under a lease: `FOLDER/.lease.json` holding th
 host, pid, start time and heartbeat time. A background thread renews the heartbeat every
 `ELECTRA_LEASE_HEARTBEAT_SECONDS` (default 30 s); a lease whose heartbeat is older than
 `ELECTRA_LEASE_EXPIRY_SECONDS` (default 3 heartbeats, 90 s) was left by a killed run and is
-taken over with a warning. A second writer while the lease is live gets one line naming the
+taken over with a warning; so is one whose holder ran on this host and whose process is gone
+(no need to wait after a `kill -9`). A second writer while the lease is live gets one line naming the
 holder. The lease is released (the file removed) when the block ends, cleanly or by an error.
 
 Creating and renewing are atomic where the folder is: locally the file is created with
@@ -82,6 +83,20 @@ class Holder:
         started = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return (f"host {self.host}, pid {self.pid}, started {started} UTC, "
                 f"last heartbeat {max(0.0, now - self.heartbeat):.0f} s ago")
+
+
+def _process_gone(holder: Holder) -> bool:
+    """The holder ran on this host and its process no longer exists (a `kill -9`, an OOM kill): its
+    lease need not wait for the expiry. On another host nothing can be known but the heartbeat."""
+    if holder.host != socket.gethostname() or holder.pid <= 0:
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class Seen(NamedTuple):
@@ -211,14 +226,15 @@ class Lease:
                 if again is None or again.data != seen.data:
                     continue
                 holder = Holder("?", "unknown", 0, now, 0.0)
-            if now - holder.heartbeat <= expiry:
+            gone = _process_gone(holder)
+            if now - holder.heartbeat <= expiry and not gone:
                 raise UserError(f"{self.directory} is being written by another run ({holder.describe(now)}); "
                                 f"wait for it to end, or stop it: its lease {self.path} expires {expiry:g} s after "
                                 "its last heartbeat")
             self._token = self._store.replace(self._renewed().to_bytes(), seen.token)
             if self._token is not None:
-                log.warning("took over the lease %s: its holder (%s) stopped renewing it more than %g s ago "
-                            "(a killed run)", self.path, holder.describe(now), expiry)
+                why = "its process is gone on this host" if gone else f"it stopped renewing it over {expiry:g} s ago"
+                log.warning("took over the lease %s of a killed run (%s): %s", self.path, holder.describe(now), why)
                 break
         else:
             raise UserError(f"could not take the lease {self.path}: other writers keep changing it")

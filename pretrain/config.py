@@ -266,6 +266,7 @@ class Range(NamedTuple):
     high: float = math.inf
     open_low: bool = False
     open_high: bool = False
+    why: str = ""  # said after the range
 
     def __contains__(self, value: float) -> bool:
         above = value > self.low if self.open_low else value >= self.low
@@ -275,8 +276,10 @@ class Range(NamedTuple):
     def __str__(self) -> str:
         low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
         if self.high >= INT64_MAX:
-            return f"greater than {low}" if self.open_low else f"at least {low}"
-        return f"in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+            text = f"greater than {low}" if self.open_low else f"at least {low}"
+        else:
+            text = f"in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+        return f"{text}: {self.why}" if self.why else text
 
 
 # The range of every numeric hparam. A numeric field not listed here must be finite, >= 0 and (an
@@ -287,18 +290,18 @@ AT_LEAST_1 = ("num_train_steps", "train_batch_size", "eval_batch_size", "iterati
               "max_position_embeddings")
 RANGES: dict[str, Range] = {
     **{key: Range(1) for key in AT_LEAST_1},
-    "hidden_dropout_prob": Range(0.0, 1.0, open_high=True),  # 1.0 drops every activation: NaN at the first step
-    "attention_probs_dropout_prob": Range(0.0, 1.0, open_high=True),
+    "hidden_dropout_prob": Range(0.0, 1.0, open_high=True, why="1 drops every activation"),
+    "attention_probs_dropout_prob": Range(0.0, 1.0, open_high=True, why="1 drops every attention weight"),
     "mask_prob": Range(0.0, 1.0, open_low=True, open_high=True),
-    "generator_hidden_size": Range(0.0, 1.0, open_low=True),  # a fraction of hidden_size
-    "generator_layers": Range(0.0, 1.0, open_low=True),  # a fraction of num_hidden_layers
+    "generator_hidden_size": Range(0.0, 1.0, open_low=True, why="a fraction of hidden_size"),
+    "generator_layers": Range(0.0, 1.0, open_low=True, why="a fraction of num_hidden_layers"),
     "learning_rate": Range(0.0, open_low=True),
     "temperature": Range(0.0, open_low=True),
-    "type_vocab_size": Range(2),  # the records' segment ids are 0 and 1
-    "vocab_size": Range(5),  # the 5 special tokens
+    "type_vocab_size": Range(2, why="the records' segment ids are 0 and 1"),
+    "vocab_size": Range(5, why="it must hold the 5 special tokens"),
     "max_seq_length": Range(4),
-    "shuffle_buffer": Range(2),  # two windows of half of it
-    "seed": Range(0, 2**31 - 1),  # what keras.utils.set_random_seed (numpy's seed) accepts
+    "shuffle_buffer": Range(2, why="it holds two windows of half of it"),
+    "seed": Range(0, 2**31 - 1, why="what numpy's seed, which Keras sets, accepts"),
 }
 def hparam_range(key: str) -> Range | None:
     """The allowed values of numeric hparam `key` (None: not numeric)."""

@@ -231,7 +231,8 @@ def test_two_trainings_into_one_model_dir(data_dir, tmp_path):
         assert second.returncode == 2
         errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and re.fullmatch(
-            rf"error: {re.escape(str(model))} is being written by another run \(host {re.escape(socket.gethostname())}, "
+            rf"error: {re.escape(str(model))} is being written by another run "
+            rf"\(host {re.escape(socket.gethostname())}, "
             rf"pid {first.pid}, started .* UTC, last heartbeat \d+ s ago\); wait for it to end, or stop it: its lease "
             rf"{re.escape(str(model / '.lease.json'))} expires 90 s after its last heartbeat", errors[0]), errors
         assert json.loads((model / "run_config.json").read_text())["hparams"]["learning_rate"] == 1e-3  # the first's
@@ -261,14 +262,29 @@ def test_a_live_lease_refuses_training(capsys, data_dir):
     assert files(model) == {".lease.json": held}  # nothing written, the holder's lease untouched
 
 
-def test_a_stale_lease_is_taken_over(capsys, caplog, data_dir):
-    model = data_dir / "models" / "stale"
-    live_lease(model, age=3600)
-    code, errors, _ = pretrain(capsys, data_dir, "stale", hp(num_train_steps=3))
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("killed", ["elsewhere", "here"])
+def test_a_stale_lease_is_taken_over(capsys, caplog, data_dir, killed):
+    """A lease not renewed for an hour (another host), or one of a process gone on this host (just now)."""
+    model = data_dir / "models" / f"stale{killed}"
+    if killed == "elsewhere":
+        live_lease(model, age=3600)
+        holder = r"host other-vm, pid 4242, .*, last heartbeat 36\d\d s ago"
+        why = "it stopped renewing it over 90 s ago"
+    else:
+        pid = dead_pid()
+        live_lease(model, host=socket.gethostname(), pid=pid)
+        holder, why = rf"host {re.escape(socket.gethostname())}, pid {pid}, .*, last heartbeat 0 s ago", \
+            "its process is gone on this host"
+    code, errors, _ = pretrain(capsys, data_dir, model.name, hp(num_train_steps=3))
     assert (code, errors) == (0, [])
-    assert re.search(rf"took over the lease {re.escape(str(model / '.lease.json'))}: its holder \(host other-vm, pid "
-                     r"4242, .*, last heartbeat 36\d\d s ago\) stopped renewing it more than 90 s ago \(a killed run\)",
-                     caplog.text), caplog.text
+    assert re.search(rf"took over the lease {re.escape(str(model / '.lease.json'))} of a killed run \({holder}\): "
+                     rf"{why}", caplog.text), caplog.text
     assert (model / "ckpt-3.index").exists() and not (model / ".lease.json").exists()
 
 
@@ -346,6 +362,7 @@ def test_a_lease_on_cloud_storage(bucket, monkeypatch):
 # ---- (7) every hparam range-checked before any stage runs ------------------------------------------
 
 
+SEED_WHY = "what numpy's seed, which Keras sets, accepts"
 BAD_HPARAMS = [
     ({"hidden_size": None}, "hparam 'hidden_size' must not be null"),
     ({"hidden_size": "64"}, "hparam 'hidden_size' must be int, got '64'"),
@@ -355,12 +372,13 @@ BAD_HPARAMS = [
     ({"num_attention_heads": 3}, "hparam 'hidden_size' = 32: must be divisible by num_attention_heads 3"),
     ({"embedding_size": 0}, "hparam 'embedding_size' = 0: must be at least 1"),
     ({"intermediate_size": 0}, "hparam 'intermediate_size' = 0: must be at least 1"),
-    ({"type_vocab_size": 0}, "hparam 'type_vocab_size' = 0: must be at least 2"),
-    ({"seed": -1}, "hparam 'seed' = -1: must be in [0, 2147483647]"),
+    ({"type_vocab_size": 0}, "hparam 'type_vocab_size' = 0: must be at least 2: the records' segment ids are 0 and 1"),
+    ({"seed": -1}, f"hparam 'seed' = -1: must be in [0, 2147483647]: {SEED_WHY}"),
     ({"seed": 1e20}, "hparam 'seed' must be int, got 1e+20"),
-    ({"seed": 2**40}, "hparam 'seed' = 1099511627776: must be in [0, 2147483647]"),
-    ({"hidden_dropout_prob": 1.0}, "hparam 'hidden_dropout_prob' = 1.0: must be in [0, 1)"),
-    ({"attention_probs_dropout_prob": -0.1}, "hparam 'attention_probs_dropout_prob' = -0.1: must be in [0, 1)"),
+    ({"seed": 2**40}, f"hparam 'seed' = 1099511627776: must be in [0, 2147483647]: {SEED_WHY}"),
+    ({"hidden_dropout_prob": 1.0}, "hparam 'hidden_dropout_prob' = 1.0: must be in [0, 1): 1 drops every activation"),
+    ({"attention_probs_dropout_prob": -0.1},
+     "hparam 'attention_probs_dropout_prob' = -0.1: must be in [0, 1): 1 drops every attention weight"),
     ({"model_hparam_overrides": [64]}, "hparam 'model_hparam_overrides' in hparams must be a JSON object of encoder "
                                        "keys, got [64]"),
     ({"model_hparam_overrides": "big"}, "hparam 'model_hparam_overrides' in hparams must be a JSON object of "
@@ -369,7 +387,7 @@ BAD_HPARAMS = [
     ({"num_eval_steps": 0}, "hparam 'num_eval_steps' = 0: must be at least 1"),
     ({"weight_decay_rate": -0.01}, "hparam 'weight_decay_rate' = -0.01: must be at least 0"),
     ({"clip_norm": float("inf")}, "hparam 'clip_norm' = inf: must be at least 0"),
-    ({"generator_layers": 0.0}, "hparam 'generator_layers' = 0.0: must be in (0, 1]"),
+    ({"generator_layers": 0.0}, "hparam 'generator_layers' = 0.0: must be in (0, 1]: a fraction of num_hidden_layers"),
     ({"num_gpus": -1}, "hparam 'num_gpus' = -1: must be at least 0"),
     ({"max_position_embeddings": 0}, "hparam 'max_position_embeddings' = 0: must be at least 1"),
 ]
