@@ -163,6 +163,17 @@ def test_export_finds_the_checkpoints_without_a_state_file(capsys, caplog, data_
     assert "| training step | 3 of 6 |" in (tmp_path / "hf3" / "discriminator" / "README.md").read_text()
 
 
+def test_eval_finds_the_checkpoints_without_a_state_file(capsys, caplog, data_dir, trained):
+    run = copy_run(trained, data_dir, "evalnostate")
+    (run / "checkpoint").write_text("garbage\n")
+    before = ckpt_files(run)
+    code, errors, _ = pretrain(capsys, data_dir, "evalnostate", hp(), "--no-do-train", "--do-eval")
+    assert (code, errors) == (0, [])
+    assert json.loads((run / "eval_results.json").read_text())["step"] == 6
+    assert f"is unreadable; using {run / 'ckpt-6'}" in caplog.text
+    assert ckpt_files(run) == before
+
+
 # ---- (4) export beside a training that rotates its checkpoints -----------------------------------
 
 
@@ -424,6 +435,7 @@ def limited(megabytes: float):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+@pytest.mark.slow
 def test_disk_full_in_training_is_one_line(data_dir, trained):
     run = copy_run(trained, data_dir, "diskfull")
     before = ckpt_files(run)
