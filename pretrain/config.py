@@ -71,6 +71,7 @@ class PretrainConfig:
     # training (original keys)
     iterations_per_loop: int = 200
     save_checkpoints_steps: int = 1000
+    save_checkpoints_secs: float = 0.0  # ours: also save when this much wall-clock time passed; 0 = steps only
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
@@ -273,6 +274,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
                 "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
+    need(cfg.save_checkpoints_secs >= 0, "save_checkpoints_secs", "must be >= 0 (0 = by steps only)")
     need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")

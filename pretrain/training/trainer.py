@@ -357,6 +357,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     try:
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
+            last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
             while step < cfg.num_train_steps:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
@@ -380,17 +381,26 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
-                if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+                if _save_due(cfg, step, time.monotonic() - last_save):
                     bad = checkpoints.non_finite(trainer.checked_variables())
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
                                    "they were not saved")
                     last_good = manager.save(checkpoint_number=step)
+                    last_save = time.monotonic()
     finally:
         if watchdog is not None:
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
     return TrainResult(step, summary)
+
+
+def _save_due(cfg: PretrainConfig, step: int, secs_since_save: float) -> bool:
+    """Save after this host call? Every `save_checkpoints_steps` steps, at the end, and when
+    `save_checkpoints_secs` of wall-clock time passed since the last save, whichever comes first:
+    a spot or preemptible TPU loses at most that much time (Google advises about an hour)."""
+    return (step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps
+            or 0 < cfg.save_checkpoints_secs <= secs_since_save)
 
 
 def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:
