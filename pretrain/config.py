@@ -290,3 +290,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 def config_path(name: str) -> str:
     """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
     return electra_data.preset(name)
+
+
+def fill_from_data(given: Mapping[str, Any], vocab_size: int | None, max_seq_length: int | None) -> dict[str, Any]:
+    """The hparams layers with `vocab_size` and `max_seq_length` taken from the data where no layer set them.
+
+    A merged vocab almost never has a preset's size, so the presets leave `vocab_size` to the
+    vocab file; where a layer does set either key, the trainer and the doctor check it against
+    the vocab and the records' manifest instead (one error naming both values).
+    """
+    filled = dict(given)
+    for key, value in (("vocab_size", vocab_size), ("max_seq_length", max_seq_length)):
+        if value is not None:
+            filled.setdefault(key, value)
+    return filled

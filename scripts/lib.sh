@@ -84,7 +84,6 @@ load_config() {
   CAPACITY="${CAPACITY:-on-demand}"
   MODEL_NAME="${MODEL_NAME:-electra-small}"
   HPARAMS="${HPARAMS:-configs/small.json}"
-  MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"
   SOURCE_REF="${SOURCE_REF:-main}"
   SOURCE="${SOURCE:-}"
   TPU_TENSORFLOW="${TPU_TENSORFLOW:-$(example_value TPU_TENSORFLOW)}"
@@ -95,7 +94,6 @@ load_config() {
   [[ "$BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || die "$CONFIG_FILE: BUCKET=$BUCKET is not a bucket name (no gs://, no slashes)"
   [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
   [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
-  [[ "$MAX_SEQ_LENGTH" =~ ^[0-9]+$ ]] || die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH is not a number"
   [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.20.0 (one TPU build of TensorFlow, an exact version)"
   case "$CAPACITY" in
     on-demand | spot | reserved | preemptible) ;;
@@ -352,4 +350,28 @@ local_tool() {
   local python
   python="$(local_python)"
   if [[ "$python" == */* ]]; then echo "${python%/*}/$1"; else echo "$1"; fi
+}
+
+# records_length: the max_seq_length the records are built with, read from the hparams (HPARAMS,
+# then an inline HPARAMS_OVERRIDE): the one source of truth, which the trainer checks the records
+# against. MAX_SEQ_LENGTH, the key that used to say it a second time, may stay only if it agrees.
+records_length() {
+  local length
+  length="$("$(local_python)" - "$REPO_DIR/$HPARAMS" "$HPARAMS_OVERRIDE" <<'PY'
+import json, sys
+length = None
+for layer in sys.argv[1:]:
+    if layer and not layer.startswith("gs://"):
+        try:
+            text = layer if layer.lstrip().startswith("{") else open(layer, encoding="utf-8").read()
+            length = json.loads(text).get("max_seq_length", length)
+        except (OSError, ValueError) as exc:
+            sys.exit(f"error: hparams {layer}: {exc}")
+print(length or "")
+PY
+  )" || exit 2
+  [[ -n "$length" ]] || die "$CONFIG_FILE: HPARAMS=$HPARAMS sets no max_seq_length: set it there or in HPARAMS_OVERRIDE (the records are built with it)"
+  [[ -z "${MAX_SEQ_LENGTH:-}" || "$MAX_SEQ_LENGTH" == "$length" ]] ||
+    die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH but the hparams say max_seq_length $length: remove MAX_SEQ_LENGTH (the records' length is the hparams'), or set max_seq_length in HPARAMS_OVERRIDE"
+  echo "$length"
 }

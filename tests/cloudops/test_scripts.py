@@ -629,3 +629,28 @@ def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
                            timeout=60)
     assert again.stdout == "electra-train is already running; not started again (scripts/stop.sh stops it)\n"
     assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train"]
+
+
+def test_hparams_override_without_a_commit_and_one_records_length(tmp_path):
+    """HPARAMS_OVERRIDE is layered last for the doctor and the trainer; the records are built at the hparams'
+    max_seq_length (the override's, if it sets one); a leftover MAX_SEQ_LENGTH must agree."""
+    cfg = write_env(tmp_path / "o.env", HPARAMS_OVERRIDE='{"max_seq_length": 256, "learning_rate": 1e-4}')
+    (doctor,) = dry_run("doctor", cfg)
+    assert remote(doctor)[-6:] == ["--hparams", "configs/small.json", "--hparams",
+                                   '{"max_seq_length": 256, "learning_rate": 1e-4}', "--tpu", "local"]
+    (local,) = dry_run("doctor", cfg, "--local")
+    assert local[-6:] == ["--hparams", str(ROOT / "configs" / "small.json"), "--hparams",
+                          '{"max_seq_length": 256, "learning_rate": 1e-4}', "--tpu", "none"]
+    (build,) = dry_run("build_data", cfg)
+    words = remote(build)
+    assert words[words.index("--max-seq-length") + 1] == "256"
+    stale = write_env(tmp_path / "s.env", MAX_SEQ_LENGTH="128")
+    proc = run_script("build_data", "--config", str(stale), "--dry-run")
+    assert (proc.returncode, proc.stderr) == (2, (
+        f"error: {stale}: MAX_SEQ_LENGTH=128 but the hparams say max_seq_length 512: remove MAX_SEQ_LENGTH (the "
+        "records' length is the hparams'), or set max_seq_length in HPARAMS_OVERRIDE\n"))
+    bad = write_env(tmp_path / "b.env", HPARAMS_OVERRIDE="learning_rate=1e-4")
+    proc = run_script("train", "--config", str(bad), "--dry-run")
+    assert (proc.returncode, proc.stderr) == (2, (
+        f"error: {bad}: HPARAMS_OVERRIDE must be a JSON object on one line ({{\"learning_rate\": 1e-4}}) or a "
+        "gs://.../FILE.json\n"))
