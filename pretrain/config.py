@@ -72,6 +72,7 @@ class PretrainConfig:
     iterations_per_loop: int = 200
     save_checkpoints_steps: int = 1000
     save_checkpoints_secs: float = 0.0  # ours: also save when this much wall-clock time passed; 0 = steps only
+    profile_host_call: int = 0  # ours: write a TensorBoard profile of this run's N-th host call; 0 = none
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
@@ -275,6 +276,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
                 "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
     need(cfg.save_checkpoints_secs >= 0, "save_checkpoints_secs", "must be >= 0 (0 = by steps only)")
+    need(cfg.profile_host_call >= 0, "profile_host_call", "must be >= 0 (0 = no profile)")
     need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")

@@ -10,6 +10,7 @@ state, strategy and compiled functions; split apart they would pass all of it ar
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -358,11 +359,14 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
             last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
+            calls = 0
             while step < cfg.num_train_steps:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
                 t0 = time.perf_counter()
-                call = trainer.train_steps(iterator, n)
+                calls += 1
+                with _profiled(cfg.profile_host_call == calls, fileio.join(save_dir, "train")):
+                    call = trainer.train_steps(iterator, n)
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 progress["step"] = step
@@ -393,6 +397,21 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
     return TrainResult(step, summary)
+
+
+@contextlib.contextmanager
+def _profiled(active: bool, logdir: str):
+    """A TensorBoard profile (Profile tab) of one host call into `logdir`/plugins/profile, when
+    `active`: the device's time per op and the host's wait for input show an input-bound step."""
+    if not active:
+        yield
+        return
+    tf.profiler.experimental.start(logdir)
+    try:
+        yield
+    finally:
+        tf.profiler.experimental.stop()
+        logging.info("profile of this host call written to %s/plugins/profile", logdir)
 
 
 def _save_due(cfg: PretrainConfig, step: int, secs_since_save: float) -> bool:

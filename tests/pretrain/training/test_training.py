@@ -322,3 +322,11 @@ def test_checkpoints_by_wall_clock_time_as_well_as_steps(data_dir, monkeypatch):
     assert all(0 < s < 5 and s % 100 for s in saved[:-1])  # saved by time, not by step count
     _train(data_dir, "by_steps", save_checkpoints_secs=0.0, **kw)
     assert _checkpoint_steps(data_dir / "models" / "by_steps") == [5]
+
+
+def test_profile_of_one_host_call_for_tensorboard(data_dir):
+    """profile_host_call 2: the second host call's trace lands where TensorBoard's Profile tab reads it."""
+    _train(data_dir, "profiled", num_train_steps=3, iterations_per_loop=1, save_checkpoints_steps=3,
+           profile_host_call=2)
+    traces = list((data_dir / "models" / "profiled" / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
