@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BASH = shutil.which("bash")
 SCRIPTS = ROOT / "scripts"
 STEPS = ["create_bucket", "upload", "create_tpu", "setup_tpu", "doctor", "build_data", "train", "follow",
-         "export", "delete_tpu", "status", "stop", "recreate_tpu"]
+         "export", "delete_tpu", "status", "stop", "recreate_tpu", "smoke"]
 TPU = ["gcloud", "compute", "tpus", "tpu-vm"]
 QR = ["gcloud", "compute", "tpus", "queued-resources"]
 WHERE = ["--project=proj-1", "--zone=europe-west4-a"]
@@ -654,3 +654,15 @@ def test_hparams_override_without_a_commit_and_one_records_length(tmp_path):
     assert (proc.returncode, proc.stderr) == (2, (
         f"error: {bad}: HPARAMS_OVERRIDE must be a JSON object on one line ({{\"learning_rate\": 1e-4}}) or a "
         "gs://.../FILE.json\n"))
+
+
+def test_smoke_run_on_the_vm(env_file):
+    (ssh,) = dry_run("smoke", env_file, "--steps", "400", "--profile")
+    words = remote(ssh)
+    assert words[:9] == ["cd", "$HOME/electra", "&&", "if", "systemctl", "is-active", "--quiet", "electra-train;", "then"]
+    assert words[words.index("PATH=$HOME/electra-venv/bin:$PATH"):] == [
+        "PATH=$HOME/electra-venv/bin:$PATH", "python", "-m", "workflow.smoke", "--data-dir", "gs://bkt-1/run-1",
+        "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams",
+        "configs/small.json", "--accelerator-type", "v3-8", "--capacity", "on-demand", "--steps", "400", "--profile"]
+    proc = run_script("smoke", "--config", str(env_file), "--dry-run", "--steps", "many")
+    assert (proc.returncode, proc.stderr) == (2, "error: --steps needs a number of steps\n")
