@@ -118,7 +118,7 @@ After=network-online.target
 [Service]
 User={user}
 WorkingDirectory={workdir}
-Environment=PATH={venv_bin}:/usr/local/bin:/usr/bin:/bin
+Environment=PATH={venv_bin}:/usr/local/bin:/usr/bin:/bin:/snap/bin
 ExecStart={python} -m cloudops.supervisor run --state-dir {state_dir}
 KillMode=mixed
 TimeoutStopSec=90
@@ -304,15 +304,17 @@ class Supervisor:
             self.say(f"{d.reason}; attempt {number} in {d.delay:.0f} s")
             self.beat("restarting" if number > 1 else "starting", d.reason)
             self._sleep(d.delay)
-            if self.terminating:
-                return 0
             if os.path.exists(self.stop_file):
                 continue
+            if self.terminating:
+                return 0
             ended = self.attempt(number)
             self.state["attempts"].append(list(ended))
             self.state["running"] = None
             self.save()
             self.say(f"attempt {number} ended: exit status {ended.exit_code}")
+            if os.path.exists(self.stop_file):
+                continue  # `stop` asked (systemd's SIGTERM may follow it): recorded at the top
             if self.terminating:  # systemd stops us (shutdown, reboot): resume at the next start
                 self.beat("interrupted", "the VM is shutting down or systemd stopped the supervisor")
                 return 0

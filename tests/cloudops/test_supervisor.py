@@ -238,6 +238,17 @@ def test_stop_takes_the_group_down_and_nothing_restarts_until_the_next_prepare(j
     assert json.loads((logs / "train-heartbeat.json").read_text())["state"] == "stopped"
     assert cli("run", "--state-dir", str(state)).returncode == 0 and (work / "attempts").read_text() == "1"
     assert cli("stop", "--state-dir", str(state)).stdout.startswith("no trainer running")
+    # scripts/stop.sh: `stop`, then systemd's SIGTERM at once: still recorded as stopped, not interrupted
+    job("hang@10")
+    proc = subprocess.Popen([sys.executable, "-m", "cloudops.supervisor", "run", "--state-dir", str(state)], env=ENV)
+    wait_for(lambda: (work / "child-2").exists())
+    stopper = subprocess.Popen([sys.executable, "-m", "cloudops.supervisor", "stop", "--state-dir", str(state)],
+                               env=ENV, stdout=subprocess.DEVNULL)
+    wait_for(lambda: (state / "stop").exists())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0 and stopper.wait(timeout=30) == 0
+    assert state_of(state)["final"]["action"] == "stopped"
+    assert json.loads((logs / "train-heartbeat.json").read_text())["state"] == "stopped"
     job("0@20")  # scripts/train.sh: a new run
     assert cli("run", "--state-dir", str(state)).returncode == 0 and codes(state) == [0]
 
