@@ -256,10 +256,16 @@ class Supervisor:
         return Attempt(number, None if interrupted else code, restarts.signature(stalled or (lines[-1] if lines else "")),
                        self.progress.step if self.progress else None)
 
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+    def _wait(self, seconds: float, state: str, reason: str) -> None:
+        """Wait before a restart, still beating (a pause of minutes must not look like a dead VM)."""
+        now = time.monotonic()
+        deadline, last_sync = now + seconds, now
+        self.beat(state, reason)
         while time.monotonic() < deadline and not self.terminating and not os.path.exists(self.stop_file):
             time.sleep(min(self.job["poll_seconds"], max(0.0, deadline - time.monotonic())))
+            if time.monotonic() - last_sync >= self.job["sync_seconds"]:
+                self.beat(state, reason)
+                last_sync = time.monotonic()
 
     def finish(self, action: str, reason: str) -> int:
         self.state["final"] = {"action": action, "reason": reason}
@@ -302,8 +308,7 @@ class Supervisor:
                 return self.finish(d.action, d.reason)
             number = len(self.state["attempts"]) + 1
             self.say(f"{d.reason}; attempt {number} in {d.delay:.0f} s")
-            self.beat("restarting" if number > 1 else "starting", d.reason)
-            self._sleep(d.delay)
+            self._wait(d.delay, "restarting" if number > 1 else "starting", d.reason)
             if os.path.exists(self.stop_file):
                 continue
             if self.terminating:

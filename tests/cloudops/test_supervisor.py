@@ -281,3 +281,17 @@ def test_log_and_heartbeat_reach_the_bucket(job, emulator_host, store, bucket):
     assert lines[0].startswith("train: finished (attempt 2), step 50/100 (50.0%), 200.5 examples/s, heartbeat ")
     assert f"from {HOST}" in lines[0]
     assert lines[2].endswith("finished: the trainer finished (exit status 0)")
+
+
+def test_the_heartbeat_goes_on_during_the_pause_before_a_restart(job):
+    state, logs, work = job("1@10,0@20")
+    spec = json.loads((state / "job.json").read_text())
+    (state / "job.json").write_text(json.dumps({**spec, "restart_delay": 3.0}))
+    proc = subprocess.Popen([sys.executable, "-m", "cloudops.supervisor", "run", "--state-dir", str(state)], env=ENV)
+    beat = logs / "train-heartbeat.json"
+    wait_for(lambda: beat.exists() and json.loads(beat.read_text())["state"] == "restarting")
+    first = json.loads(beat.read_text())["updated"]
+    wait_for(lambda: json.loads(beat.read_text())["updated"] > first + 0.5)  # a new beat, still in the pause
+    assert json.loads(beat.read_text())["state"] == "restarting"
+    assert (work / "attempts").read_text() == "1"
+    assert proc.wait(timeout=30) == 0 and codes(state) == [1, 0]
