@@ -209,7 +209,7 @@ class Supervisor:
                 dst.write(src.read())
             _write_json(self.remote_beat, beat)
             self._ship_failed = False
-        except (OSError, UserError) as exc:
+        except Exception as exc:  # the bucket being away for a while must never stop the supervision
             if not self._ship_failed:
                 self.say(f"could not write to {self.job['log_dir']} (retried every sync): {exc}")
             self._ship_failed = True
