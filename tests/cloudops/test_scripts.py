@@ -666,3 +666,22 @@ def test_smoke_run_on_the_vm(env_file):
         "configs/small.json", "--accelerator-type", "v3-8", "--capacity", "on-demand", "--steps", "400", "--profile"]
     proc = run_script("smoke", "--config", str(env_file), "--dry-run", "--steps", "many")
     assert (proc.returncode, proc.stderr) == (2, "error: --steps needs a number of steps\n")
+
+
+def test_remote_job_pidfile_names_a_process_group_and_a_reused_pid_does_not_match(tmp_path):
+    home, logs = tmp_path / "home", tmp_path / "bucket-logs"
+    (home / "electra-logs").mkdir(parents=True)
+    # a pidfile left from before a reboot whose PID now belongs to another process (this test's)
+    (home / "electra-logs" / "build-data.pid").write_text(f"{os.getpid()} 1\n")
+    started = _job(home, "build-data", str(logs), "--", "bash", "-c", "sleep 30 & sleep 30")
+    assert started.stdout.startswith("started build-data (pid "), started.stdout
+    pid, start = (int(w) for w in (home / "electra-logs" / "build-data.pid").read_text().split())
+    assert os.getpgid(pid) == pid and pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == str(start)
+    assert _job(home, "--status", "build-data").stdout.startswith(f"build-data: running (pid {pid})")
+    os.killpg(pid, 15)  # the whole job, its background sleep included
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-g", str(pid)], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the job's group survived"
+        time.sleep(0.1)
+    # its pidfile is left behind (killed, it could not clean up), but names no running job
+    assert _job(home, "--status", "build-data").stdout.startswith("build-data: not running")
