@@ -123,3 +123,12 @@ def test_vocab_size_and_max_seq_length_come_from_the_data_unless_a_layer_sets_th
     assert from_hparams(fill_from_data({}, 35000, 128)).max_seq_length == 128  # over model_size's default
     assert from_hparams(fill_from_data({"vocab_size": 100}, 35000, None)).vocab_size == 100
     assert from_hparams(fill_from_data({}, None, None)).vocab_size == 32200
+
+
+@pytest.mark.parametrize("name,watchdog", [("small", 1800), ("base", 1800), ("large", 7200)])
+def test_tpu_presets_checkpoint_hourly_and_watch_for_hangs(name, watchdog):
+    """Spot and preemptible TPUs lose at most an hour (Google's advice); a hang exits 75 for the supervisor."""
+    cfg = from_hparams(config_path(name))
+    assert (cfg.save_checkpoints_secs, cfg.watchdog_seconds, cfg.use_tpu) == (3600.0, watchdog, True)
+    with pytest.raises(UserError, match=r"hparam 'save_checkpoints_secs' = -1.0: must be >= 0"):
+        from_hparams({"save_checkpoints_secs": -1})
