@@ -360,6 +360,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
             step = start
             last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
             calls = 0
+            several_workers = multiworker.worker_info() is not None
             while step < cfg.num_train_steps:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
@@ -385,7 +386,10 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
-                if _save_due(cfg, step, time.monotonic() - last_save):
+                due = _save_due(cfg, step, time.monotonic() - last_save)
+                if cfg.save_checkpoints_secs > 0 and several_workers:  # each has its own clock
+                    due = _any_worker(trainer.strategy, due)
+                if due:
                     bad = checkpoints.non_finite(trainer.checked_variables())
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
@@ -420,6 +424,13 @@ def _save_due(cfg: PretrainConfig, step: int, secs_since_save: float) -> bool:
     a spot or preemptible TPU loses at most that much time (Google advises about an hour)."""
     return (step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps
             or 0 < cfg.save_checkpoints_secs <= secs_since_save)
+
+
+def _any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """One answer for every worker to a question each answers with its own clock: True if any says so,
+    so every worker saves at the same steps (TensorFlow asks all workers of a run to take part in a save)."""
+    votes = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(SUM, votes, axis=None)) > 0
 
 
 def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:
