@@ -114,6 +114,9 @@ def unit_text(*, name: str, user: str, workdir: str, python: str, state_dir: str
 Description=ELECTRA {name} run under cloudops.supervisor (restarts, logs and heartbeat in gs://)
 Wants=network-online.target
 After=network-online.target
+# a supervisor that keeps crashing (5 times in an hour) is left down: its heartbeat goes stale
+StartLimitIntervalSec=3600
+StartLimitBurst=5
 
 [Service]
 User={user}

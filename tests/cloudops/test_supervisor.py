@@ -258,7 +258,7 @@ def test_the_unit_and_the_job(job):
     unit = (state / "electra-train.service").read_text()
     assert f"ExecStart={sys.executable} -m cloudops.supervisor run --state-dir {state}\n" in unit
     assert f"WorkingDirectory={work}\n" in unit and "KillMode=mixed\n" in unit and "Restart=on-failure\n" in unit
-    assert "WantedBy=multi-user.target" in unit
+    assert "WantedBy=multi-user.target" in unit and "StartLimitBurst=5\n" in unit
     spec = json.loads((state / "job.json").read_text())
     assert spec["env"] == {"TPU_NAME": "tpu-1", "TPU_LOAD_LIBRARY": "0"} and spec["argv"][-2:] == ["trainer.py", "0@1"]
     bad = cli("prepare", "--state-dir", str(state), "--log-dir", str(logs))
