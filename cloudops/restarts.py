@@ -96,6 +96,13 @@ def decide(attempts: Sequence[Attempt], *, max_identical: int, base_delay: float
     return Decision("restart", f"{what}; resuming from the last checkpoint", restart_delay(repeats, base_delay))
 
 
+def steps_per_second(seen: Sequence[tuple[float, int]]) -> float | None:
+    """The step rate over (time, step) observations, oldest first; None until two show progress."""
+    if len(seen) < 2 or seen[-1][1] <= seen[0][1] or seen[-1][0] <= seen[0][0]:
+        return None
+    return (seen[-1][1] - seen[0][1]) / (seen[-1][0] - seen[0][0])
+
+
 def heartbeat_line(beat: Mapping[str, Any], now: float | None = None) -> str:
     """One line a person reads: the run's state, step, speed and how old this news is."""
     now = time.time() if now is None else now
@@ -107,6 +114,9 @@ def heartbeat_line(beat: Mapping[str, Any], now: float | None = None) -> str:
         parts.append(f"step {beat['step']}/{total or '?'}{share}")
     if beat.get("examples_per_second") is not None:
         parts.append(f"{beat['examples_per_second']:.1f} examples/s")
+    rate, total = beat.get("steps_per_second"), beat.get("num_train_steps")
+    if rate and total and beat.get("step") is not None and beat.get("state") == "running":
+        parts.append(f"about {(total - beat['step']) / rate / 3600:.1f} h to go")
     parts.append(f"heartbeat {age} s ago from {beat.get('host', '?')}")
     if beat.get("state") not in FINAL_ACTIONS and age > 3 * float(beat.get("sync_seconds", 60)) + 60:
         parts.append("STALE: the VM or its supervisor is not running (scripts/status.sh shows the TPU's state)")

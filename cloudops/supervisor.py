@@ -40,6 +40,7 @@ from cloudops.restarts import Attempt
 from foundation import fileio
 from foundation.errors import UserError, run_cli
 
+RATE_WINDOW = 10  # progress observations (about one a minute) the time-to-go estimate averages over
 DEFAULTS = {"sync_seconds": 60.0, "poll_seconds": 1.0, "restart_delay": 30.0, "stall_seconds": 0.0,
             "max_identical": 3, "grace_seconds": 30.0}
 
@@ -167,6 +168,7 @@ class Supervisor:
         self.remote_beat = fileio.join(self.job["log_dir"], f"{self.job['name']}-heartbeat.json")
         self.terminating = False
         self.progress: restarts.Progress | None = None
+        self.seen: list[tuple[float, int]] = []  # (time, step) of this attempt's progress, for the rate
         self._read_upto = 0
         self._ship_failed = False
         self.state = _read_json(os.path.join(state_dir, "state.json"),
@@ -196,6 +198,8 @@ class Supervisor:
         self._read_upto += len(complete)
         for line in complete.decode("utf-8", "replace").splitlines():
             self.progress = restarts.parse_progress(line) or self.progress
+        if self.progress is not None and (not self.seen or self.seen[-1][1] != self.progress.step):
+            self.seen = [*self.seen, (time.time(), self.progress.step)][-RATE_WINDOW:]
 
     def beat(self, state: str, reason: str = "", pid: int | None = None) -> None:
         """Ship the log, then the heartbeat (so its log is at least as new); a failure is logged once."""
@@ -204,7 +208,8 @@ class Supervisor:
         beat = {"name": self.job["name"], "host": self.host, "state": state, "reason": reason,
                 "attempt": len(self.state["attempts"]) + (self.state["running"] is not None), "pid": pid,
                 "step": p.step if p else None, "num_train_steps": p.num_train_steps if p else None,
-                "examples_per_second": p.examples_per_second if p else None, "updated": time.time(),
+                "examples_per_second": p.examples_per_second if p else None,
+                "steps_per_second": restarts.steps_per_second(self.seen), "updated": time.time(),
                 "sync_seconds": self.job["sync_seconds"], "log": self.remote_log}
         _write_json(os.path.join(self.dir, "heartbeat.json"), {**beat, "log": self.log})
         try:
@@ -226,6 +231,7 @@ class Supervisor:
             proc = subprocess.Popen(job["argv"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=job["cwd"], env={**os.environ, **job["env"]}, start_new_session=True)
         write_pidfile(self.pidfile, proc.pid)
+        self.seen = []  # a restart's compile and input start-up are not the run's rate
         self.state["running"] = number
         self.save()
         self.beat("running", pid=proc.pid)

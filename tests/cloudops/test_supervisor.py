@@ -113,6 +113,16 @@ def test_restart_delay_and_signature():
     assert restarts.parse_progress("step 5 of something") is None
 
 
+def test_steps_per_second_and_time_to_go():
+    assert restarts.steps_per_second([(100.0, 1000)]) is None
+    assert restarts.steps_per_second([(100.0, 1000), (160.0, 1000)]) is None  # no progress
+    assert restarts.steps_per_second([(100.0, 1000), (130.0, 1020), (200.0, 1100)]) == 1.0
+    beat = {"name": "train", "state": "running", "attempt": 1, "step": 764000, "num_train_steps": 800000,
+            "steps_per_second": 2.5, "updated": 1000.0, "host": "h", "sync_seconds": 60}
+    assert restarts.heartbeat_line(beat, now=1010.0) == (
+        "train: running (attempt 1), step 764000/800000 (95.5%), about 4.0 h to go, heartbeat 10 s ago from h")
+
+
 def test_heartbeat_line():
     beat = {"name": "train", "state": "running", "attempt": 2, "step": 2000, "num_train_steps": 800000,
             "examples_per_second": 1536.25, "updated": 1000.0, "host": "t1-w-0", "sync_seconds": 60}
