@@ -320,10 +320,11 @@ gcloud_or_die() {
   ((rc == 0)) && return 0
   err="$(tr -s '\n\t ' ' ' <<<"$err")"
   err="${err#"${err%%[![:space:]]*}"}"
+  err="${err%"${err##*[![:space:]]}"}"
   if [[ "$err" =~ [Cc]apacity|RESOURCE_EXHAUSTED|[Ss]tockout ]]; then
     die "no $ACCELERATOR_TYPE capacity in $ZONE for CAPACITY=$CAPACITY right now (${err:0:240}); queued resources wait for it: use CAPACITY=spot or on-demand, another zone that offers $ACCELERATOR_TYPE, or retry later"
   fi
-  die "${err:0:400} (from: $(quote_cmd "$@"))"
+  die "${err:0:400}${err:+ }(exit status $rc from: $(quote_cmd "$@"))"
 }
 
 # on_finish_command: what the supervisor runs after the trainer exits 0 (ON_FINISH): export to

@@ -469,7 +469,7 @@ def test_a_stockout_is_one_line(fake_gcloud):
     assert proc.stderr.splitlines()[-1] == (
         'error: no v3-8 capacity in europe-west4-a for CAPACITY=preemptible right now (ERROR: '
         '(gcloud.compute.tpus.tpu-vm.create) { "code": 8, "message": "There is no more capacity in the zone '
-        '\\"europe-west4-a\\"; you can try in another zone where Cloud TPU Nodes are offered" } ); queued resources '
+        '\\"europe-west4-a\\"; you can try in another zone where Cloud TPU Nodes are offered" }); queued resources '
         'wait for it: use CAPACITY=spot or on-demand, another zone that offers v3-8, or retry later')
 
 
@@ -685,3 +685,12 @@ def test_remote_job_pidfile_names_a_process_group_and_a_reused_pid_does_not_matc
         time.sleep(0.1)
     # its pidfile is left behind (killed, it could not clean up), but names no running job
     assert _job(home, "--status", "build-data").stdout.startswith("build-data: not running")
+
+
+def test_another_create_failure_is_one_line_with_the_command(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", CREATE_ERROR="ERROR: (gcloud.compute.tpus.queued-resources.create) "
+                                                         "PERMISSION_DENIED: tpu.queuedResources.create denied")
+    assert proc.returncode == 2 and calls[-1] == G_QR_CREATE
+    assert proc.stderr.splitlines()[-1] == (
+        "error: ERROR: (gcloud.compute.tpus.queued-resources.create) PERMISSION_DENIED: tpu.queuedResources.create "
+        "denied (exit status 1 from: gcloud " + G_QR_CREATE + ")")
