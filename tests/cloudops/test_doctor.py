@@ -14,7 +14,7 @@ from tpu_metadata import metadata_server, nothing_listening, tpu_vm
 
 @pytest.fixture(scope="module")
 def small(root):
-    """The real configs/small.json: max_seq_length 512, vocab_size 32200, 8 TPU cores."""
+    """The real configs/small.json: max_seq_length 512, 8 TPU cores; vocab_size left to the data (default 32200)."""
     return from_hparams(str(root / "configs" / "small.json"))
 
 
