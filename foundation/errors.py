@@ -18,6 +18,23 @@ from typing import Callable, NoReturn
 class UserError(Exception):
     """Bad input that the user can fix: the message is the whole explanation."""
 
+    exit_code = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so a stage stops the same way; the exit
+    code is the signal's (128 + 15), not 2: a supervisor restarts an interrupted run, not a refused one."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+class Interrupted(UserError):
+    """A stage stopped by Ctrl-C (exit 2) or SIGTERM (exit 143), with its one line (what was kept)."""
+
+    def __init__(self, message: str, by: KeyboardInterrupt):
+        super().__init__(message)
+        self.exit_code = by.exit_code if isinstance(by, Terminated) else 2
+
 
 _NOTICES = (b"absl::InitializeLog", b"oneDNN custom operations", b"cudart_stub", b"cuda drivers",
             b"computation placer", b"cuFFT", b"cuDNN", b"cuBLAS", b"TF-TRT", b"rebuild TensorFlow",
@@ -65,21 +82,21 @@ def disk_full(exc: BaseException) -> bool:
 
 
 def _sigterm_as_interrupt(pid: int) -> Callable:
-    """A SIGTERM handler raising KeyboardInterrupt in process `pid`; forked workers (which a pool
-    ends with SIGTERM) keep the default: they just end."""
+    """A SIGTERM handler raising `Terminated` in process `pid`; forked workers (which a pool ends
+    with SIGTERM) keep the default: they just end."""
     def handler(signum, frame) -> None:
         if os.getpid() != pid:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise KeyboardInterrupt
+        raise Terminated
 
     return handler
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(code)
 
 
 def run_cli(main: Callable[[], int | None]) -> NoReturn:
@@ -88,7 +105,8 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     TensorFlow is not imported here: stages that do not need it (cleaning, vocab, record
     writing) start in a fraction of a second.
     SIGTERM (a VM's shutdown, `kill`, a preemption notice) ends a stage as Ctrl-C does: the
-    stage's own interrupt handling runs (training names its last checkpoint) and exit code 2.
+    stage's own interrupt handling runs (training names its last checkpoint), one line, and exit
+    code 143 (Ctrl-C: 2).
     Disk full anywhere is one line too; what was finished stays, so the same command resumes.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -97,7 +115,9 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     try:
         code = main()
     except UserError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
+    except Terminated:
+        fail("terminated (SIGTERM)", Terminated.exit_code)
     except KeyboardInterrupt:
         fail("interrupted")
     except Exception as exc:  # noqa: BLE001  (only the disk-full kind is handled; the rest re-raised)

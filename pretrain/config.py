@@ -72,6 +72,8 @@ class PretrainConfig:
     # training (original keys)
     iterations_per_loop: int = 200
     save_checkpoints_steps: int = 1000
+    save_checkpoints_secs: float = 0.0  # ours: also save when this much wall-clock time passed; 0 = steps only
+    profile_host_call: int = 0  # ours: write a TensorBoard profile of this run's N-th host call; 0 = none
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
@@ -302,7 +304,11 @@ RANGES: dict[str, Range] = {
     "max_seq_length": Range(4),
     "shuffle_buffer": Range(2, why="it holds two windows of half of it"),
     "seed": Range(0, 2**31 - 1, why="what numpy's seed, which Keras sets, accepts"),
+    "save_checkpoints_secs": Range(0, why="0 = by steps only"),
+    "profile_host_call": Range(0, why="0 = no profile"),
 }
+
+
 def hparam_range(key: str) -> Range | None:
     """The allowed values of numeric hparam `key` (None: not numeric)."""
     kind = next(t for t in typing.get_args(_TYPES[key]) or (_TYPES[key],) if t is not type(None))
@@ -344,3 +350,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 def config_path(name: str) -> str:
     """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
     return electra_data.preset(name)
+
+
+def fill_from_data(given: Mapping[str, Any], vocab_size: int | None, max_seq_length: int | None) -> dict[str, Any]:
+    """The hparams layers with `vocab_size` and `max_seq_length` taken from the data where no layer set them.
+
+    A merged vocab almost never has a preset's size, so the presets leave `vocab_size` to the
+    vocab file; where a layer does set either key, the trainer and the doctor check it against
+    the vocab and the records' manifest instead (one error naming both values).
+    """
+    filled = dict(given)
+    for key, value in (("vocab_size", vocab_size), ("max_seq_length", max_seq_length)):
+        if value is not None:
+            filled.setdefault(key, value)
+    return filled
