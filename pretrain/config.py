@@ -312,7 +312,7 @@ RANGES: dict[str, Range] = {
 def hparam_range(key: str) -> Range | None:
     """The allowed values of numeric hparam `key` (None: not numeric)."""
     kind = next(t for t in typing.get_args(_TYPES[key]) or (_TYPES[key],) if t is not type(None))
-    if kind not in (int, float) or kind is bool:
+    if kind not in (int, float):
         return None
     allowed = RANGES.get(key, Range(0))
     return allowed._replace(high=min(allowed.high, INT64_MAX)) if kind is int else allowed
