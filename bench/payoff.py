@@ -46,7 +46,7 @@ RECIPE = {
     "max_seq_length": 128, "max_position_embeddings": 128, "train_batch_size": 64,
     "learning_rate": 1e-3, "adam_bias_correction": True, "num_warmup_steps": 500,
     "num_train_steps": 40000, "save_checkpoints_steps": 250, "keep_checkpoint_max": 0,
-    "iterations_per_loop": 50, "log_every_steps": 50, "precision": "bfloat16", "jit_compile": True,
+    "iterations_per_loop": 50, "log_every_steps": 50, "precision": "auto", "jit_compile": "auto",
 }
 # The control: BERT's MLM at the discriminator's size (its generator is what gets probed), no discriminator.
 OBJECTIVES = {"rtd": {}, "mlm": {"disc_weight": 0.0, "generator_hidden_size": 1.0}}

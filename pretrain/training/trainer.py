@@ -97,10 +97,14 @@ def host_call(state: LoopState) -> HostCall:
 class Trainer:
     """Model, optimiser and compiled step functions under one strategy."""
 
-    def __init__(self, cfg: PretrainConfig, strategy: tf.distribute.Strategy, vocab: list[str], precision: str):
-        from pretrain.training.distribute import keras_policy
+    def __init__(self, cfg: PretrainConfig, strategy: tf.distribute.Strategy, vocab: list[str], precision: str,
+                 jit_compile: bool | None = None):
+        """`precision` and `jit_compile` resolved (`distribute.resolve_compute`); None: `cfg.jit_compile` resolved."""
+        from pretrain.training.distribute import device_kind, keras_policy, resolve_jit_compile
         from pretrain.training.optimization import make_optimizer
 
+        if jit_compile is None:
+            jit_compile = resolve_jit_compile(cfg.jit_compile, device_kind(strategy))
         self.cfg = cfg
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
@@ -119,13 +123,14 @@ class Trainer:
                 num_warmup_steps=cfg.num_warmup_steps, weight_decay_rate=cfg.weight_decay_rate,
                 lr_decay_power=cfg.lr_decay_power, optimizer=cfg.optimizer, clip_norm=cfg.clip_norm,
                 gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision,
-                adam_bias_correction=cfg.adam_bias_correction)
+                adam_bias_correction=cfg.adam_bias_correction, lr_schedule=cfg.lr_schedule,
+                decay_steps=cfg.lr_decay_steps)
             self.optimizer.build(self.model.trainable_variables)
             # counted by the replica step on the device: replica 0's increment is every replica's
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.optimizer, self.step)
-        self._fb = tf.function(self._forward_backward, jit_compile=True) if cfg.jit_compile else self._forward_backward
+        self._fb = tf.function(self._forward_backward, jit_compile=True) if jit_compile else self._forward_backward
         self._train_loop = tf.function(self._host_loop)
         self._eval_step = tf.function(self._eval_replicas)
 
@@ -295,13 +300,13 @@ def _make_strategy(cfg: PretrainConfig):
 
 
 def make_trainer(run: Run, strategy=None) -> Trainer:
-    from pretrain.training.distribute import resolve_precision
+    from pretrain.training.distribute import resolve_compute
 
     strategy = strategy or _make_strategy(run.cfg)
-    precision = resolve_precision(run.cfg.precision, strategy, jit_compile=run.cfg.jit_compile)
-    logging.info("strategy %s with %d replica(s), precision %s", type(strategy).__name__,
-                 strategy.num_replicas_in_sync, precision)
-    return Trainer(run.cfg, strategy, run.vocab, precision)
+    compute = resolve_compute(run.cfg.precision, run.cfg.jit_compile, strategy)
+    logging.info("strategy %s with %d replica(s), precision %s, jit_compile %s", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, compute.precision, compute.jit_compile)
+    return Trainer(run.cfg, strategy, run.vocab, compute.precision, compute.jit_compile)
 
 
 def init_weights(trainer: Trainer, path: str) -> str:
@@ -409,13 +414,13 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
                  step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
                  m["generator_accuracy"], m["discriminator_auc"], lr, rate)
     if step > cfg.num_warmup_steps:
-        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
+        if cfg.disc_weight > 0 and m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
             logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
                             "(raise generator_hidden_size)", m["discriminator_loss"])
         if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
             logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
                             "(check the data and learning_rate)", m["generator_accuracy"])
-        base = m["discriminator_base_rate_loss"]
+        base = m["discriminator_base_rate_loss"]  # 0 when MLM only: no replaced tokens
         if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
             hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
                 "; on a short schedule set adam_bias_correction")
