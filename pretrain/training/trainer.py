@@ -318,19 +318,25 @@ def init_weights(trainer: Trainer, path: str) -> str:
     return init_from_external(trainer.model, path)
 
 
-def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None) -> TrainResult:
+def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None,
+          stop_at_step: int | None = None) -> TrainResult:
     """Train to `num_train_steps`, resuming from the latest usable checkpoint in `model_dir` if there is one.
+
+    A fresh run with `branch_from` starts from that checkpoint's whole state instead (its step too).
+    `stop_at_step` ends this call there, with a checkpoint, as if the run were killed: the schedule
+    is still the whole run's, and the next call resumes.
 
     Across hosts (`TF_CONFIG`), every worker restores from `model_dir` but only the chief
     writes there; the others save into a scratch directory, since saving is collective.
     """
     info = multiworker.worker_info()
     with multiworker.checkpoint_dir(model_dir, info) as save_dir:
-        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy)
+        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy,
+                      stop_at_step)
 
 
 def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
-           strategy) -> TrainResult:
+           strategy, stop_at_step: int | None = None) -> TrainResult:
     cfg = run.cfg
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
@@ -338,14 +344,22 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
     if last_good:
         logging.info("resumed from %s at step %d", last_good, int(trainer.step))
+    elif cfg.branch_from:
+        source = checkpoints.restore_branch(trainer.checkpoint, cfg.branch_from, cfg, run.vocab_path,
+                                           trainer.checked_variables())
+        if int(trainer.step) >= cfg.num_train_steps:
+            raise UserError(f"hparam 'branch_from' = {source!r} is at step {int(trainer.step)}, not before "
+                            f"num_train_steps {cfg.num_train_steps}: set num_train_steps to its step plus the decay")
+        logging.info("branched from %s at step %d", source, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
     if is_chief:
         checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
     manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
     start = int(trainer.step.numpy())
-    if start >= cfg.num_train_steps:
-        logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
+    end = cfg.num_train_steps if stop_at_step is None else min(stop_at_step, cfg.num_train_steps)
+    if start >= end:
+        logging.info("already trained to step %d of %d", start, end)
         return TrainResult(start, {})
     iterator = trainer.train_iterator(run.files, start, run.examples_per_shard)
     progress = {"step": start}
@@ -362,9 +376,9 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     try:
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
-            while step < cfg.num_train_steps:
+            while step < end:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
-                n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
+                n = min(cfg.iterations_per_loop, next_save - step, end - step)
                 t0 = time.perf_counter()
                 call = trainer.train_steps(iterator, n)
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
@@ -385,7 +399,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
-                if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+                if step % cfg.save_checkpoints_steps == 0 or step == end:
                     bad = checkpoints.non_finite(trainer.checked_variables())
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
