@@ -60,6 +60,10 @@ RECIPE = {
 }
 # The control: BERT's MLM at the discriminator's size (its generator is what gets probed), no discriminator.
 OBJECTIVES = {"mlm": {"disc_weight": 0.0, "generator_hidden_size": 1.0}, "rtd": {}}
+# ELECTRA variants measured at the largest budget only (one long run each, after the curve): a smaller
+# generator (the paper's best range is 1/4-1/2 of the discriminator; a weaker generator's replacements
+# are easier, which may suit a small budget)
+VARIANTS = {"rtd-gen0.25": {"generator_hidden_size": 0.25}}
 
 
 class Budget(NamedTuple):
@@ -156,7 +160,7 @@ def prepare(work: Path, processes: int, dump: Path = DUMP, train_tsv: Path = SEN
 # --- pretraining ------------------------------------------------------------------------------------
 def objective_hparams(work: Path, objective: str, overrides: dict) -> dict:
     vocab_size = sum(1 for _ in open(work / "data" / "vocab.txt", encoding="utf-8"))
-    return {**RECIPE, **OBJECTIVES[objective], **overrides, "vocab_size": vocab_size}
+    return {**RECIPE, **{**OBJECTIVES, **VARIANTS}[objective], **overrides, "vocab_size": vocab_size}
 
 
 def flops_per_step(hparams: dict) -> float:
@@ -279,25 +283,27 @@ def score_point(work: Path, objective: str, name: str, budget: Budget, per_step:
 
 # --- the curve --------------------------------------------------------------------------------------
 def walk(work: Path, args, train: bool) -> list[dict]:
-    """Every (budget, objective) in order: train it (if `train`), score it, record the points so far."""
+    """Every (budget, objective) in order, then each variant at the largest budget: train it (if `train`),
+    score it, record the points so far."""
     overrides = json.loads(args.hparams)
     settings = probe_settings(args)
     points = []
-    for index in range(len(args.budgets)):
-        for objective in args.objectives:
-            hparams = objective_hparams(work, objective, overrides)
-            per_step = flops_per_step(hparams)
-            budgets = plan(per_step, args.budgets, DECAY_FRACTION, hparams["num_warmup_steps"])
-            name, run_hparams, extra = budget_hparams(objective, hparams, budgets, index)
-            if train:
-                if extra:  # the long run up to the branch's checkpoint first (its schedule unchanged)
-                    _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
-                    pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
-                pretrain(work, name, run_hparams, extra)
-            points += score_point(work, objective, name, budgets[index], per_step, settings, args.jobs,
-                                  run_missing=train)
-            if train:
-                record(work, points, settings)
+    runs = [(index, objective, args.budgets) for index in range(len(args.budgets)) for objective in args.objectives]
+    runs += [(0, variant, args.budgets[-1:]) for variant in args.variants]  # the largest budget only
+    for index, objective, asked in runs:
+        hparams = objective_hparams(work, objective, overrides)
+        per_step = flops_per_step(hparams)
+        budgets = plan(per_step, asked, DECAY_FRACTION, hparams["num_warmup_steps"])
+        name, run_hparams, extra = budget_hparams(objective, hparams, budgets, index)
+        if train:
+            if extra:  # the long run up to the branch's checkpoint first (its schedule unchanged)
+                _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
+                pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
+            pretrain(work, name, run_hparams, extra)
+        points += score_point(work, objective, name, budgets[index], per_step, settings, args.jobs,
+                              run_missing=train)
+        if train:
+            record(work, points, settings)
     return points
 
 
@@ -361,7 +367,7 @@ def plot(points: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for objective in OBJECTIVES:
+    for objective in sorted({p["objective"] for p in points}):
         for rows, marker in zip(sorted({p["train_rows"] for p in points}), "os^v"):
             pts = sorted((p for p in points if p["objective"] == objective and p["train_rows"] == rows),
                          key=lambda p: p["flops"])
@@ -386,6 +392,8 @@ def main() -> None:
                                                           "payoff_runs beside the checkout)")
     p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS_FLOPS), help="FLOPs, increasing")
     p.add_argument("--objectives", nargs="+", choices=tuple(OBJECTIVES), default=list(OBJECTIVES))
+    p.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=list(VARIANTS),
+                   help="ELECTRA variants run to the largest budget only, after the curve (none: --variants)")
     p.add_argument("--hparams", default="{}", help="JSON overrides of RECIPE (a toy run: smaller sizes)")
     p.add_argument("--corpus", default=str(DUMP), help="the raw text (one review a line, a blank line between movies)")
     p.add_argument("--vocab-size", type=int, default=8000)
