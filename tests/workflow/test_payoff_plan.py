@@ -27,3 +27,13 @@ def test_the_largest_budget_is_the_long_run_and_the_others_branch_from_it():
     assert (name, branch["num_train_steps"], branch["decay_steps"]) == ("rtd-decay-1e14", 1000, 150)
     assert extra == ["--init-from", "{models}/rtd/ckpt-850"]
     assert {k: v for k, v in branch.items() if k not in ("num_train_steps", "decay_steps")} == hparams
+
+
+def test_bench_precision_reads_the_trainers_rate_from_its_log_lines():
+    import bench_precision
+
+    log = ("I1206 trainer.py:427] step 50/246 (epoch 0.08): loss 7.3696 gen 7.3696 disc 0.0000 gen_acc 0.042 "
+           "disc_auc nan lr 1.00e-03 503.2 ex/s\nW1206 other line 3.0 ex/s\n"
+           "I1206 trainer.py:427] step 60/246 (epoch 0.10): loss 7.2 gen 7.2 disc 0.0 gen_acc 0.05 "
+           "disc_auc 0.51 lr 1.67e-04 728.5 ex/s\n")
+    assert bench_precision.rates(log) == [503.2, 728.5]
