@@ -143,7 +143,7 @@ def build(cfg: BuildConfig) -> BuildSummary:
         return BuildSummary(manifest, time.monotonic() - start, 0, up_to_date=True)
     with out.writing():
         prepare_output_dir(cfg, identity)
-        plan = plan_shards(files, num_shards)
+        plan = plan_shards(files, num_shards, cut_files=cfg.blanks_separate_docs)
         done = finished_shards(cfg.output_dir, num_shards)
         tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
         results = {r.index: r for r in run_shards(cfg, settings, tasks)} if tasks else {}

@@ -20,6 +20,10 @@ from typing import IO, Iterator, NamedTuple
 from foundation.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
+# The longest line a stage reads: lines are read in bounded pieces, so a file without
+# newlines (a 50 MB blob) costs this much memory, not its size. electra-clean drops longer
+# lines and counts them (`too_long`); the records and vocab stages report them.
+MAX_LINE_BYTES = 1 << 20
 TEMPORARY_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # atomic_write's in-progress names
 
 
@@ -126,15 +130,31 @@ def open_read(path: str) -> IO[bytes]:
     return raw
 
 
+def line_too_long(location: str) -> UserError:
+    return UserError(f"{location}: line longer than {MAX_LINE_BYTES:,} bytes; split it into lines "
+                     "(electra-clean drops such lines and counts them as too_long)")
+
+
+def read_line(fh: IO[bytes], location) -> bytes:
+    """The next line with its newline (b"" at the end), read with bounded memory; a line
+    longer than `MAX_LINE_BYTES` is an error at `location()` (called only then)."""
+    raw = fh.readline(MAX_LINE_BYTES + 1)
+    if len(raw) > MAX_LINE_BYTES:
+        raise line_too_long(location())
+    return raw
+
+
 def iter_lines(path: str) -> Iterator[bytes]:
     """Lines of a file as bytes without the trailing newline; a line ends at `\\n` only.
 
     A bare `\\r` inside a line stays in it (the NSMC dump has some). A corrupt gzip
-    stream raises `UserError` naming the file.
+    stream, or a line longer than `MAX_LINE_BYTES`, raises `UserError` naming the file.
     """
+    number = 0
     with open_read(path) as fh:
         try:
-            for raw in fh:
+            while raw := read_line(fh, lambda: f"{path}:{number + 1}"):
+                number += 1
                 yield raw[:-1] if raw.endswith(b"\n") else raw
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise UserError(f"unreadable file {path}: {exc}") from exc
