@@ -34,7 +34,7 @@ from data_prep.filters import (
 from data_prep.normalize import PRESETS
 from foundation import fileio
 from foundation.errors import UserError, run_cli
-from foundation.stage_output import StageOutput, input_fingerprint
+from foundation.stage_output import StageOutput, check_outputs_apart, input_fingerprint
 
 _SHARD_RE = re.compile(r"cleaned-\d{5}-of-\d{5}\.txt$")
 
@@ -205,6 +205,8 @@ def run(config: CleanConfig) -> CleanStats:
     if config.keep_all:
         if config.inputs[0] != STDIO and fileio.list_text_files(config.inputs[0]) != [config.inputs[0]]:
             raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
+        check_outputs_apart([p for p in (config.output, config.stats_file) if p and p != STDIO],
+                            [p for p in config.inputs if p != STDIO])
         stats = run_keep_all(config)
         stats_file = config.stats_file
         if stats_file:

@@ -111,3 +111,41 @@ def test_every_document_is_read_by_exactly_one_range(tmp_path):
                     lines[doc].append(line)
                 read += lines.values()
         assert sorted(read) == sorted(docs), num_shards
+
+
+# ---- (5) an output never replaces, or sits on, its input -------------------------------------------
+
+
+@pytest.fixture()
+def small(tmp_path, corpus_path) -> pathlib.Path:
+    """300 real lines in tmp/raw/reviews.txt and the KoELECTRA vocab copied to tmp/vocab.txt."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "reviews.txt").write_bytes(b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:300]))
+    (tmp_path / "vocab.txt").write_bytes((ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt").read_bytes())
+    return tmp_path
+
+
+OUTPUT_ON_INPUT = [  # (command, arguments, the output and the input named, how they overlap)
+    ("electra-clean", ["--keep-all", "raw/reviews.txt", "raw/reviews.txt"], "raw/reviews.txt", "raw/reviews.txt", "is"),
+    ("electra-clean", ["--keep-all", "raw/reviews.txt", "raw/../raw/reviews.txt"], "raw/../raw/reviews.txt",
+     "raw/reviews.txt", "is"),
+    ("electra-clean", ["--keep-all", "--stats-file", "raw/reviews.txt", "raw/reviews.txt", "out.txt"],
+     "raw/reviews.txt", "raw/reviews.txt", "is"),
+    ("electra-clean", ["--stats-file", "raw/reviews.txt", "raw", "clean"], "raw/reviews.txt", "raw", "inside"),
+    ("electra-build-data", ["--corpus-dir", "raw", "--vocab-file", "vocab.txt", "--output-dir", "vocab.txt"],
+     "vocab.txt", "vocab.txt", "is"),
+]
+LINES = {
+    "is": "error: output {0} is the input {1}: writing it would replace the input; choose another output\n",
+    "inside": "error: output {0} is inside the input {1}: the next run would read its own output back; choose an "
+              "output folder outside the input\n",
+}
+
+
+@pytest.mark.parametrize("command,args,output,given,overlap", OUTPUT_ON_INPUT,
+                         ids=[" ".join(c[1]) for c in OUTPUT_ON_INPUT])
+def test_output_on_an_input_is_refused(command, args, output, given, overlap, small):
+    before = snapshot(small)
+    result = run(command, *args, cwd=small)
+    assert (result.returncode, result.stderr) == (2, LINES[overlap].format(output, given))
+    assert snapshot(small) == before
