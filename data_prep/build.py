@@ -74,14 +74,15 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
     out = cfg.output_dir
     config_path = _config_path(out)
     shards = fileio.glob(fileio.join(out, records.SHARD_PREFIX + "-*"))
-    manifest = records.read_manifest(out) if fileio.exists(fileio.join(out, records.MANIFEST)) else None
-    if cfg.overwrite:
-        for path in shards + fileio.glob(fileio.join(out, STATE_DIR, "*")):
+    if cfg.overwrite:  # the manifest first (a reader's sign of finished records), unread: it may be damaged
+        for path in fileio.glob(fileio.join(out, records.MANIFEST)) + shards + fileio.glob(fileio.join(out, STATE_DIR, "*")):
             fileio.remove(path)
-        if manifest is not None:
-            fileio.remove(fileio.join(out, records.MANIFEST))
-        shards, manifest = [], None
+        shards = []
     hint = "pass --overwrite to replace it"
+    try:
+        manifest = records.read_manifest(out)
+    except UserError as exc:
+        raise UserError(f"{exc}; {hint}") from exc
     if fileio.exists(config_path) and fileio.glob(fileio.join(out, STATE_DIR, "shard-*.json")):
         try:
             old = json.loads(fileio.read_text(config_path))

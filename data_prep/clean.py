@@ -233,6 +233,9 @@ def run(config: CleanConfig) -> CleanStats:
     seconds = time.perf_counter() - start
     for location in stats.non_utf8_locations[:10]:
         print(f"warning: not UTF-8: {location}", file=sys.stderr)
+    if stats.dropped.get("too_long"):
+        print(f"warning: dropped {stats.dropped['too_long']:,} line(s) longer than {fileio.MAX_LINE_BYTES:,} bytes "
+              "(too_long in the statistics)", file=sys.stderr)
     rate = stats.lines_in / seconds if seconds else 0.0
     where = config.output if config.output != STDIO else "stdout"
     print(

@@ -10,10 +10,13 @@ under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob as _glob
 import gzip
 import os
 import re
+import stat as stat_module
+import sys
 import uuid
 from typing import IO, Iterator, NamedTuple
 
@@ -105,13 +108,57 @@ def walk(path: str) -> list[str]:
     return [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
 
 
+# Text files that stages write beside their output, never corpus text: a vocab (electra-vocab,
+# the trainer's data and model folders, an export) and, beside `sample_stats.json`,
+# electra-beam's vocab sample and its copy of the merge vocab.
+STAGE_TEXT_FILES = {"vocab.txt": None, "sample.txt": "sample_stats.json", "merge_vocab.txt": "sample_stats.json"}
+
+
+def _stage_written(path: str) -> bool:
+    folder, name = os.path.split(path)
+    if name not in STAGE_TEXT_FILES:
+        return False
+    beside = STAGE_TEXT_FILES[name]
+    return beside is None or os.path.exists(os.path.join(folder, beside))
+
+
+def check_regular_file(path: str) -> None:
+    """A local corpus entry must be a regular file (a symlink to one is fine): a named pipe
+    would block the reader forever, a dangling or looping link fail in the middle of a run."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if not os.path.islink(path):
+            raise UserError(f"input not found: {path}") from exc
+        what = "a symlink loop" if exc.errno == errno.ELOOP else f"a dangling symlink (to {os.readlink(path)})"
+        raise UserError(f"corpus entry {path} is {what}: fix or remove it") from exc
+    if not stat_module.S_ISREG(mode):
+        what = "a named pipe" if stat_module.S_ISFIFO(mode) else "not a regular file"
+        raise UserError(f"corpus entry {path} is {what}: only regular files are read; remove it from the corpus")
+
+
 def list_text_files(path: str) -> list[str]:
-    """The corpus files under a directory (sorted, recursive), or the file itself."""
-    if not exists(path):
+    """The corpus files under a directory (sorted, recursive), or the file itself.
+
+    Local entries must be regular files (`check_regular_file`); in a directory, the text files
+    a stage wrote (`STAGE_TEXT_FILES`) are skipped with a warning.
+    """
+    if is_gcs(path) and not exists(path):
         raise UserError(f"input not found: {path}")
     if not isdir(path):
+        if not is_gcs(path):
+            check_regular_file(path)
         return [path]
-    files = sorted(p for p in walk(path) if _is_text_name(p))
+    files = []
+    for p in sorted(p for p in walk(path) if _is_text_name(p)):
+        if is_gcs(p):
+            files.append(p)
+        elif _stage_written(p):
+            print(f"warning: skipping {p}: a file a stage wrote ({os.path.basename(p)}), not corpus text",
+                  file=sys.stderr)
+        else:
+            check_regular_file(p)
+            files.append(p)
     if not files:
         raise UserError(f"no text files (.txt, .gz or without extension) in directory {path}")
     return files
@@ -137,9 +184,10 @@ def line_too_long(location: str) -> UserError:
 
 def read_line(fh: IO[bytes], location) -> bytes:
     """The next line with its newline (b"" at the end), read with bounded memory; a line
-    longer than `MAX_LINE_BYTES` is an error at `location()` (called only then)."""
+    longer than `MAX_LINE_BYTES` (its newline not counted) is an error at `location()`
+    (called only then)."""
     raw = fh.readline(MAX_LINE_BYTES + 1)
-    if len(raw) > MAX_LINE_BYTES:
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
         raise line_too_long(location())
     return raw
 
