@@ -30,6 +30,9 @@ MAX_LINE_BYTES = 1 << 20
 TEMPORARY_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # atomic_write's in-progress names
 
 
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # EFBIG: a file-size limit (ulimit -f)
+
+
 def is_gcs(path: str) -> bool:
     return str(path).startswith("gs://")
 
@@ -235,9 +238,12 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
         with fh:
             yield fh
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # no read error has these numbers
+            raise UserError(f"disk full writing {path}: {exc.strerror}; free space and rerun the same command "
+                            "(finished work is kept)") from exc
         raise
 
 
