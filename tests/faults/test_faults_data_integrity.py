@@ -6,10 +6,12 @@ in-process where only the bytes matter (the sharding cases); the real commands i
 subprocess where the exit code and the one line matter.
 """
 import collections
+import json
 import os
 import pathlib
 import subprocess
 import sys
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -20,11 +22,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENTRY = {"electra-clean": "data_prep.clean", "electra-vocab": "data_prep.vocab", "electra-build-data": "data_prep.build"}
 
 
-def run(command: str, *args, env=None, cwd=None, **kw) -> subprocess.CompletedProcess:
+def run(command: str, *args, env=None, cwd=None, timeout=300, **kw) -> subprocess.CompletedProcess:
     code = f"import {ENTRY[command]} as m; m.cli()"
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300, **kw)
+                          text=True, timeout=timeout, **kw)
 
 
 def snapshot(folder) -> dict[str, bytes]:
@@ -149,3 +151,253 @@ def test_output_on_an_input_is_refused(command, args, output, given, overlap, sm
     result = run(command, *args, cwd=small)
     assert (result.returncode, result.stderr) == (2, LINES[overlap].format(output, given))
     assert snapshot(small) == before
+
+
+# ---- (6) inputs are checked for what they are before any work -------------------------------------
+
+KOELECTRA = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
+COMMANDS = {  # each data stage reading the corpus folder tmp/corpus into tmp/out
+    "electra-clean": ["corpus", "out"],
+    "electra-vocab": ["--merge-with", "none", "--vocab-size", "300", "corpus", "out"],
+    "electra-build-data": ["--corpus-dir", "corpus", "--vocab-file", "vocab.txt", "--output-dir", "out",
+                           "--max-seq-length", "64"],
+}
+
+
+def _not_regular(folder: pathlib.Path, kind: str) -> str:
+    """Put a corpus entry of `kind` into `folder`; the words the error line uses for it."""
+    if kind == "dangling symlink":
+        (folder / "b.txt").symlink_to("gone.txt")
+        return "b.txt is a dangling symlink (to gone.txt): fix or remove it"
+    if kind == "symlink loop":
+        (folder / "b.txt").symlink_to("b.txt")
+        return "b.txt is a symlink loop: fix or remove it"
+    os.mkfifo(folder / "b.txt")
+    return "b.txt is a named pipe: only regular files are read; remove it from the corpus"
+
+
+NOT_REGULAR = [(c, k) for c in COMMANDS for k in ("dangling symlink", "symlink loop", "named pipe")]
+
+
+@pytest.mark.parametrize("command,kind", NOT_REGULAR, ids=[f"{c}-{k}" for c, k in NOT_REGULAR])
+def test_corpus_entry_that_is_not_a_regular_file_is_one_line(command, kind, small):
+    (small / "raw").rename(small / "corpus")
+    words = _not_regular(small / "corpus", kind)
+    (small / "corpus" / "c.txt").symlink_to("reviews.txt")  # a link to a regular file is read
+    before = snapshot(small)
+    result = run(command, *COMMANDS[command], cwd=small, timeout=60)  # a pipe read would block: the timeout fails
+    assert (result.returncode, result.stderr) == (2, f"error: corpus entry corpus/{words}\n")
+    assert snapshot(small) == before and not (small / "out").exists()
+
+
+def test_files_a_stage_wrote_inside_the_corpus_are_skipped_with_a_warning(small):
+    corpus = small / "corpus"
+    (small / "raw").rename(corpus)
+    (corpus / "vocab").mkdir()  # an electra-vocab output and an electra-beam vocab sample inside the corpus
+    (corpus / "vocab" / "vocab.txt").write_bytes(KOELECTRA.read_bytes())
+    (corpus / "vocab" / "vocab_settings.json").write_text("{}\n")
+    (corpus / "sample").mkdir()
+    (corpus / "sample" / "sample.txt").write_bytes((corpus / "reviews.txt").read_bytes())
+    (corpus / "sample" / "merge_vocab.txt").write_bytes(KOELECTRA.read_bytes())
+    (corpus / "sample" / "sample_stats.json").write_text("{}\n")
+    warnings = "".join(f"warning: skipping corpus/{p}: a file a stage wrote ({p.split('/')[1]}), not corpus text\n"
+                       for p in ("sample/merge_vocab.txt", "sample/sample.txt", "vocab/vocab.txt"))
+    result = run("electra-build-data", *COMMANDS["electra-build-data"], cwd=small)
+    assert (result.returncode, result.stderr) == (0, warnings)
+    alone = run("electra-build-data", "--corpus-dir", "corpus/reviews.txt", "--vocab-file", "vocab.txt",
+                "--output-dir", "alone", "--max-seq-length", "64", cwd=small)
+    assert alone.returncode == 0
+    assert records.read_manifest(str(small / "out")).flags["inputs"] == [
+        ["corpus/reviews.txt", (corpus / "reviews.txt").stat().st_size]]
+    assert example_multiset(small / "out") == example_multiset(small / "alone")
+    cleaned = run("electra-clean", "corpus", "clean", cwd=small)
+    assert cleaned.returncode == 0 and cleaned.stderr.startswith(warnings)
+    assert '"files": 1,' in (small / "clean" / "clean_stats.json").read_text()
+
+
+def test_records_lower_cased_against_a_cased_vocab_export_a_lower_casing_tokenizer(small, tmp_path):
+    """The README: the exported tokenizer splits exactly as the records were built."""
+    from data_prep import vocab_files
+    from pretrain.conversion import export
+    from pretrain.training import checkpoints
+    from rtd_helpers import tiny_config
+
+    (small / "vocab_settings.json").write_text(vocab_files.VocabSettings().to_json())  # the vocab is cased
+    result = run("electra-build-data", "--corpus-dir", "raw", "--vocab-file", "vocab.txt", "--output-dir", "out",
+                 "--max-seq-length", "64", "--do-lower-case", cwd=small)
+    assert (result.returncode, result.stderr) == (0, (
+        "warning: do_lower_case=True contradicts vocab_settings.json beside vocab.txt (do_lower_case=False); using "
+        "True, recorded in the manifest (a model trained on these records exports a tokenizer that splits as they "
+        "were built)\n"))
+    manifest = records.read_manifest(str(small / "out"))
+    assert manifest.flags["settings"]["do_lower_case"] is True
+    model_dir = tmp_path / "model"
+    checkpoints.write_run_files(str(model_dir), tiny_config(), str(small / "vocab.txt"), manifest)
+    settings = vocab_files.load_settings(str(model_dir / "vocab.txt"))
+    assert settings == vocab_files.VocabSettings(do_lower_case=True)
+    tokens = vocab_files.load_vocab(str(model_dir / "vocab.txt"))
+    files = export.tokenizer_files(tokens, settings, 64)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(files["tokenizer.json"])
+    assert tokenizer.encode("ELECTRA Movie").tokens == tokenizer.encode("electra movie").tokens
+
+
+LONG_LINE_BYTES = 50 << 20  # a 50 MB line without a newline, as a broken dump has
+
+
+@pytest.fixture()
+def long_line(small) -> pathlib.Path:
+    corpus = small / "corpus"
+    (small / "raw").rename(corpus)
+    head = (corpus / "reviews.txt").read_bytes()
+    with open(corpus / "reviews.txt", "ab") as fh:
+        fh.write(b"\n" + "가나다 라마 ".encode() * (LONG_LINE_BYTES // 16) + b"\n\nafter the long line, one more review\n")
+    return head.count(b"\n") + 2  # the long line's number
+
+
+def run_measured(command, *args, cwd) -> tuple[subprocess.CompletedProcess, int]:
+    """Run a stage; also its peak memory (KiB: the process's own VmHWM; ru_maxrss would count the parent's
+    memory at the fork)."""
+    code = (f"import atexit; atexit.register(lambda: open('maxrss', 'w').write(next(line.split()[1] for line in "
+            f"open('/proc/self/status') if line.startswith('VmHWM')))); import {ENTRY[command]} as m; m.cli()")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd, capture_output=True,
+                            text=True, timeout=120)
+    return result, int((pathlib.Path(cwd) / "maxrss").read_text())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak memory read from /proc")
+@pytest.mark.parametrize("command", list(COMMANDS) + ["electra-clean --keep-all"])
+def test_a_line_longer_than_the_limit_is_dropped_and_counted_or_reported(command, small, long_line):
+    """electra-clean drops it (too_long) and keeps the rest; the others name it; never 50 MB in memory."""
+    if command == "electra-clean":
+        result, kib = run_measured(command, *COMMANDS[command], cwd=small)
+        assert (result.returncode, result.stderr.splitlines()[0]) == (
+            0, "warning: dropped 1 line(s) longer than 1,048,576 bytes (too_long in the statistics)")
+        stats = json.loads((small / "out" / "clean_stats.json").read_text())
+        assert stats["dropped"]["too_long"] == 1 and stats["non_utf8_lines"] == 0
+        text = (small / "out" / "cleaned-00000-of-00001.txt").read_text()
+        assert "가나다" not in text and text.endswith("after the long line, one more review\n")
+    else:
+        args = ["--keep-all", "corpus/reviews.txt", "out.txt"] if "keep-all" in command else COMMANDS[command]
+        result, kib = run_measured(command.split()[0], *args, cwd=small)
+        assert (result.returncode, result.stderr) == (
+            2, f"error: corpus/reviews.txt:{long_line}: line longer than 1,048,576 bytes; split it into lines "
+               "(electra-clean drops such lines and counts them as too_long)\n")
+        assert not (small / "out").exists() and not (small / "out.txt").exists()
+    assert kib < 150 << 10  # the stage's libraries and one bounded line, not the 50 MB line (5 GB before)
+
+
+# ---- (9) smaller ones --------------------------------------------------------------------------------
+
+
+def test_a_vocab_with_a_byte_order_mark_is_named(small):
+    (small / "vocab.txt").write_bytes(b"\xef\xbb\xbf" + KOELECTRA.read_bytes())
+    result = run("electra-build-data", "--corpus-dir", "raw", "--vocab-file", "vocab.txt", "--output-dir", "out",
+                 cwd=small)
+    assert (result.returncode, result.stderr) == (
+        2, "error: vocab file vocab.txt starts with a UTF-8 byte-order mark: save it without one "
+           "(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' vocab.txt)\n")
+    assert not (small / "out").exists()
+
+
+def test_a_truncated_manifest_does_not_block_overwrite(small):
+    args = ["--corpus-dir", "raw", "--vocab-file", "vocab.txt", "--output-dir", "out", "--max-seq-length", "64"]
+    assert run("electra-build-data", *args, cwd=small).returncode == 0
+    good = snapshot(small / "out")
+    manifest = small / "out" / "manifest.json"
+    manifest.write_bytes(good["manifest.json"][:100])
+    refused = run("electra-build-data", *args, cwd=small)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: corrupt manifest out/manifest.json: ")
+    assert refused.stderr.endswith("; pass --overwrite to replace it\n") and refused.stderr.count("\n") == 1
+    redone = run("electra-build-data", *args, "--overwrite", cwd=small)
+    assert redone.returncode == 0, redone.stderr
+    assert snapshot(small / "out") == good
+
+
+def test_a_vocab_larger_than_vocab_size_says_why(small):
+    result = run("electra-vocab", "--merge-with", "none", "--vocab-size", "300", "raw", "out", cwd=small)
+    assert result.returncode == 0
+    tokens = (small / "out" / "vocab.txt").read_text().split("\n")[:-1]
+    chars = sum(1 for t in tokens if len(t) == 1)
+    suffixes = sum(1 for t in tokens if len(t) == 3 and t.startswith("##"))
+    assert len(tokens) > 300 and chars + suffixes + 5 >= 300
+    assert result.stderr.startswith(f"electra-vocab: trained {len(tokens):,} tokens (more than --vocab-size 300: the "
+                                    f"trainer always keeps the alphabet, {chars:,} characters and {suffixes:,} ## "
+                                    "forms) on ")
+
+
+# ---- (8) disk full is one line; nothing left that blocks the rerun, which is identical -----------
+
+DISK_FULL = {  # the command on 3,000 corpus lines into tmp/out, and the file that fills the disk
+    "electra-clean": (["{corpus}", "{out}"], "cleaned-00000-of-00001.txt"),
+    "electra-vocab": (["--vocab-size", "500", "{corpus}", "{out}"], "vocab.txt"),  # merged: 35k tokens
+    "electra-build-data": (["--corpus-dir", "{corpus}", "--vocab-file", str(KOELECTRA), "--output-dir", "{out}",
+                            "--num-shards", "2"], "pretrain_data.tfrecord-0-of-2"),
+}
+SMALL_DISK = 64 << 10  # bytes: less than the first file each stage writes, more than the rest of the work needs
+
+
+def _rlimit():
+    """In the child: files may not grow past SMALL_DISK (EFBIG), as on a full disk (ENOSPC)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the default would kill the process; the write fails instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (SMALL_DISK, SMALL_DISK))
+
+
+class SmallDisk(NamedTuple):
+    folder: pathlib.Path
+    fault: str  # ENOSPC: a real small file system; EFBIG: a file-size limit where none can be mounted
+    preexec: Any
+
+    def free(self) -> None:
+        if self.fault == "ENOSPC":
+            subprocess.run(["mount", "-o", "remount,size=64m", str(self.folder)], check=True)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A tmpfs of SMALL_DISK bytes where this user may mount one (root), else a file-size limit."""
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(where)],
+                             capture_output=True)
+    yield SmallDisk(where, "EFBIG", _rlimit) if mounted.returncode else SmallDisk(where, "ENOSPC", None)
+    if not mounted.returncode:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def _fill_the_disk(command: str, disk: SmallDisk, tmp_path, corpus_path) -> None:
+    args, first_file = DISK_FULL[command]
+    out = disk.folder / "out"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:3000]))
+    names = dict(corpus=corpus, out=out)
+    full = run(command, *[a.format(**names) for a in args], preexec_fn=disk.preexec)
+    reason = {"ENOSPC": "No space left on device", "EFBIG": "File too large"}[disk.fault]
+    assert (full.returncode, full.stderr) == (2, f"error: disk full writing {out / first_file}: {reason}; free space "
+                                                 "and rerun the same command (finished work is kept)\n")
+    left = sorted(p.name for p in out.rglob("*")) if out.exists() else []
+    assert not [name for name in left if ".tmp-" in name]  # no half-written file
+    disk.free()
+    rerun = run(command, *[a.format(**names) for a in args])
+    assert rerun.returncode == 0, rerun.stderr
+    reference = tmp_path / "reference"
+    assert run(command, *[a.format(**dict(names, out=reference)) for a in args]).returncode == 0
+    ours, theirs = snapshot(out), snapshot(reference)
+    for stats in ("clean_stats.json", "vocab_report.json"):  # they hold the run time and the output path
+        ours.pop(stats, None), theirs.pop(stats, None)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("command", list(DISK_FULL))
+def test_disk_full_is_one_line_and_the_rerun_is_identical(command, small_disk, tmp_path, corpus_path):
+    _fill_the_disk(command, small_disk, tmp_path, corpus_path)
+
+
+def test_a_file_size_limit_is_one_line_too(tmp_path, corpus_path):
+    """EFBIG (`ulimit -f`), which the small disk above is only where no tmpfs can be mounted."""
+    _fill_the_disk("electra-build-data", SmallDisk(tmp_path, "EFBIG", _rlimit), tmp_path, corpus_path)
