@@ -140,11 +140,29 @@ def check_regular_file(path: str) -> None:
         raise UserError(f"corpus entry {path} is {what}: only regular files are read; remove it from the corpus")
 
 
+def _walk_links(path: str) -> list[str]:
+    """`walk` into symlinked folders too, each real folder once (a link loop ends there)."""
+    seen: set[str] = set()
+    found = []
+    for root, dirs, names in os.walk(path, followlinks=True):
+        seen.add(os.path.realpath(root))
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
+        found += [os.path.join(root, name) for name in names]
+    return found
+
+
 def list_text_files(path: str) -> list[str]:
     """The corpus files under a directory (sorted, recursive), or the file itself.
 
-    Local entries must be regular files (`check_regular_file`); in a directory, the text files
-    a stage wrote (`STAGE_TEXT_FILES`) are skipped with a warning.
+    Local entries must be regular files (`check_regular_file`); symlinked folders are searched
+    (each real folder once); the text files a stage wrote (`STAGE_TEXT_FILES`) are skipped with
+    a warning.
     """
     if is_gcs(path) and not exists(path):
         raise UserError(f"input not found: {path}")
@@ -153,7 +171,7 @@ def list_text_files(path: str) -> list[str]:
             check_regular_file(path)
         return [path]
     files = []
-    for p in sorted(p for p in walk(path) if _is_text_name(p)):
+    for p in sorted(p for p in (walk(path) if is_gcs(path) else _walk_links(path)) if _is_text_name(p)):
         if is_gcs(p):
             files.append(p)
         elif _stage_written(p):

@@ -192,6 +192,18 @@ def test_corpus_entry_that_is_not_a_regular_file_is_one_line(command, kind, smal
     assert snapshot(small) == before and not (small / "out").exists()
 
 
+def test_symlinked_folders_are_searched_each_real_folder_once(small):
+    from foundation import fileio
+
+    corpus = small / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    for name in ("link", "link-again"):  # two links to one folder: read once
+        (corpus / name).symlink_to(small / "raw")
+    (corpus / "sub" / "up").symlink_to(corpus)  # a loop: ends there
+    (corpus / "sub" / "a.txt").write_text("한 줄\n")
+    assert fileio.list_text_files(str(corpus)) == [str(corpus / "link" / "reviews.txt"), str(corpus / "sub" / "a.txt")]
+
+
 def test_files_a_stage_wrote_inside_the_corpus_are_skipped_with_a_warning(small):
     corpus = small / "corpus"
     (small / "raw").rename(corpus)
