@@ -13,6 +13,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 from data_prep import packing, records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, Span, read_span
 from foundation import fileio
+from foundation.errors import UserError
 
 BATCH_LINES = 2048
 STATE_DIR = "_build"  # progress of a build until its manifest is written
@@ -48,13 +49,17 @@ def stats_path(output_dir: str, index: int, num_shards: int) -> str:
 
 
 def finished_shards(output_dir: str, num_shards: int) -> dict[int, ShardResult]:
-    """The shards an earlier (interrupted) run finished: the shard file and its result are there."""
+    """The shards an earlier (interrupted) run finished: the shard file and a readable result are
+    there (a damaged result only means that shard is built again)."""
     done = {}
     shards = set(fileio.glob(fileio.join(output_dir, records.SHARD_PREFIX + "-*")))
     for i in range(num_shards):
         stats = stats_path(output_dir, i, num_shards)
         if fileio.join(output_dir, records.shard_name(i, num_shards)) in shards and fileio.exists(stats):
-            done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
+            try:
+                done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
+            except (ValueError, TypeError, UserError):
+                continue
     return done
 
 

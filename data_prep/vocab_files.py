@@ -45,6 +45,8 @@ def load_vocab(path: str) -> list[str]:
     """Tokens of a vocab file in id order; checks the special tokens and duplicates."""
     if not fileio.exists(path):
         raise UserError(f"vocab file not found: {path}")
+    if not fileio.is_gcs(path):
+        fileio.check_regular_file(path, "vocab file")
     try:
         tokens = fileio.read_text(path).split("\n")
     except UserError:

@@ -125,19 +125,19 @@ def _stage_written(path: str) -> bool:
     return beside is None or os.path.exists(os.path.join(folder, beside))
 
 
-def check_regular_file(path: str) -> None:
-    """A local corpus entry must be a regular file (a symlink to one is fine): a named pipe
-    would block the reader forever, a dangling or looping link fail in the middle of a run."""
+def check_regular_file(path: str, role: str = "corpus entry") -> None:
+    """A local input must be a regular file (a symlink to one is fine): a named pipe would
+    block the reader forever, a dangling or looping link fail in the middle of a run."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
         if not os.path.islink(path):
             raise UserError(f"input not found: {path}") from exc
         what = "a symlink loop" if exc.errno == errno.ELOOP else f"a dangling symlink (to {os.readlink(path)})"
-        raise UserError(f"corpus entry {path} is {what}: fix or remove it") from exc
+        raise UserError(f"{role} {path} is {what}: fix or remove it") from exc
     if not stat_module.S_ISREG(mode):
         what = "a named pipe" if stat_module.S_ISFIFO(mode) else "not a regular file"
-        raise UserError(f"corpus entry {path} is {what}: only regular files are read; remove it from the corpus")
+        raise UserError(f"{role} {path} is {what}: only regular files are read")
 
 
 def _walk_links(path: str) -> list[str]:

@@ -173,7 +173,7 @@ def _not_regular(folder: pathlib.Path, kind: str) -> str:
         (folder / "b.txt").symlink_to("b.txt")
         return "b.txt is a symlink loop: fix or remove it"
     os.mkfifo(folder / "b.txt")
-    return "b.txt is a named pipe: only regular files are read; remove it from the corpus"
+    return "b.txt is a named pipe: only regular files are read"
 
 
 # Each kind in another stage (they share the listing, `fileio.list_text_files`).
@@ -416,3 +416,36 @@ def test_a_file_size_limit_is_one_line_too(tmp_path, corpus_path):
     """EFBIG (`ulimit -f`), which the small disk above is only where no tmpfs can be mounted."""
     _fill_the_disk("electra-build-data", SmallDisk(tmp_path, "EFBIG", _rlimit), tmp_path, corpus_path)
 
+
+
+def test_a_damaged_shard_result_of_an_interrupted_build_is_rebuilt(small):
+    """What a resume trusts: a shard file and a readable result; a damaged result means build it again."""
+    args = dict(corpus_dir=str(small / "raw"), vocab_file=str(small / "vocab.txt"), output_dir=str(small / "out"),
+                max_seq_length=64, num_shards=3)
+    build.build(build.BuildConfig(**args))
+    whole = snapshot(small / "out")
+    manifest = records.read_manifest(str(small / "out"))
+    (small / "out" / "manifest.json").unlink()  # as an interrupted build leaves it: progress in _build/
+    state = small / "out" / "_build"
+    state.mkdir()
+    identity = {k: v for k, v in manifest.flags.items() if k not in ("num_processes", "files_per_process")}
+    (state / "config.json").write_text(json.dumps(identity))
+    for i, examples in enumerate(manifest.examples_per_shard[:2]):
+        (state / f"shard-{i}-of-3.json").write_text(json.dumps({"index": i, "examples": examples, "tokens": 1}))
+    (state / "shard-1-of-3.json").write_text('{"index": 1, "exam')  # damaged
+    (small / "out" / "pretrain_data.tfrecord-2-of-3").unlink()
+    summary = build.build(build.BuildConfig(**args))
+    assert summary.kept_shards == 1  # shard 0; shard 1 (damaged result) and 2 (no file) built again
+    assert summary.manifest.examples_per_shard == manifest.examples_per_shard
+    assert {k: v for k, v in snapshot(small / "out").items() if k != "manifest.json"} == {
+        k: v for k, v in whole.items() if k != "manifest.json"}
+
+
+def test_a_vocab_file_that_is_a_named_pipe_is_one_line(small):
+    (small / "vocab.txt").unlink()
+    os.mkfifo(small / "vocab.txt")
+    result = run("electra-build-data", "--corpus-dir", "raw", "--vocab-file", "vocab.txt", "--output-dir", "out",
+                 cwd=small, timeout=60)
+    assert (result.returncode, result.stderr) == (
+        2, "error: vocab file vocab.txt is a named pipe: only regular files are read\n")
+    assert not (small / "out").exists()
