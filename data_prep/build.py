@@ -75,7 +75,8 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
     config_path = _config_path(out)
     shards = fileio.glob(fileio.join(out, records.SHARD_PREFIX + "-*"))
     if cfg.overwrite:  # the manifest first (a reader's sign of finished records), unread: it may be damaged
-        for path in fileio.glob(fileio.join(out, records.MANIFEST)) + shards + fileio.glob(fileio.join(out, STATE_DIR, "*")):
+        state = fileio.glob(fileio.join(out, STATE_DIR, "*"))
+        for path in fileio.glob(fileio.join(out, records.MANIFEST)) + shards + state:
             fileio.remove(path)
         shards = []
     hint = "pass --overwrite to replace it"

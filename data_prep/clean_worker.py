@@ -11,7 +11,7 @@ import multiprocessing
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from typing import IO, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import IO, Callable, Collection, Iterable, Iterator, NamedTuple, TypeVar
 
 from data_prep.filters import CleanStats, FilterConfig, dedupe_key, is_document_break, line_drop_reason
 from data_prep.normalize import clean_lines, clean_text
@@ -75,7 +75,7 @@ def too_long_lines(data: bytes) -> set[int]:
     return {i for i, raw in enumerate(data.split(b"\n")) if len(raw) > fileio.MAX_LINE_BYTES}
 
 
-def decode_lines(chunk: Chunk, stats: CleanStats, too_long: set[int] = frozenset()) -> tuple[list[str], set[int]]:
+def decode_lines(chunk: Chunk, stats: CleanStats, too_long: Collection[int] = ()) -> tuple[list[str], set[int]]:
     """The chunk's lines, and the indices of lines that were not UTF-8 (noted in `stats`
     unless `too_long`: those were cut, maybe inside a character).
 
