@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import os
 import sys
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -127,11 +128,15 @@ def run_shards(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: lis
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
                                        file=sys.stderr, disable=None))  # None: no bar off a terminal
-        if cfg.num_processes == 1 or len(tasks) == 1:
+        workers = min(cfg.num_processes, len(tasks), os.cpu_count() or 1)
+        if workers < min(cfg.num_processes, len(tasks)):  # more would only share the CPUs, each with its memory
+            print(f"warning: --num-processes {cfg.num_processes} is more than the {workers} CPUs here: using "
+                  f"{workers} (the records are the same for any number)", file=sys.stderr)
+        if workers == 1:
             finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(  # no fork after TF threads
-                min(cfg.num_processes, len(tasks)),
+                workers,
                 initializer=_init_worker,
                 initargs=(cfg, settings),
                 maxtasksperchild=cfg.files_per_process or None,

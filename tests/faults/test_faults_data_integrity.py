@@ -75,19 +75,25 @@ def one_shard(cleaned_corpus, tmp_path_factory, koelectra_vocab) -> collections.
     return examples
 
 
-# (num_shards, num_processes): more shards than documents; ranges far shorter than a document.
-SHARDINGS = [(2, 1), (7, 1), (64, 1), (500, 1), (0, 2), (40, 3)]
+# (num_shards, num_processes): more shards than documents; ranges far shorter than a document;
+# 1,000 processes (so 1,000 shards by default), which the pool caps at the CPUs with a warning.
+SHARDINGS = [(2, 1), (7, 1), (64, 1), (500, 1), (0, 2), (40, 3), (0, 1000)]
 
 
 @pytest.mark.parametrize("num_shards,num_processes", SHARDINGS, ids=[f"{s}shards-{p}proc" for s, p in SHARDINGS])
 def test_records_are_the_same_for_every_sharding(num_shards, num_processes, cleaned_corpus, one_shard, tmp_path,
-                                                 koelectra_vocab):
+                                                 koelectra_vocab, capsys):
     out = tmp_path / "records"
     summary = build.build(build.BuildConfig(corpus_dir=str(cleaned_corpus), vocab_file=str(koelectra_vocab),
                                             output_dir=str(out), max_seq_length=64, num_shards=num_shards,
                                             num_processes=num_processes))
     assert example_multiset(out) == one_shard
     assert summary.manifest.num_examples == sum(one_shard.values())
+    assert summary.manifest.num_shards == (num_shards or num_processes)
+    cpus = os.cpu_count()
+    assert capsys.readouterr().err == (
+        f"warning: --num-processes {num_processes} is more than the {cpus} CPUs here: using {cpus} (the records are "
+        "the same for any number)\n" if num_processes > cpus else "")
 
 
 def test_records_are_the_same_as_the_beam_pipelines(raw_corpus, one_shard, tmp_path, koelectra_vocab):
