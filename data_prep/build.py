@@ -162,6 +162,7 @@ def build(cfg: BuildConfig) -> BuildSummary:
             num_tokens=sum(r.tokens for r in ordered),
             seed=cfg.seed,
             flags={**identity, "num_processes": cfg.num_processes, "files_per_process": cfg.files_per_process},
+            cut_tokens=sum(r.cut_tokens for r in ordered),
         )
         records.write_manifest(cfg.output_dir, manifest)
     for path in fileio.glob(fileio.join(cfg.output_dir, STATE_DIR, "*")):
@@ -225,9 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{cfg.output_dir} is up to date ({m.num_examples:,} examples, {m.num_tokens:,} tokens in "
               f"{m.num_shards} shards; same inputs and settings): skipped; --overwrite to redo")
         return 0
+    cut = (f"; {m.cut_tokens:,} more ({m.cut_tokens / (m.cut_tokens + m.num_tokens):.1%}) cut from lines longer "
+           "than an example, as the original does" if m.cut_tokens else "")
     print(
-        f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens) in {m.num_shards} shards to {cfg.output_dir} "
-        f"in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
+        f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens{cut}) in {m.num_shards} shards to "
+        f"{cfg.output_dir} in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
         + (f" (kept {summary.kept_shards} finished shards)" if summary.kept_shards else "")
     )
     return 0

@@ -65,14 +65,20 @@ def cleaned_corpus(raw_corpus, tmp_path_factory) -> pathlib.Path:
     return out
 
 
+class Reference(NamedTuple):
+    examples: collections.Counter  # the serialised examples of the one-shard build
+    cut_tokens: int  # the tokens packing trimmed: a function of the corpus too
+
+
 @pytest.fixture(scope="module")
-def one_shard(cleaned_corpus, tmp_path_factory, koelectra_vocab) -> collections.Counter:
+def one_shard(cleaned_corpus, tmp_path_factory, koelectra_vocab) -> Reference:
     out = tmp_path_factory.mktemp("one") / "records"
-    build.build(build.BuildConfig(corpus_dir=str(cleaned_corpus), vocab_file=str(koelectra_vocab), output_dir=str(out),
-                                  max_seq_length=64, num_shards=1))
+    summary = build.build(build.BuildConfig(corpus_dir=str(cleaned_corpus), vocab_file=str(koelectra_vocab),
+                                            output_dir=str(out), max_seq_length=64, num_shards=1))
     examples = example_multiset(out)
     assert sum(examples.values()) > 500 and max(examples.values()) == 1  # every example is distinct
-    return examples
+    assert summary.manifest.cut_tokens > 0
+    return Reference(examples, summary.manifest.cut_tokens)
 
 
 # (num_shards, num_processes): more shards than documents; ranges far shorter than a document;
@@ -87,8 +93,9 @@ def test_records_are_the_same_for_every_sharding(num_shards, num_processes, clea
     summary = build.build(build.BuildConfig(corpus_dir=str(cleaned_corpus), vocab_file=str(koelectra_vocab),
                                             output_dir=str(out), max_seq_length=64, num_shards=num_shards,
                                             num_processes=num_processes))
-    assert example_multiset(out) == one_shard
-    assert summary.manifest.num_examples == sum(one_shard.values())
+    assert example_multiset(out) == one_shard.examples
+    assert summary.manifest.num_examples == sum(one_shard.examples.values())
+    assert summary.manifest.cut_tokens == one_shard.cut_tokens
     assert summary.manifest.num_shards == (num_shards or num_processes)
     cpus = os.cpu_count()
     assert capsys.readouterr().err == (
@@ -99,8 +106,9 @@ def test_records_are_the_same_for_every_sharding(num_shards, num_processes, clea
 def test_records_are_the_same_as_the_beam_pipelines(raw_corpus, one_shard, tmp_path, koelectra_vocab):
     config = beam_pipeline.BeamConfig(inputs=(str(raw_corpus),), output_dir=str(tmp_path), vocab_sample_lines=0,
                                       vocab_file=str(koelectra_vocab), max_seq_length=64, num_shards=5)
-    beam_pipeline.run(config)
-    assert example_multiset(tmp_path / beam_pipeline.RECORDS_DIR) == one_shard
+    summary = beam_pipeline.run(config)
+    assert example_multiset(tmp_path / beam_pipeline.RECORDS_DIR) == one_shard.examples
+    assert summary.manifest.cut_tokens == one_shard.cut_tokens
 
 
 def test_every_document_is_read_by_exactly_one_range(tmp_path):
