@@ -193,6 +193,22 @@ def _remove_stale_shards(directory: str, keep: list[str]) -> None:
             os.remove(path)
 
 
+def _check_stdio_apart(source: str, output: str) -> None:
+    """`- OUT < OUT` would replace the file being read, `IN - >> IN` read its own output forever."""
+    def same(fd: int, path: str) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            return False
+
+    if source == STDIO and output != STDIO and same(0, output):
+        raise UserError(f"output {output} is the input (stdin reads it): writing it would replace the input; "
+                        "choose another output")
+    if output == STDIO and source != STDIO and same(1, source):
+        raise UserError(f"output (stdout) is the input {source}: it would read its own output; "
+                        "choose another output")
+
+
 # Settings that change how the work is split, not what comes out.
 _NOT_IN_OUTPUT = ("num_processes", "chunk_bytes", "overwrite", "stats_file")
 
@@ -207,6 +223,7 @@ def run(config: CleanConfig) -> CleanStats:
             raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
         check_outputs_apart([p for p in (config.output, config.stats_file) if p and p != STDIO],
                             [p for p in config.inputs if p != STDIO])
+        _check_stdio_apart(config.inputs[0], config.output)
         stats = run_keep_all(config)
         stats_file = config.stats_file
         if stats_file:

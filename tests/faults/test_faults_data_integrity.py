@@ -167,6 +167,27 @@ def test_output_on_an_input_is_refused(command, args, output, given, overlap, sm
     assert snapshot(small) == before
 
 
+@pytest.mark.parametrize("redirect", ["stdin", "stdout"])
+def test_keep_all_through_a_redirect_onto_its_input_is_refused(redirect, small):
+    """`electra-clean --keep-all - in.txt < in.txt` and `... in.txt - >> in.txt`: the shell names the file."""
+    path = small / "raw" / "reviews.txt"
+    before = path.read_bytes()
+    with open(path, "rb" if redirect == "stdin" else "ab") as fh:
+        if redirect == "stdin":
+            result = run("electra-clean", "--keep-all", "-", "raw/reviews.txt", cwd=small, stdin=fh)
+            line = ("error: output raw/reviews.txt is the input (stdin reads it): writing it would replace the input; "
+                    "choose another output\n")
+        else:
+            result = subprocess.run([sys.executable, "-c", f"import {ENTRY['electra-clean']} as m; m.cli()",
+                                     "--keep-all", "raw/reviews.txt", "-"], cwd=small, stdout=fh,
+                                    stderr=subprocess.PIPE, text=True, timeout=60,
+                                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            line = ("error: output (stdout) is the input raw/reviews.txt: it would read its own output; choose another "
+                    "output\n")
+    assert (result.returncode, result.stderr) == (2, line)
+    assert path.read_bytes() == before
+
+
 # ---- (6) inputs are checked for what they are before any work -------------------------------------
 
 KOELECTRA = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
