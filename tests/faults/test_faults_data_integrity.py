@@ -51,7 +51,7 @@ def raw_corpus(tmp_path_factory, corpus_path) -> pathlib.Path:
     """1,200 real NSMC lines (about 25 movies) and three synthetic documents far longer than a range."""
     folder = tmp_path_factory.mktemp("raw")
     real = b"".join(corpus_path.read_bytes().splitlines(keepends=True)[:1200])
-    long_docs = "\n".join(
+    long_docs = "\n\n".join(
         "\n".join(f"긴 문서 {d}의 {i}번째 문장은 다른 문장과 겹치지 않는다 {d * 1000 + i}" for i in range(LONG_DOCUMENT_LINES))
         for d in range(LONG_DOCUMENTS)).encode() + b"\n"
     (folder / "a.txt").write_bytes(real[: len(real) // 2].rsplit(b"\n\n", 1)[0] + b"\n\n" + long_docs)
