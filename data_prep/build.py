@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -148,7 +149,8 @@ def build(cfg: BuildConfig) -> BuildSummary:
         plan = plan_shards(files, num_shards, cut_files=cfg.blanks_separate_docs)
         done = finished_shards(cfg.output_dir, num_shards)
         tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
-        results = {r.index: r for r in run_shards(cfg, settings, tasks)} if tasks else {}
+        pool = dataclasses.replace(cfg, num_processes=_workers(cfg.num_processes, len(tasks)))
+        results = {r.index: r for r in run_shards(pool, settings, tasks)} if tasks else {}
         results.update(done)
         ordered = [results[i] for i in range(num_shards)]
         if not sum(r.examples for r in ordered):
@@ -170,6 +172,16 @@ def build(cfg: BuildConfig) -> BuildSummary:
     if not fileio.is_gcs(cfg.output_dir):
         os.rmdir(os.path.join(cfg.output_dir, STATE_DIR))
     return BuildSummary(manifest, time.monotonic() - start, len(done), up_to_date=False)
+
+
+def _workers(requested: int, tasks: int) -> int:
+    """Worker processes: at most one per task and per CPU (more would only share the CPUs, each
+    with its own memory; the records are the same for any number)."""
+    cpus = os.cpu_count() or 1
+    if min(requested, tasks) > cpus:
+        print(f"warning: --num-processes {requested} is more than the {cpus} CPUs here: using {cpus} "
+              "(the records are the same for any number)", file=sys.stderr)
+    return max(1, min(requested, tasks, cpus))
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -226,12 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{cfg.output_dir} is up to date ({m.num_examples:,} examples, {m.num_tokens:,} tokens in "
               f"{m.num_shards} shards; same inputs and settings): skipped; --overwrite to redo")
         return 0
-    cut = (f"; {m.cut_tokens:,} more ({m.cut_tokens / (m.cut_tokens + m.num_tokens):.1%}) cut from lines longer "
-           "than an example, as the original does" if m.cut_tokens else "")
     print(
-        f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens{cut}) in {m.num_shards} shards to "
-        f"{cfg.output_dir} in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
+        f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens) in {m.num_shards} shards to {cfg.output_dir} "
+        f"in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
         + (f" (kept {summary.kept_shards} finished shards)" if summary.kept_shards else "")
+        + (f"; packing cut {m.cut_tokens:,} more ({m.cut_tokens / (m.cut_tokens + m.num_tokens):.1%}) from lines "
+           "longer than an example, as the original does" if m.cut_tokens else "")
     )
     return 0
 

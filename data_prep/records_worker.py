@@ -7,14 +7,12 @@ import contextlib
 import itertools
 import json
 import multiprocessing
-import os
 import sys
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from data_prep import packing, records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, Span, read_span
 from foundation import fileio
-from foundation.errors import UserError
 
 BATCH_LINES = 2048
 STATE_DIR = "_build"  # progress of a build until its manifest is written
@@ -59,10 +57,11 @@ def finished_shards(output_dir: str, num_shards: int) -> dict[int, ShardResult]:
     for i in range(num_shards):
         stats = stats_path(output_dir, i, num_shards)
         if fileio.join(output_dir, records.shard_name(i, num_shards)) in shards and fileio.exists(stats):
-            try:
-                done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
-            except (ValueError, TypeError, UserError):
-                continue
+            with fileio.open_read(stats) as fh:
+                try:
+                    done[i] = ShardResult(**json.loads(fh.read()))
+                except (ValueError, TypeError):  # not UTF-8 or not JSON: a ValueError too
+                    continue
     return done
 
 
@@ -132,15 +131,11 @@ def run_shards(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: lis
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
                                        file=sys.stderr, disable=None))  # None: no bar off a terminal
-        workers = min(cfg.num_processes, len(tasks), os.cpu_count() or 1)
-        if workers < min(cfg.num_processes, len(tasks)):  # more would only share the CPUs, each with its memory
-            print(f"warning: --num-processes {cfg.num_processes} is more than the {workers} CPUs here: using "
-                  f"{workers} (the records are the same for any number)", file=sys.stderr)
-        if workers == 1:
+        if cfg.num_processes == 1 or len(tasks) == 1:
             finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(  # no fork after TF threads
-                workers,
+                min(cfg.num_processes, len(tasks)),
                 initializer=_init_worker,
                 initargs=(cfg, settings),
                 maxtasksperchild=cfg.files_per_process or None,
