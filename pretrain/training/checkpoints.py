@@ -93,8 +93,8 @@ def write_run_files(model_dir: str, cfg: PretrainConfig, vocab_path: str,
                       json.dumps(run_config(cfg, sha, manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     fileio.write_text(fileio.join(model_dir, VOCAB), fileio.read_text(vocab_path))
     built = manifest.flags.get("settings") if manifest is not None else None  # how the records split text
-    settings = (vocab_files.VocabSettings.from_dict(built, records.MANIFEST) if built
-                else vocab_files.load_settings(vocab_path) or vocab_files.VocabSettings(do_lower_case=cfg.do_lower_case))
+    settings = (vocab_files.VocabSettings.from_dict(built, records.MANIFEST) if built else
+                vocab_files.load_settings(vocab_path) or vocab_files.VocabSettings(do_lower_case=cfg.do_lower_case))
     fileio.write_text(fileio.join(model_dir, vocab_files.SETTINGS_FILE), settings.to_json())
 
 

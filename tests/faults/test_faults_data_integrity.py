@@ -21,7 +21,8 @@ from data_prep import beam_pipeline, build, clean, records, records_plan
 from data_prep.filters import FilterConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ENTRY = {"electra-clean": "data_prep.clean", "electra-vocab": "data_prep.vocab", "electra-build-data": "data_prep.build"}
+ENTRY = {"electra-clean": "data_prep.clean", "electra-vocab": "data_prep.vocab",
+         "electra-build-data": "data_prep.build"}
 
 
 def run(command: str, *args, env=None, cwd=None, timeout=300, **kw) -> subprocess.CompletedProcess:
@@ -37,7 +38,8 @@ def snapshot(folder) -> dict[str, bytes]:
 
 
 def example_multiset(directory) -> collections.Counter:
-    return collections.Counter(data for path in records.list_shards(str(directory)) for data in records.iter_records(path))
+    return collections.Counter(data for path in records.list_shards(str(directory))
+                               for data in records.iter_records(path))
 
 
 # ---- (1) records are a function of the corpus, not of the sharding ---------------------------------
@@ -494,7 +496,8 @@ def test_a_vocab_file_that_is_a_named_pipe_is_one_line(small):
 def _run_cli_handles_sigterm() -> bool:
     """`run_cli` turns SIGTERM into the stage's Ctrl-C handling (branch i22state); without it a stage
     dies with -15, leaving temporaries that only the next run removes."""
-    code = "import os, signal; from foundation.errors import run_cli; run_cli(lambda: os.kill(os.getpid(), signal.SIGTERM))"
+    code = ("import os, signal; from foundation.errors import run_cli; "
+            "run_cli(lambda: os.kill(os.getpid(), signal.SIGTERM))")
     return subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                           capture_output=True, timeout=60).returncode == 2
 
