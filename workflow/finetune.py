@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from foundation import console
 from foundation.errors import UserError
 
 
@@ -43,7 +44,6 @@ def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, confi
     `config` carries learning_rate, epochs, batch_size, warmup_fraction and seed (a `ProbeConfig`).
     """
     import torch
-    from tqdm import tqdm
 
     batches = batch_order(len(ids), config.batch_size, config.epochs, config.seed)
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
@@ -57,7 +57,7 @@ def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, confi
     label_tensor = torch.tensor(labels, dtype=torch.long)
     model.train()
     last_epoch: list[float] = []
-    with tqdm(batches, desc="probe fine-tune", unit="step", leave=False) as bar:
+    with console.progress(batches, desc="probe fine-tune", unit="step", leave=False) as bar:
         for step, rows in enumerate(bar):
             input_ids, mask = collate([ids[r] for r in rows], pad_id)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=label_tensor[rows]).loss

@@ -349,6 +349,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     num_examples = run.manifest.num_examples if run.manifest is not None else None
     ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
     summary: dict[str, float] = {}
+    warned: set[str] = set()
 
     def stop(why: str) -> UserError:
         return UserError(f"{why}; training stopped, last good checkpoint: {last_good or 'none (nothing was saved)'}. "
@@ -376,7 +377,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                                f"({metrics.DIVERGENCE_FACTOR:g}x the loss of a uniform guess)")
                 summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
                 rate = len(call.per_step) * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
-                _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)
+                _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples, warned)
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
@@ -403,26 +404,36 @@ def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> 
 
 
 def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float, rate: float,
-                  num_examples: int | None) -> None:
+                  num_examples: int | None, warned: set[str] | None = None) -> None:
+    """The step's line; a warning per cause, once in a run when `warned` (the causes so far) is given."""
+    warned = set() if warned is None else warned
     epochs = f"{step * cfg.train_batch_size / num_examples:.2f}" if num_examples else "?"
     logging.info("step %d/%d (epoch %s): loss %.4f gen %.4f disc %.4f gen_acc %.3f disc_auc %.3f lr %.2e %.1f ex/s",
                  step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
                  m["generator_accuracy"], m["discriminator_auc"], lr, rate)
     if step > cfg.num_warmup_steps:
-        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
+        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS and _first("collapse", warned):
             logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
                             "(raise generator_hidden_size)", m["discriminator_loss"])
-        if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
+        if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY and _first("generator", warned):
             logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
                             "(check the data and learning_rate)", m["generator_accuracy"])
         base = m["discriminator_base_rate_loss"]
-        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
+        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base and _first("base_rate", warned):
             hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
                 "; on a short schedule set adam_bias_correction")
             logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
                             "predicts that share everywhere and uses no context yet; normal early on, but a model "
                             "exported in this state fine-tunes no better than random init%s (docs/pretraining.md)",
                             m["discriminator_loss"], base, 100 * m["replaced_fraction"], hint)
+
+
+def _first(cause: str, warned: set[str]) -> bool:
+    """True the first time `cause` is seen: a run's log says each warning once, not on every line."""
+    if cause in warned:
+        return False
+    warned.add(cause)
+    return True
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):

@@ -301,3 +301,23 @@ def test_the_watchdog_counts_gaps_between_host_calls_not_the_start(data_dir, tmp
     assert procs["hangs"].returncode == EXIT_CODE, out["hangs"][1][-3000:]
     assert "watchdog: no progress for" in out["hangs"][1]
     assert "training: last finished step 2," in out["hangs"][1]
+
+
+def test_each_training_warning_is_said_once_in_a_run(caplog):
+    import logging
+
+    from pretrain.training import trainer as training
+    from pretrain.config import from_hparams
+
+    cfg = from_hparams(hp(num_warmup_steps=2))
+    m = {"loss": 20.0, "generator_loss": 7.0, "discriminator_loss": 0.395, "generator_accuracy": 0.0,
+         "discriminator_auc": 0.55, "replaced_fraction": 0.135, "discriminator_base_rate_loss": 0.3958}
+    warned: set[str] = set()
+    with caplog.at_level(logging.INFO):
+        for step in (3, 4, 5):
+            training._log_progress(cfg, step, m, 1e-4, 10.0, None, warned)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("step " in t and "/6" in t for t in messages) == 3  # every step line
+    assert sum("at the base rate" in t for t in messages) == 1
+    assert sum("generator accuracy 0 is ~0" in t for t in messages) == 1
+    assert warned == {"base_rate", "generator"}
