@@ -62,7 +62,8 @@ def setup_logging(level: int = logging.INFO) -> None:
 
     - absl (the trainer's logger) goes through this handler: without absl's own handler there
       is no "Logging before flag parsing" line and no second format;
-    - TensorFlow's INFO lines ("Sharding callback duration" at every checkpoint save) are off;
+    - TensorFlow's INFO lines ("Sharding callback duration" at every checkpoint save, logged
+      through absl from TensorFlow's own files) are off: `_quiet_libraries` drops them;
     - Hugging Face's progress bars ("Loading weights" at every model load) are off: read once
       when `transformers` is imported, so set before it is.
     """
@@ -72,12 +73,21 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+        handler.addFilter(_quiet_libraries)
         root.addHandler(handler)
     root.setLevel(level)
     tf_logger = logging.getLogger("tensorflow")
     tf_logger.setLevel(logging.WARNING)
     tf_logger.handlers.clear()  # TensorFlow adds its own if it logged before a root handler existed
     tf_logger.propagate = True
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """False (drop) for an INFO line that TensorFlow logs from its own code, whichever logger carries it."""
+    return record.levelno >= logging.WARNING or _TENSORFLOW_FILES not in record.pathname.replace(os.sep, "/")
+
+
+_TENSORFLOW_FILES = "/tensorflow/"
 
 
 def on_terminal(stream=None) -> bool:
@@ -138,18 +148,20 @@ class Status:
             log.info("%s", self.line(now))
 
     def line(self, now: float) -> str:
-        """`build: 12.5 MB of 40.1 MB (31%), 1.2 MB/s; 3,021 examples`."""
-        done = self._amount(self.n)
-        of = f" of {self._amount(self.total)} ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        rate = f", {self._amount(self.n / max(now - self.start, 1e-9))}/s"
+        """`build: 12.5 MB/40.1 MB (31%), 1.2 MB/s; 3,021 examples` or `probe fine-tune: 243/375 step (65%), ...`."""
+        done = self._amount(self.n, self.total is None)
+        if self.total:
+            done += f"/{self._amount(self.total)} ({100 * self.n / self.total:.0f}%)"
+        rate = self._amount(self.n / max(now - self.start, 1e-9), True, ".1f")
         tail = f"; {self.postfix}" if self.postfix else ""
-        return f"{self.desc or 'progress'}: {done}{of}{rate}{tail}"
+        return f"{self.desc or 'progress'}: {done}, {rate}/s{tail}"
 
-    def _amount(self, value: float) -> str:
+    def _amount(self, value: float, unit: bool = True, plain: str = ",.0f") -> str:
+        """With `unit_scale` every amount carries its prefixed unit; else only the last one its unit."""
         if self.unit_scale:
             for prefix in ("", "k", "M", "G", "T"):
                 if abs(value) < 1000:
-                    return f"{value:.1f} {prefix}{self.unit}" if prefix else f"{value:,.0f} {self.unit}"
+                    return f"{value:{plain if not prefix else '.1f'}} {prefix}{self.unit}"
                 value /= 1000
             return f"{value:.1f} P{self.unit}"
-        return f"{value:,.0f} {self.unit}"
+        return f"{value:{plain}}" + (f" {self.unit}" if unit else "")

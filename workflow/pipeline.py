@@ -275,9 +275,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (skipping finished ones); writes and returns the summary."""
     start = time.time()
     paths = layout(cfg.out_dir)
-    fileio.makedirs(paths.stages)
     figures: dict[str, dict[str, Any]] = {}
-    stages = build_stages(cfg, paths, figures)
+    stages = build_stages(cfg, paths, figures)  # a missing corpus is refused here, before any folder exists
     if not cfg.run_probe:
         stages = [s for s in stages if s.name != "probe"]
     run_stages(stages, paths.stages, cfg.force, figures)

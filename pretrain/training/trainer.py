@@ -405,35 +405,44 @@ def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> 
 
 def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float, rate: float,
                   num_examples: int | None, warned: set[str] | None = None) -> None:
-    """The step's line; a warning per cause, once in a run when `warned` (the causes so far) is given."""
+    """The step's line, and a warning when a run enters a degenerate state.
+
+    `warned` (the states warned about so far, kept by the caller for the run) makes each warning
+    one line when the state starts and one INFO line when it ends, not a line per log line.
+    """
     warned = set() if warned is None else warned
     epochs = f"{step * cfg.train_batch_size / num_examples:.2f}" if num_examples else "?"
     logging.info("step %d/%d (epoch %s): loss %.4f gen %.4f disc %.4f gen_acc %.3f disc_auc %.3f lr %.2e %.1f ex/s",
                  step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
                  m["generator_accuracy"], m["discriminator_auc"], lr, rate)
-    if step > cfg.num_warmup_steps:
-        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS and _first("collapse", warned):
-            logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
-                            "(raise generator_hidden_size)", m["discriminator_loss"])
-        if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY and _first("generator", warned):
-            logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
-                            "(check the data and learning_rate)", m["generator_accuracy"])
-        base = m["discriminator_base_rate_loss"]
-        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base and _first("base_rate", warned):
-            hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
-                "; on a short schedule set adam_bias_correction")
-            logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
-                            "predicts that share everywhere and uses no context yet; normal early on, but a model "
-                            "exported in this state fine-tunes no better than random init%s (docs/pretraining.md)",
-                            m["discriminator_loss"], base, 100 * m["replaced_fraction"], hint)
-
-
-def _first(cause: str, warned: set[str]) -> bool:
-    """True the first time `cause` is seen: a run's log says each warning once, not on every line."""
-    if cause in warned:
-        return False
-    warned.add(cause)
-    return True
+    if step <= cfg.num_warmup_steps:
+        return
+    base = m["discriminator_base_rate_loss"]
+    hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else "; on a short schedule set adam_bias_correction"
+    states = {  # cause: (holds now, the warning, the line when it no longer holds)
+        "collapse": (m["discriminator_loss"] < DEGENERATE_DISC_LOSS,
+                     f"discriminator loss {m['discriminator_loss']:.4g} is ~0 after warm-up: the generator is too weak "
+                     "to fool it (raise generator_hidden_size)",
+                     f"discriminator loss {m['discriminator_loss']:.4g} is above ~0 again"),
+        "generator": (m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY,
+                      f"generator accuracy {m['generator_accuracy']:.4g} is ~0 after warm-up: the generator is not "
+                      "learning (check the data and learning_rate)",
+                      f"generator accuracy {m['generator_accuracy']:.4g}: the generator is learning"),
+        "base_rate": (base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base,
+                      f"discriminator loss {m['discriminator_loss']:.4f} is at the base rate {base:.4f} "
+                      f"({100 * m['replaced_fraction']:.1f}% of tokens replaced): it predicts that share everywhere and "
+                      "uses no context yet; normal early on, but a model exported in this state fine-tunes no better "
+                      f"than random init{hint} (docs/pretraining.md)",
+                      f"discriminator loss {m['discriminator_loss']:.4f} is below its base rate {base:.4f}: it uses "
+                      "context"),
+    }
+    for cause, (holds, warning, cleared) in states.items():
+        if holds and cause not in warned:
+            warned.add(cause)
+            logging.warning("%s", warning)
+        elif not holds and cause in warned:
+            warned.discard(cause)
+            logging.info("step %d: %s now", step, cleared)
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):

@@ -100,9 +100,10 @@ def test_a_log_file_gets_a_periodic_status_line_not_bar_frames(caplog):
         status.update(1_000_000)
         now[0] = 40.0
         status.update(1_000_000)  # 9 s after the last line: nothing
-    assert [r.getMessage() for r in caplog.records] == ["build: 2.0 MB of 4.0 MB (50%), 64.5 kB/s; 1,234 examples"]
+    assert [r.getMessage() for r in caplog.records] == ["build: 2.0 MB/4.0 MB (50%), 64.5 kB/s; 1,234 examples"]
     rows = console.Status(range(3), desc="probe", unit="step", interval=0, clock=lambda: 1.0)
     assert list(rows) == [0, 1, 2] and rows.total == 3 and rows.n == 3
+    assert rows.line(2.0) == "probe: 3/3 step (100%), 3.0 step/s"
 
 
 def test_off_a_terminal_progress_is_the_status_line(capsys):
@@ -115,6 +116,9 @@ def test_one_log_format_and_no_library_noise():
             "from absl import logging as absl_logging\n"
             "absl_logging.info('from absl'); logging.getLogger('electra-export').warning('from std')\n"
             "logging.getLogger('tensorflow').info('Sharding callback duration: 5 microseconds')\n"
+            "saver = '/venv/lib/site-packages/tensorflow/python/checkpoint/functional_saver.py'\n"
+            "absl = logging.getLogger('absl')  # how TensorFlow logs it: absl, from its own file\n"
+            "absl.handle(absl.makeRecord('absl', logging.INFO, saver, 440, 'Sharding callback duration: 5', (), None))\n"
             "print(os.environ['HF_HUB_DISABLE_PROGRESS_BARS'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
