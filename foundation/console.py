@@ -62,13 +62,18 @@ def setup_logging(level: int = logging.INFO) -> None:
 
     - absl (the trainer's logger) goes through this handler: without absl's own handler there
       is no "Logging before flag parsing" line and no second format;
-    - TensorFlow's INFO lines ("Sharding callback duration" at every checkpoint save, logged
-      through absl from TensorFlow's own files) are off: `_quiet_libraries` drops them;
+    - TensorFlow's and Apache Beam's INFO lines ("Sharding callback duration" at every checkpoint
+      save, logged through absl from TensorFlow's own files; Beam's type-hint notes) are off:
+      `_quiet_libraries` drops them; a handler a library added to stderr (Beam's `basicConfig`,
+      a second format) is removed;
     - Hugging Face's progress bars ("Loading weights" at every model load) are off: read once
       when `transformers` is imported, so set before it is.
     """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     root = logging.getLogger()
+    for other in [h for h in root.handlers if h.get_name() != _HANDLER_NAME and isinstance(h, logging.StreamHandler)
+                  and getattr(h, "stream", None) in (sys.stderr, sys.stdout)]:
+        root.removeHandler(other)
     if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.set_name(_HANDLER_NAME)
@@ -83,11 +88,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:
-    """False (drop) for an INFO line that TensorFlow logs from its own code, whichever logger carries it."""
-    return record.levelno >= logging.WARNING or _TENSORFLOW_FILES not in record.pathname.replace(os.sep, "/")
+    """False (drop) for an INFO line that a library logs from its own code, whichever logger carries it."""
+    path = record.pathname.replace(os.sep, "/")
+    return record.levelno >= logging.WARNING or not any(folder in path for folder in _LIBRARY_FOLDERS)
 
 
-_TENSORFLOW_FILES = "/tensorflow/"
+_LIBRARY_FOLDERS = ("/tensorflow/", "/apache_beam/")
 
 
 def on_terminal(stream=None) -> bool:
