@@ -42,7 +42,11 @@ def set_logical_cpu_devices(n: int) -> None:
 def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
     """TPUStrategy on `tpu_name` ("local": this TPU VM's own TPU), after refusing, before the TPU system
     is initialised, what cannot work on this host (foundation/tpu_host.py)."""
-    name = tpu_host.resolver_name(tpu_name, num_tpu_cores, tpu_host.read_tpu_host(), os.environ.get("TPU_LOAD_LIBRARY"))
+    host = tpu_host.read_tpu_host()
+    name = tpu_host.resolver_name(tpu_name, num_tpu_cores, host, os.environ.get("TPU_LOAD_LIBRARY"))
+    if name == "local" and host is None:  # e.g. `electra-demo --preset small` on a laptop: say the fix, at once
+        raise UserError("use_tpu is true but this machine is not a TPU VM (and tpu_name names no TPU node); to train "
+                        "on this machine's CPU or GPU set \"use_tpu\": false (--hparams '{\"use_tpu\": false}')")
     tf = _tf()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
