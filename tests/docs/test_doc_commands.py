@@ -303,3 +303,21 @@ def test_a_cloud_block_names_real_commands_and_flags(block, clone, run_doc):
 @functools.lru_cache(maxsize=None)
 def _help(how: tuple[str, ...], clone: pathlib.Path) -> subprocess.CompletedProcess:
     return subprocess.run(list(how), cwd=clone, env=_env(clone), capture_output=True, text=True, timeout=120)
+
+
+def test_what_the_docs_have_a_user_create_is_ignored_by_git():
+    """tpu.env holds a project and bucket name; exported/ and export/ hold models (docs/export.md,
+    scripts/export.sh); runs/ everything else."""
+    created = {p for b in ALL for p in b.creates} | {"exported/NAME/discriminator", "export/MODEL_NAME/x"}
+    proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", *sorted(created)],
+                          capture_output=True, text=True)
+    assert sorted(proc.stdout.split()) == sorted(created)
+
+
+def test_make_test_with_its_own_quiet_flag_keeps_the_summary_line():
+    """`make test ARGS=-q` must not become `pytest -q -q`, which drops pytest's summary line."""
+    for args, expected in (("-q", 1), ("-x", 1), ("", 1)):
+        proc = subprocess.run(["make", "-n", "test", f"ARGS={args}"], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "MAKEFLAGS": ""})
+        line = proc.stdout.strip().splitlines()[-1]
+        assert line.split().count("-q") == expected, line
