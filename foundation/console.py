@@ -171,3 +171,34 @@ class Status:
                 value /= 1000
             return f"{value:.1f} P{self.unit}"
         return f"{value:{plain}}" + (f" {self.unit}" if unit else "")
+
+
+class Heartbeat:
+    """Logs `what()` after every `interval` seconds without a `beat()`: a long silent wait (a
+    training host call of hundreds of steps on a CPU, its first XLA compilation) shows it is alive."""
+
+    def __init__(self, what, interval: float = STATUS_SECONDS):
+        import threading
+
+        self.what, self.interval = what, interval
+        self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.0, self.last + self.interval - time.monotonic())):
+            if time.monotonic() - self.last >= self.interval:
+                log.info("%s", self.what())
+                self.beat()

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from foundation import fileio
+from foundation import console, fileio
 from data_prep import records, vocab_files
 from foundation.errors import UserError
 from pretrain.training import checkpoints, data, metrics, multiworker
@@ -350,12 +350,15 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
     summary: dict[str, float] = {}
     warned: set[str] = set()
+    heartbeat = console.Heartbeat(lambda: f"training: step {progress['step']} done, running the next "
+                                          f"{cfg.iterations_per_loop} (iterations_per_loop; a line after them)")
 
     def stop(why: str) -> UserError:
         return UserError(f"{why}; training stopped, last good checkpoint: {last_good or 'none (nothing was saved)'}. "
                          "Lower learning_rate, check the data, or use precision float32")
 
     try:
+        heartbeat.start()
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
             while step < cfg.num_train_steps:
@@ -369,6 +372,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 watchdog = watchdog or _watchdog(cfg, progress)
                 if watchdog is not None:
                     watchdog.beat()
+                heartbeat.beat()
                 if not call.finite:  # that step's update was not applied
                     raise stop(f"non-finite loss at step {step + 1}")
                 worst = float(call.per_step[:, STEP_SCALARS.index("loss/total")].max())
@@ -388,6 +392,7 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                                    "they were not saved")
                     last_good = manager.save(checkpoint_number=step)
     finally:
+        heartbeat.stop()
         if watchdog is not None:
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)

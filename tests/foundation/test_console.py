@@ -128,3 +128,22 @@ def test_one_log_format_and_no_library_noise():
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO from absl", lines[0])
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d WARNING from std", lines[1])
     assert proc.stdout.strip() == "1"
+
+
+def test_a_heartbeat_logs_only_while_nothing_else_beats(caplog):
+    import time
+
+    with caplog.at_level(logging.INFO, logger="electra"):
+        beat = console.Heartbeat(lambda: "training: step 200 done, running the next 200", interval=0.2).start()
+        time.sleep(0.7)  # three silent intervals: a line each (two, if the machine is slow to wake the thread)
+        beat.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) in (2, 3) and set(said) == {"training: step 200 done, running the next 200"}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="electra"):
+        beat = console.Heartbeat(lambda: "silent", interval=0.3).start()
+        for _ in range(6):
+            time.sleep(0.1)
+            beat.beat()  # host calls faster than the interval: no line
+        beat.stop()
+    assert caplog.records == []
