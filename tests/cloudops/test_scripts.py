@@ -437,3 +437,12 @@ def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_pat
     _wait_finished(home, "build-data")
     text = store.client.bucket(bucket).blob(f"run/logs/build-data-{socket.gethostname()}.log").download_as_text()
     assert text.splitlines()[1:] == ["built 3 shards", "exit status 0"]
+
+
+def test_a_dry_run_of_the_unedited_example_says_whose_project_it_shows(tmp_path):
+    example = run_script("create_bucket", "--config", str(SCRIPTS / "tpu.env.example"), "--dry-run")
+    assert example.returncode == 0 and "--project=my-project" in example.stdout
+    assert example.stderr == (f"dry run with the example's PROJECT=my-project BUCKET=my-electra-bucket (from "
+                              f"{SCRIPTS / 'tpu.env.example'}): set your own before running it for real\n")
+    own = run_script("create_bucket", "--config", str(write_env(tmp_path / "tpu.env")), "--dry-run")
+    assert (own.returncode, own.stderr) == (0, "")
