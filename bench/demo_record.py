@@ -61,7 +61,8 @@ def render(summary: dict, command: str, wall: float | None) -> str:
         f"Input: {', '.join(f'`{os.path.relpath(os.path.realpath(c), ROOT)}`' for c in summary['corpus'])}, preset "
         f"`{summary['preset']}` (`configs/{summary['preset']}.json`)  ",
         f"Machine: {machine()}  ",
-        f"Total: {stage_seconds(summary) / 60:.1f} min of stages" + (f" (this record: {wall / 60:.1f} min)" if wall else ""),
+        f"Total: {stage_seconds(summary) / 60:.1f} min of stages"
+        + (f" (this record: {wall / 60:.1f} min)" if wall else ""),
         "",
         "| stage | figures | seconds |",
         "|---|---|---|",

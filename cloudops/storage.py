@@ -299,10 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = console.parser(prog="electra-gcs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", help="billing project (default: from the credentials)")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("upload", formatter_class=console.HelpFormatter, help="upload a folder or file under a gs:// prefix (identical objects skipped)")
+    up = sub.add_parser("upload", formatter_class=console.HelpFormatter,
+                        help="upload a folder or file under a gs:// prefix (identical objects skipped)")
     up.add_argument("local", help="local folder or file")
     up.add_argument("uri", help="gs://BUCKET/PREFIX")
-    down = sub.add_parser("download", formatter_class=console.HelpFormatter, help="download everything under a gs:// prefix into a folder")
+    down = sub.add_parser("download", formatter_class=console.HelpFormatter,
+                          help="download everything under a gs:// prefix into a folder")
     down.add_argument("uri", help="gs://BUCKET/PREFIX")
     down.add_argument("local", help="local folder")
     for p in (up, down):

@@ -250,7 +250,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]
     p.add_argument("--vocab-size", type=int, default=BeamConfig.vocab_size,
                    help="Size of the vocab trained on the sample (without --vocab-file).")
     p.add_argument("--merge-with", default=BeamConfig.merge_with,
-                   help="Vocab merged into the trained one ('none': no merge) (default: the bundled KoELECTRA v1 vocab).")
+                   help="Vocab merged into the trained one ('none': no merge) "
+                        "(default: the bundled KoELECTRA v1 vocab).")
     p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length, help="Tokens per example.")
     p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards, help="Record shards written.")
     p.add_argument("--seed", type=int, default=BeamConfig.seed, help="Seed of the packing randomness.")

@@ -23,7 +23,8 @@ def parse_args(argv: list[str] | None = None) -> VocabConfig:
     p.add_argument("--strip-accents", action="store_true", help="strip accents (not for Korean: decomposes Hangul)")
     p.add_argument("--pretokenizer", choices=PRETOKENIZERS, default="bert", help="mecab: split morphemes first")
     p.add_argument("--max-input-chars-per-word", type=int, default=100, help="longer words become [UNK]")
-    p.add_argument("--merge-with", default=DEFAULT_MERGE_VOCAB, help="vocab to merge with ('none': do not merge) (default: the bundled KoELECTRA v1 vocab, "
+    p.add_argument("--merge-with", default=DEFAULT_MERGE_VOCAB,
+                   help="vocab to merge with ('none': do not merge) (default: the bundled KoELECTRA v1 vocab, "
                         "data/vocab/koelectra_v1_vocab.txt)")
     p.add_argument("--num-unused", type=int, default=0, help="[unusedN] slots at the end")
     p.add_argument("--heldout-every", type=int, default=100, help="hold out every n-th line for the report (0: none)")

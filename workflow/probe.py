@@ -321,9 +321,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("model_dir", help="exported Hugging Face folder (e.g. runs/demo/hf/discriminator)")
     p.add_argument("--generator-dir", default=None,
                    help="generator folder for the intrinsic metrics (default: generator/ beside MODEL_DIR)")
-    p.add_argument("--train-tsv", default=DEFAULT_TRAIN, help="id<TAB>document<TAB>label with a header line (default: the bundled 4,000 rows, "
+    p.add_argument("--train-tsv", default=DEFAULT_TRAIN,
+                   help="id<TAB>document<TAB>label with a header line (default: the bundled 4,000 rows, "
                         "data/nsmc_sentiment/train.tsv)")
-    p.add_argument("--test-tsv", default=DEFAULT_TEST, help="scored rows, as --train-tsv (default: the bundled data/nsmc_sentiment/test.tsv)")
+    p.add_argument("--test-tsv", default=DEFAULT_TEST,
+                   help="scored rows, as --train-tsv (default: the bundled data/nsmc_sentiment/test.tsv)")
     p.add_argument("--fair", action="store_true",
                    help=f"the protocol: lr chosen per arm from {', '.join(f'{r:g}' for r in FAIR_LR_GRID)} on 1,000 "
                         "dev rows carved from the train file, 3 seeds (--lr-grid/--dev-rows/--seeds override)")

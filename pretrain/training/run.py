@@ -19,7 +19,8 @@ from foundation.tpu_host import check_tpu_paths
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = console.parser(prog=os.path.basename(sys.argv[0]), description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
+    p = console.parser(prog=os.path.basename(sys.argv[0]),
+                       description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
     p.add_argument("--data-dir", required=True, help="holds pretrain_tfrecords/, vocab.txt and models/ (local or gs://)")
     p.add_argument("--model-name", required=True, help="the run's name: checkpoints go to DATA_DIR/models/NAME")
     p.add_argument("--hparams", action="append", default=None,

@@ -423,7 +423,8 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
     if step <= cfg.num_warmup_steps:
         return
     base = m["discriminator_base_rate_loss"]
-    hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else "; on a short schedule set adam_bias_correction"
+    hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
+        "; on a short schedule set adam_bias_correction")
     states = {  # cause: (holds now, the warning, the line when it no longer holds)
         "collapse": (m["discriminator_loss"] < DEGENERATE_DISC_LOSS,
                      f"discriminator loss {m['discriminator_loss']:.4g} is ~0 after warm-up: the generator is too weak "
