@@ -75,7 +75,7 @@ def setup_logging(level: int = logging.INFO) -> None:
                   and getattr(h, "stream", None) in (sys.stderr, sys.stdout)]:
         root.removeHandler(other)
     if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
         handler.addFilter(_quiet_libraries)
@@ -85,6 +85,19 @@ def setup_logging(level: int = logging.INFO) -> None:
     tf_logger.setLevel(logging.WARNING)
     tf_logger.handlers.clear()  # TensorFlow adds its own if it logged before a root handler existed
     tf_logger.propagate = True
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a line is logged, not as it was when the handler was
+    made: a stderr redirected or captured later (a test's capture, since closed) is followed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:

@@ -147,3 +147,16 @@ def test_a_heartbeat_logs_only_while_nothing_else_beats(caplog):
             beat.beat()  # host calls faster than the interval: no line
         beat.stop()
     assert caplog.records == []
+
+
+def test_the_log_follows_stderr_when_it_is_replaced(monkeypatch):
+    import io
+
+    console.setup_logging()
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.getLogger("electra-test").warning("one")
+    first.close()  # a test's capture, closed: the next line must not go there
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("electra-test").warning("two")
+    assert second.getvalue().endswith(" WARNING two\n")
