@@ -71,6 +71,8 @@ class PretrainConfig:
     # training (original keys)
     iterations_per_loop: int = 200
     save_checkpoints_steps: int = 1000
+    save_checkpoints_secs: float = 0.0  # ours: also save when this much wall-clock time passed; 0 = steps only
+    profile_host_call: int = 0  # ours: write a TensorBoard profile of this run's N-th host call; 0 = none
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
@@ -273,6 +275,8 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
                 "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
+    need(cfg.save_checkpoints_secs >= 0, "save_checkpoints_secs", "must be >= 0 (0 = by steps only)")
+    need(cfg.profile_host_call >= 0, "profile_host_call", "must be >= 0 (0 = no profile)")
     need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")
@@ -288,3 +292,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 def config_path(name: str) -> str:
     """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
     return electra_data.preset(name)
+
+
+def fill_from_data(given: Mapping[str, Any], vocab_size: int | None, max_seq_length: int | None) -> dict[str, Any]:
+    """The hparams layers with `vocab_size` and `max_seq_length` taken from the data where no layer set them.
+
+    A merged vocab almost never has a preset's size, so the presets leave `vocab_size` to the
+    vocab file; where a layer does set either key, the trainer and the doctor check it against
+    the vocab and the records' manifest instead (one error naming both values).
+    """
+    filled = dict(given)
+    for key, value in (("vocab_size", vocab_size), ("max_seq_length", max_seq_length)):
+        if value is not None:
+            filled.setdefault(key, value)
+    return filled

@@ -7,12 +7,14 @@ logical CPUs so the multi-replica path runs here too.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 
 from foundation.errors import UserError, quiet_tensorflow
 from foundation import tpu_host
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
+LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"  # libtpu's lock on this VM's TPU (OpenXLA TryAcquireTpuLock, lockf)
 
 
 def _tf():
@@ -58,12 +60,35 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
         fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
                "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
                "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        if name == "local" and tpu_lock_taken():
+            fix = (f"another process holds this VM's TPU (libtpu's lock {LIBTPU_LOCKFILE}): a run started by "
+                   "scripts/train.sh (scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; "
+                   f"find it with: sudo lsof -w /dev/accel* {LIBTPU_LOCKFILE}")
         raise UserError(f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; {fix}") from None
     if strategy.num_replicas_in_sync != num_tpu_cores:
         raise UserError(
             f"TPU {name!r} has {strategy.num_replicas_in_sync} cores but num_tpu_cores={num_tpu_cores}; "
             f"set num_tpu_cores to {strategy.num_replicas_in_sync}")
     return strategy
+
+
+def tpu_lock_taken() -> bool:
+    """True when another process holds libtpu's lock, so no TPU client in this process can start.
+
+    Asked only once the TPU could not be reached (the process then exits): if this process held
+    the lock itself, closing the probe's descriptor would release it (POSIX record locks).
+    """
+    try:
+        fd = os.open(LIBTPU_LOCKFILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None,

@@ -47,14 +47,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pretrain.config import from_hparams, layer_hparams
+    from pretrain.config import fill_from_data, from_hparams, layer_hparams
 
     given = layer_hparams(args.hparams or [])
     given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
+    vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
+    records_dir = fileio.join(args.data_dir, "pretrain_tfrecords")
+    if not given.get("do_train", True):
+        records_dir = args.eval_data_dir or records_dir
+    given = fill_from_data(given, *_data_sizes(vocab, None if args.rehearse else records_dir))
     cfg = from_hparams(given)
     from pretrain.training import trainer as training
 
-    vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
     if args.rehearse:
         from data_prep import vocab_files
         from pretrain.training import rehearsal
@@ -76,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         result = training.evaluate(run, model_dir)
         print(json.dumps(result, indent=2, sort_keys=True))
     return 0
+
+
+def _data_sizes(vocab: str, records_dir: str | None) -> tuple[int | None, int | None]:
+    """The vocab's size and the records' length (from their manifest; no records: a rehearsal), None
+    where absent: the checks that follow name what is missing."""
+    from data_prep import records, vocab_files
+
+    size = len(vocab_files.load_vocab(vocab)) if fileio.exists(vocab) else None
+    manifest = records.read_manifest(records_dir) if records_dir else None
+    return size, manifest.max_seq_length if manifest is not None else None
 
 
 def cli() -> None:

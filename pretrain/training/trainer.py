@@ -10,6 +10,7 @@ state, strategy and compiled functions; split apart they would pass all of it ar
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -361,11 +362,16 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
         heartbeat.start()
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
+            last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
+            calls = 0
+            several_workers = multiworker.worker_info() is not None
             while step < cfg.num_train_steps:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
                 n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
                 t0 = time.perf_counter()
-                call = trainer.train_steps(iterator, n)
+                calls += 1
+                with _profiled(cfg.profile_host_call == calls, fileio.join(save_dir, "train")):
+                    call = trainer.train_steps(iterator, n)
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 progress["step"] = step
@@ -385,18 +391,52 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
-                if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+                due = _save_due(cfg, step, time.monotonic() - last_save)
+                if cfg.save_checkpoints_secs > 0 and several_workers:  # each has its own clock
+                    due = _any_worker(trainer.strategy, due)
+                if due:
                     bad = checkpoints.non_finite(trainer.checked_variables())
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
                                    "they were not saved")
                     last_good = manager.save(checkpoint_number=step)
+                    last_save = time.monotonic()
     finally:
         heartbeat.stop()
         if watchdog is not None:
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
     return TrainResult(step, summary)
+
+
+@contextlib.contextmanager
+def _profiled(active: bool, logdir: str):
+    """A TensorBoard profile (Profile tab) of one host call into `logdir`/plugins/profile, when
+    `active`: the device's time per op and the host's wait for input show an input-bound step."""
+    if not active:
+        yield
+        return
+    tf.profiler.experimental.start(logdir)
+    try:
+        yield
+    finally:
+        tf.profiler.experimental.stop()
+        logging.info("profile of this host call written to %s/plugins/profile", logdir)
+
+
+def _save_due(cfg: PretrainConfig, step: int, secs_since_save: float) -> bool:
+    """Save after this host call? Every `save_checkpoints_steps` steps, at the end, and when
+    `save_checkpoints_secs` of wall-clock time passed since the last save, whichever comes first:
+    a spot or preemptible TPU loses at most that much time (Google advises about an hour)."""
+    return (step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps
+            or 0 < cfg.save_checkpoints_secs <= secs_since_save)
+
+
+def _any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """One answer for every worker to a question each answers with its own clock: True if any says so,
+    so every worker saves at the same steps (TensorFlow asks all workers of a run to take part in a save)."""
+    votes = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(SUM, votes, axis=None)) > 0
 
 
 def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:

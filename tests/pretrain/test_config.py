@@ -111,3 +111,24 @@ def test_config_is_frozen_and_round_trips():
     with pytest.raises(Exception):
         cfg.hidden_size = 3  # type: ignore[misc]
     assert from_hparams(cfg.to_json()) == cfg
+
+
+def test_vocab_size_and_max_seq_length_come_from_the_data_unless_a_layer_sets_them():
+    from pretrain.config import config_path, fill_from_data, load_hparams
+
+    small = load_hparams(config_path("small"))
+    assert "vocab_size" not in small  # a merged vocab is never the preset's size
+    cfg = from_hparams(fill_from_data(small, 35000, 128))
+    assert (cfg.vocab_size, cfg.max_seq_length) == (35000, 512)  # the preset's 512 stays, to be checked
+    assert from_hparams(fill_from_data({}, 35000, 128)).max_seq_length == 128  # over model_size's default
+    assert from_hparams(fill_from_data({"vocab_size": 100}, 35000, None)).vocab_size == 100
+    assert from_hparams(fill_from_data({}, None, None)).vocab_size == 32200
+
+
+@pytest.mark.parametrize("name,watchdog", [("small", 1800), ("base", 1800), ("large", 7200)])
+def test_tpu_presets_checkpoint_hourly_and_watch_for_hangs(name, watchdog):
+    """Spot and preemptible TPUs lose at most an hour (Google's advice); a hang exits 75 for the supervisor."""
+    cfg = from_hparams(config_path(name))
+    assert (cfg.save_checkpoints_secs, cfg.watchdog_seconds, cfg.use_tpu) == (3600.0, watchdog, True)
+    with pytest.raises(UserError, match=r"hparam 'save_checkpoints_secs' = -1.0: must be >= 0"):
+        from_hparams({"save_checkpoints_secs": -1})

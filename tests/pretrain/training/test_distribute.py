@@ -1,4 +1,7 @@
 """Strategy and precision choice; the two-logical-CPU set-up the multi-replica tests use."""
+import subprocess
+import sys
+
 import pytest
 
 from pretrain.training.distribute import set_logical_cpu_devices
@@ -120,6 +123,34 @@ def test_unreachable_tpu_is_one_line_with_the_fix(monkeypatch):
     assert "\n" not in message
     assert message.startswith("cannot reach TPU 'no-such-tpu' (zone=europe-west4-a, project=proj)")
     assert "gcloud compute tpus tpu-vm list" in message and "'local'" in message
+
+
+def test_a_tpu_held_by_another_process_is_named_as_such(monkeypatch, tmp_path):
+    """libtpu's lock held elsewhere (here: a process holding a lockf on a stand-in lock file): the advice
+    is about that process, not about tpu_name."""
+    from pretrain.training import distribute
+
+    lockfile = tmp_path / "libtpu_lockfile"
+    lockfile.write_text("")
+    monkeypatch.setattr(distribute, "LIBTPU_LOCKFILE", str(lockfile))
+    assert not distribute.tpu_lock_taken()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(lockfile)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert distribute.tpu_lock_taken()
+        monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
+        with pytest.raises(UserError) as info:
+            make_strategy(use_tpu=True, tpu_name="local", tpu_zone=None, gcp_project=None, num_tpu_cores=8)
+        assert str(info.value).endswith(
+            f"another process holds this VM's TPU (libtpu's lock {lockfile}): a run started by scripts/train.sh "
+            "(scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; find it with: sudo lsof "
+            f"-w /dev/accel* {lockfile}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not distribute.tpu_lock_taken()
 
 
 def test_precision_names():

@@ -303,6 +303,35 @@ def test_the_watchdog_counts_gaps_between_host_calls_not_the_start(data_dir, tmp
     assert "training: last finished step 2," in out["hangs"][1]
 
 
+def test_checkpoints_by_wall_clock_time_as_well_as_steps(data_dir, monkeypatch):
+    """save_checkpoints_secs 1 with host calls slowed to ~0.6 s: checkpoints appear every second or
+    two of steps, long before save_checkpoints_steps 100; with 0 only the last step is saved."""
+    from pretrain.training import trainer as training
+
+    original = training.Trainer.train_steps
+
+    def slow(self, iterator, num_steps):
+        time.sleep(0.6)
+        return original(self, iterator, num_steps)
+
+    monkeypatch.setattr(training.Trainer, "train_steps", slow)
+    kw = dict(num_train_steps=5, iterations_per_loop=1, save_checkpoints_steps=100, keep_checkpoint_max=10)
+    _train(data_dir, "by_time", save_checkpoints_secs=1.0, **kw)
+    saved = _checkpoint_steps(data_dir / "models" / "by_time")
+    assert saved[-1] == 5 and 1 <= len(saved[:-1]) <= 3, saved
+    assert all(0 < s < 5 and s % 100 for s in saved[:-1])  # saved by time, not by step count
+    _train(data_dir, "by_steps", save_checkpoints_secs=0.0, **kw)
+    assert _checkpoint_steps(data_dir / "models" / "by_steps") == [5]
+
+
+def test_profile_of_one_host_call_for_tensorboard(data_dir):
+    """profile_host_call 2: the second host call's trace lands where TensorBoard's Profile tab reads it."""
+    _train(data_dir, "profiled", num_train_steps=3, iterations_per_loop=1, save_checkpoints_steps=3,
+           profile_host_call=2)
+    traces = list((data_dir / "models" / "profiled" / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
+
+
 def test_each_training_warning_is_said_once_in_a_run(caplog):
     import logging
 
