@@ -46,9 +46,6 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
     is initialised, what cannot work on this host (foundation/tpu_host.py)."""
     host = tpu_host.read_tpu_host()
     name = tpu_host.resolver_name(tpu_name, num_tpu_cores, host, os.environ.get("TPU_LOAD_LIBRARY"))
-    if name == "local" and host is None:  # e.g. `electra-demo --preset small` on a laptop: say the fix, at once
-        raise UserError("use_tpu is true but this machine is not a TPU VM (and tpu_name names no TPU node); to train "
-                        "on this machine's CPU or GPU set \"use_tpu\": false (--hparams '{\"use_tpu\": false}')")
     tf = _tf()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
@@ -60,6 +57,9 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
         fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
                "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
                "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        if name == "local" and host is None:  # e.g. `electra-demo --preset small` on a laptop
+            fix = ("this machine is not a TPU VM: to train on its CPU or GPU set \"use_tpu\": false (--hparams "
+                   "'{\"use_tpu\": false}'); or run on the TPU VM, or set tpu_name to the name of a TPU node")
         if name == "local" and tpu_lock_taken():
             fix = (f"another process holds this VM's TPU (libtpu's lock {LIBTPU_LOCKFILE}): a run started by "
                    "scripts/train.sh (scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; "
