@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from typing import NamedTuple
 
 from foundation.errors import UserError, quiet_tensorflow
 from foundation import tpu_host
@@ -151,6 +152,26 @@ def cpu_precision(flags: frozenset[str], jit_compile: bool = False) -> str:
     22.6 ms for 1024x1024, and the demo recipe 91 vs 86 CPU s; BENCHMARKS.md), so float32 there.
     """
     return "bfloat16" if not jit_compile and any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def resolve_jit_compile(jit_compile: bool | str, kind: str) -> bool:
+    """"auto" -> XLA on a TPU (which compiles the whole step in any case), not on a CPU (measured slower there
+    with the payoff recipe: float32 98 vs 108-120 examples/s, bfloat16 84-93 vs 155-167; docs/pretraining.md),
+    nor on a GPU (as before "auto" existed)."""
+    return kind == "tpu" if jit_compile == "auto" else bool(jit_compile)
+
+
+class Compute(NamedTuple):
+    """How a run computes, resolved from its hparams and the device: the one place "auto" is decided."""
+
+    precision: str  # float32 | bfloat16 | float16
+    jit_compile: bool
+
+
+def resolve_compute(precision: str, jit_compile: bool | str, strategy, flags: frozenset[str] | None = None) -> Compute:
+    """`jit_compile` first (`resolve_jit_compile`), then the precision that is fastest with it (`resolve_precision`)."""
+    jit = resolve_jit_compile(jit_compile, device_kind(strategy))
+    return Compute(resolve_precision(precision, strategy, flags, jit), jit)
 
 
 def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None, jit_compile: bool = False) -> str:

@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-checkpoint", default=None,
                    help="start from these weights only (a run dir/checkpoint of ours, a Hugging Face folder, "
                         "or an original TF1 ELECTRA checkpoint); optimiser and step start fresh")
+    p.add_argument("--init-from", default=None,
+                   help="branch: start from this checkpoint's whole state (weights, optimiser, step), e.g. "
+                        "DATA_DIR/models/LONG/ckpt-5000 (sets hparam branch_from); with lr_schedule wsd and "
+                        "num_train_steps = that step + decay_steps the branch anneals to 0 (docs/pretraining.md)")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="save and stop at this step (the schedule stays the whole run's); a rerun continues")
     p.add_argument("--do-train", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_train")
     p.add_argument("--do-eval", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_eval")
     p.add_argument("--eval-data-dir", default=None, help="held-out records (default DATA_DIR/pretrain_tfrecords)")
@@ -50,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from pretrain.config import fill_from_data, from_hparams, layer_hparams
 
     given = layer_hparams(args.hparams or [])
-    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
+    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval),
+                                    ("branch_from", args.init_from)) if v is not None})
     vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
     records_dir = fileio.join(args.data_dir, "pretrain_tfrecords")
     if not given.get("do_train", True):
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 args.data_dir})
     if cfg.do_train:
         run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
-        training.train(run, model_dir, init_checkpoint=args.init_checkpoint)
+        training.train(run, model_dir, init_checkpoint=args.init_checkpoint, stop_at_step=args.stop_at_step)
     if cfg.do_eval:
         run = training.check_inputs(cfg, args.eval_data_dir or fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
         result = training.evaluate(run, model_dir)

@@ -11,7 +11,8 @@ set_logical_cpu_devices(2)  # before TensorFlow creates its devices
 import tensorflow as tf  # noqa: E402
 
 from foundation.errors import UserError  # noqa: E402
-from pretrain.training.distribute import cpu_flags, cpu_precision, device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
+from pretrain.training.distribute import (Compute, cpu_flags, cpu_precision, device_kind, keras_policy,  # noqa: E402
+                                          make_strategy, resolve_compute, resolve_jit_compile, resolve_precision)
 from tpu_metadata import metadata_server, nothing_listening, tpu_vm  # noqa: E402
 
 CPU_ONLY = dict(use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)
@@ -29,6 +30,18 @@ def test_cpu_gets_default_strategy_and_the_precision_its_flags_allow():
     assert resolve_precision("auto", strategy, flags=frozenset({"avx512_bf16"}), jit_compile=True) == "float32"
     assert resolve_precision("auto", strategy) == cpu_precision(cpu_flags())
     assert resolve_precision("bfloat16", strategy) == "bfloat16"
+
+
+def test_auto_resolves_to_the_fastest_measured_setting_per_device():
+    """On a CPU: no XLA, bfloat16 only with native bfloat16 instructions; on a TPU: XLA; explicit values win."""
+    strategy = make_strategy(**CPU_ONLY)
+    bf16, plain = frozenset({"avx512f", "avx512_bf16"}), frozenset({"avx2"})
+    assert resolve_compute("auto", "auto", strategy, flags=bf16) == Compute("bfloat16", False)
+    assert resolve_compute("auto", "auto", strategy, flags=plain) == Compute("float32", False)
+    assert resolve_compute("auto", True, strategy, flags=bf16) == Compute("float32", True)
+    assert resolve_compute("bfloat16", True, strategy, flags=plain) == Compute("bfloat16", True)
+    assert [resolve_jit_compile("auto", kind) for kind in ("cpu", "gpu", "tpu")] == [False, False, True]
+    assert [resolve_jit_compile(False, "tpu"), resolve_jit_compile(True, "cpu")] == [False, True]
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

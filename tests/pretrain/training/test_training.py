@@ -332,6 +332,43 @@ def test_profile_of_one_host_call_for_tensorboard(data_dir):
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
 
 
+def _summary(model_dir, tag):
+    import tensorflow as tf
+
+    return {e.step: float(tf.make_ndarray(v.tensor)) for f in sorted((model_dir / "train").iterdir())
+            for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value if v.tag == tag}
+
+
+@pytest.mark.slow  # ~20 s: three short runs
+def test_a_decay_branch_continues_a_long_runs_checkpoint_and_anneals_to_zero(data_dir):
+    """WSD long run stopped at step 6; a branch from its step-3 checkpoint (weights, optimiser, step) makes
+    step 4 exactly as the long run did, then decays to 0 at step 7."""
+    from pretrain.training.checkpoints import restore_model
+
+    wsd = dict(lr_schedule="wsd", num_warmup_steps=2, save_checkpoints_steps=1, keep_checkpoint_max=0)
+    run_main(data_dir, "long", hp(num_train_steps=1000, decay_steps=100, **wsd), "--stop-at-step", "6")
+    long_dir, branch_dir = data_dir / "models" / "long", data_dir / "models" / "branch"
+    assert _checkpoint_steps(long_dir) == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(UserError, match="is at step 3, not before num_train_steps 3"):
+        run_main(data_dir, "early", hp(num_train_steps=3, decay_steps=1, **wsd), "--init-from", f"{long_dir}/ckpt-3")
+    with pytest.raises(UserError, match="'hidden_size' is 32 in the saved run but 64 now"):
+        run_main(data_dir, "wide", hp(num_train_steps=7, decay_steps=4, hidden_size=64, intermediate_size=128, **wsd),
+                 "--init-from", f"{long_dir}/ckpt-3")
+    run_main(data_dir, "branch", hp(num_train_steps=7, decay_steps=4, **wsd), "--init-from", f"{long_dir}/ckpt-3")
+    assert _checkpoint_steps(branch_dir) == [4, 5, 6, 7]
+    name = "electra.encoder.layer.0.output.dense.weight"
+    weights = {(d.name, s): restore_model(str(d), s)[0].discriminator_weights()[name].numpy()
+               for d, s in ((long_dir, 3), (long_dir, 4), (branch_dir, 4), (branch_dir, 7))}
+    np.testing.assert_allclose(weights["branch", 4], weights["long", 4], rtol=0, atol=1e-7)
+    assert np.abs(weights["branch", 4] - weights["long", 3]).max() > 0
+    # the rate after each step (the next update's): the long run's peak, then linear to 0 at the end
+    assert _summary(long_dir, "learning_rate")[4] == pytest.approx(1e-3)
+    lrs = _summary(branch_dir, "learning_rate")
+    assert [lrs[s] for s in (4, 5, 6, 7)] == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
+    saved = json.loads((branch_dir / "run_config.json").read_text())["hparams"]
+    assert saved["branch_from"] == f"{long_dir}/ckpt-3" and saved["lr_schedule"] == "wsd"
+
+
 def test_each_training_warning_is_said_once_in_a_run(caplog):
     import logging
 
