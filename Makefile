@@ -15,7 +15,8 @@ TPU_TENSORFLOW := $(shell sed -n 's/^TPU_TENSORFLOW=//p' scripts/tpu.env.example
 # so the trainer's jit_compile kernels (training, optimisation, masking, fused ops) cannot run
 # here; `make test` runs them and the TPU step's rehearsal under the CPU build.
 TPU_ENV_TESTS := tests/pretrain/training/test_rehearsal.py tests/pretrain/training/test_distribute.py tests/data_prep/test_tokenization.py tests/data_prep/test_records.py \
-	tests/data_prep/test_build.py tests/data_prep/test_packing.py tests/cloudops/test_doctor.py
+	tests/data_prep/test_build.py tests/data_prep/test_packing.py tests/cloudops/test_doctor.py \
+	tests/cloudops/test_pod_resolver.py
 
 # The TensorFlow matrix: each older minor's CPU build with its Keras (requirements/tfX.Y.txt) in
 # .venv-tfX.Y; `make test` covers 2.21. Every test that touches TensorFlow, the XLA rehearsal of
