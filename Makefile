@@ -58,7 +58,8 @@ test: $(STAMP) tools
 
 $(TPU_STAMP): requirements/base.txt requirements/test-tools.txt setup.py scripts/tpu.env.example scripts/lib.sh
 	rm -rf $(TPU_VENV) && $(PY) -m venv $(TPU_VENV)
-	TPU_TENSORFLOW=$(TPU_TENSORFLOW) TPU_WHEELS= bash -c 'source scripts/lib.sh && eval "$$(tpu_install_command $(TPU_VENV) .)"'
+	RUNTIME_VERSION=tpu-ubuntu2204-base TPU_TENSORFLOW=$(TPU_TENSORFLOW) TPU_WHEELS= \
+	  bash -c 'source scripts/lib.sh && eval "$$(tpu_install_command $(TPU_VENV) .)"'
 	$(TPU_VENV)/bin/pip install -q -r requirements/test-tools.txt
 	touch $(TPU_STAMP)
 

@@ -94,7 +94,7 @@ load_config() {
   [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
   [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
   [[ "$MAX_SEQ_LENGTH" =~ ^[0-9]+$ ]] || die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH is not a number"
-  [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.20.0 (one TPU build of TensorFlow, an exact version)"
+  [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.19.1 (one TPU build of TensorFlow, an exact version)"
   case "$CAPACITY" in
     on-demand | spot | preemptible) ;;
     *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
@@ -154,17 +154,18 @@ tpu_venv_command() {
 # tpu_install_command VENV SRC: the pip commands that put the package from SRC into VENV with
 # exactly one TensorFlow, then tensorflow-text of that minor version without its dependencies
 # (they name the CPU `tensorflow`, which would shadow or overwrite the TPU build). On a pod slice
-# (worker 0) also the `pod` extra: the libraries TPUClusterResolver(tpu=NAME) resolves a name with.
+# (worker 0; only on a -pod image, see check_pod_config) also the `pod` extra: the libraries
+# TPUClusterResolver(tpu=NAME) resolves the slice's name with.
 #  image: the image's TensorFlow and libtpu as they are; the project is installed under
 #    constraints that pin every package of the system Python to the image's version, so pip
 #    replaces or shadows nothing of the image (a conflict stops the install, naming the package).
 #  pip:   the `tpu` extra and $TPU_TENSORFLOW (setup.py pins the same build and its libtpu; pip
 #    refuses a mismatch). `make test-tpu-env` runs this command here.
 tpu_install_command() {
-  local pip="$1/bin/pip" src="$2" extras minor wheels=""
+  local pip="$1/bin/pip" src="$2" extras="" minor wheels=""
   if [[ "$(install_path)" == image ]]; then
     [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-([0-9]+\.[0-9]+)\. ]] && minor="${BASH_REMATCH[1]}"
-    extras=$(is_pod && echo "[pod]" || true)
+    if is_pod; then extras="[pod]"; fi
     echo "$pip install -q --upgrade pip" \
       "&& python3 -m pip list --format=freeze --exclude-editable >\$HOME/electra-image-packages.txt" \
       "&& $pip install -q -c \$HOME/electra-image-packages.txt -e \"$src$extras\"" \
@@ -172,9 +173,8 @@ tpu_install_command() {
     return
   fi
   minor="${TPU_TENSORFLOW#*==}"
-  extras=$(is_pod && echo "[tpu,pod]" || echo "[tpu]")
   [[ -z "$TPU_WHEELS" ]] || wheels=" -f $(printf %q "$TPU_WHEELS")"
-  echo "$pip install -q --upgrade pip && $pip install -q -e \"$src$extras\" $TPU_TENSORFLOW$wheels" \
+  echo "$pip install -q --upgrade pip && $pip install -q -e \"$src[tpu]\" $TPU_TENSORFLOW$wheels" \
     "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${minor%.*}.*")"
 }
 
