@@ -174,7 +174,7 @@ tpu_install_command() {
   fi
   minor="${TPU_TENSORFLOW#*==}"
   [[ -z "$TPU_WHEELS" ]] || wheels=" -f $(printf %q "$TPU_WHEELS")"
-  echo "$pip install -q --upgrade pip && $pip install -q -e \"$src[tpu]\" $TPU_TENSORFLOW$wheels" \
+  echo "$pip install -q --upgrade pip && $pip install -q -e \"${src}[tpu]\" $TPU_TENSORFLOW$wheels" \
     "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${minor%.*}.*")"
 }
 
