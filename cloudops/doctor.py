@@ -46,9 +46,9 @@ VERSIONED = (*TF_BUILDS, "tensorflow-text", "keras", "libtpu")
 KERAS_FLOOR = (3, 6)  # the Keras of TensorFlow 2.18's release and its TPU images; the oldest tested
 # Keras minors known to break the run, and why; the fix names a tested one.
 KERAS_REFUSED = {
-    (3, 7): "creates its int step counters as MEAN-aggregated distributed variables, which TPUStrategy (and "
-            "MirroredStrategy) refuse: 'creating distributed tf.Variable with aggregation=MEAN and a non-floating "
-            "dtype is not supported' (keras issue 20700, fixed in 3.8)",
+    (3, 7): "makes Keras variables MEAN-aggregated by default, and TensorFlow refuses a distributed non-float "
+            "variable with MEAN aggregation ('creating distributed tf.Variable with aggregation=MEAN and a "
+            "non-floating dtype is not supported'): keras issue 20700, on a TPU; fixed in 3.8",
 }
 
 

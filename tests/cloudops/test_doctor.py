@@ -297,10 +297,10 @@ FIX_KERAS = "fix: pip install 'keras==3.6.0' (tested with TensorFlow 2.18) or 'k
                        "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
     ({"keras": "2.15.0"}, f"FAIL keras: 2.15.0, the model needs Keras 3; {FIX_KERAS}"),
     ({"keras": "3.5.0"}, f"FAIL keras: 3.5.0 is older than the oldest tested Keras 3.6; {FIX_KERAS}"),
-    ({"keras": "3.7.0"}, "FAIL keras: 3.7.0 creates its int step counters as MEAN-aggregated distributed variables, "
-                         "which TPUStrategy (and MirroredStrategy) refuse: 'creating distributed tf.Variable with "
-                         "aggregation=MEAN and a non-floating dtype is not supported' (keras issue 20700, fixed in "
-                         f"3.8); {FIX_KERAS}"),
+    ({"keras": "3.7.0"}, "FAIL keras: 3.7.0 makes Keras variables MEAN-aggregated by default, and TensorFlow refuses a "
+                         "distributed non-float variable with MEAN aggregation ('creating distributed tf.Variable "
+                         "with aggregation=MEAN and a non-floating dtype is not supported'): keras issue 20700, on a "
+                         f"TPU; fixed in 3.8; {FIX_KERAS}"),
 ])
 def test_mismatched_versions_are_named_with_the_fix(change, line):
     failed = [c.line() for c in doctor.check_versions(dists(TPU_VM | change), "libtpu==0.0.10", on_tpu=True)
