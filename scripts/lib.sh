@@ -178,6 +178,15 @@ tpu_install_command() {
     "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${minor%.*}.*")"
 }
 
+# smoke_command: the doctor's smoke test as a remote command (docs/tpu_software.md): the installed
+# versions, then the TPU's cores, a bfloat16 matmul and an all-reduce across all of them, in
+# seconds; on a pod slice from worker 0 through the TPU's name. Run it before a long job.
+smoke_command() {
+  local tpu=local
+  if is_pod; then tpu="$TPU_NAME"; fi
+  echo "${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor --smoke --tpu $(printf %q "$tpu") --accelerator-type $ACCELERATOR_TYPE"
+}
+
 # is_pod: true for a multi-host slice (more than one host's 8 cores/chips, e.g. v3-32).
 is_pod() {
   ((${ACCELERATOR_TYPE##*-} > 8))

@@ -230,6 +230,20 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
         assert "--worker=all" not in proc.stdout
 
 
+@pytest.mark.parametrize("values, words", [
+    ({}, ["$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "local", "--accelerator-type", "v3-8"]),
+    (POD, [*CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "tpu-1", "--accelerator-type",
+           "v3-32"]),
+])
+def test_smoke_command_for_a_host_and_a_slice(values, words, tmp_path):
+    """What train.sh runs first on the VM: the doctor's smoke test, on a slice from worker 0 by the TPU's name."""
+    cfg = write_env(tmp_path / "smoke.env", **values)
+    proc = subprocess.run([BASH, "-c", 'source "$0" && CONFIG_FILE="$1" && load_config && smoke_command',
+                           str(SCRIPTS / "lib.sh"), str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert shlex.split(proc.stdout) == words
+
+
 def test_single_host_commands_are_unchanged(env_file):
     """v3-8: the presets' tpu_name "local", no client environment, no hparams layer."""
     (train,) = dry_run("train", env_file)
