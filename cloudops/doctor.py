@@ -1,7 +1,8 @@
 """Preflight for a TPU run (`electra-doctor`): find in a minute what would fail hours in.
 
-Checks, in order: the installed TensorFlow build (exactly one; the TPU build on a TPU VM),
-its version against the supported ones and against tensorflow-text, Keras and libtpu;
+Checks, in order: the install path (the TPU image's TensorFlow, or pip's in this venv), the
+installed TensorFlow build (exactly one; on a TPU VM the image's or tensorflow-tpu), its version
+against the supported ones and against tensorflow-text, Keras (refused versions) and libtpu;
 Cloud Storage credentials; every gs:// path of the run (data dir, model
 dir, logs) is readable and writable by this account (on the TPU VM: the VM's service
 account); the bucket is in the TPU zone's region; the records exist and their manifest
@@ -9,7 +10,8 @@ agrees with the hparams (sequence length, vocab size); the hparams agree with th
 accelerator (core count); this host may drive that TPU as a TensorFlow client (`tpu_name`
 "local" only on a single host; a multi-host slice only by its name, from worker 0, with
 TPU_LOAD_LIBRARY=0: foundation/tpu_host.py); the TPU answers with the expected number
-of cores. Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
+of cores and runs a bfloat16 matmul and an all-reduce across all of them (`smoke_test`,
+docs/tpu_software.md). Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
 only gathers the facts. Exit status 1 if anything failed.
 
     electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\
@@ -17,6 +19,8 @@ only gathers the facts. Exit status 1 if anything failed.
     TPU_LOAD_LIBRARY=0 electra-doctor ... --accelerator-type v3-32 --hparams configs/base.json \\
         --hparams '{"tpu_name": "my-pod", "num_tpu_cores": 32}' --tpu my-pod   # worker 0 of a pod slice
     electra-doctor --versions-only --tpu local    # what scripts/setup_tpu.sh runs after installing
+    electra-doctor --smoke --tpu local            # versions + the TPU's matmul and all-reduce, in seconds
+    electra-doctor --smoke                        # the same on 2 logical CPUs (MirroredStrategy)
 """
 from __future__ import annotations
 
