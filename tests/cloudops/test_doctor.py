@@ -321,15 +321,15 @@ def test_versions_only_cli_reads_this_environment():
 def test_a_tensorflow_outside_the_venv_is_the_images(tmp_path):
     """What a venv made with --system-site-packages sees on a TPU image: a TensorFlow installed outside the
     venv (here: a distribution's metadata on PYTHONPATH) is labelled the image's, and counts as a second build."""
-    info = tmp_path / "tensorflow_tpu-2.18.0.dist-info"
+    info = tmp_path / "tf_nightly-2.18.0.dist-info"  # the name early TPU VM images installed TensorFlow under
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tensorflow-tpu\nVersion: 2.18.0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tf-nightly\nVersion: 2.18.0\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--versions-only"], capture_output=True,
                           text=True, timeout=120, env=env)
     (tf,) = [d for d in doctor.installed_dists() if d.name in doctor.TF_BUILDS]
     assert proc.stdout.splitlines() == [
-        f"FAIL tensorflow: 2 TensorFlow builds installed ({tf.name} {tf.version}, tensorflow-tpu 2.18.0 (the "
+        f"FAIL tensorflow: 2 TensorFlow builds installed ({tf.name} {tf.version}, tf-nightly 2.18.0 (the "
         f"image's)): they overwrite or shadow each other; fix: pip uninstall -y {tf.name}, then pip install -e "
         ".[cpu] (or .[gpu])", "1 checks, 1 failed"]
 
