@@ -1,5 +1,6 @@
 """electra-doctor: the pure checks on hand-made cases, then the whole run on a real GCS emulator."""
 import os
+import re
 import subprocess
 import sys
 
@@ -353,3 +354,19 @@ def test_smoke_test_fails_with_one_line_where_the_step_cannot_run():
 
     (check,) = doctor.smoke_test(tf.distribute.OneDeviceStrategy("/job:nowhere/device:TPU:0"))
     assert check.line().startswith("FAIL smoke test: a bfloat16 matmul and an all-reduce on 1 replicas failed (")
+
+
+def test_every_supported_minor_is_tested_on_the_cpu(root):
+    """SUPPORTED_TF is what `make test` (requirements/cpu.txt) and the matrix (TF_MINORS, requirements/tfX.Y.txt,
+    each pinning that TensorFlow and a Keras the doctor accepts) install, no more, no less."""
+    minors = re.search(r"^TF_MINORS := (.*)$", (root / "Makefile").read_text(), re.M).group(1).split()
+    assert sorted(minors) == sorted(p.name[2:-len(".txt")] for p in (root / "requirements").glob("tf*.txt"))
+    newest = re.search(r"^tensorflow==(\d+\.\d+)\.\*$", (root / "requirements" / "cpu.txt").read_text(), re.M).group(1)
+    assert (*minors, newest) == doctor.SUPPORTED_TF
+    for minor in minors:
+        text = (root / "requirements" / f"tf{minor}.txt").read_text()
+        assert re.search(rf"^tensorflow=={re.escape(minor)}\.\d+$", text, re.M)
+        assert re.search(rf"^tensorflow-text=={re.escape(minor)}\.\d+$", text, re.M)
+        keras = re.search(r"^keras==(\S+)$", text, re.M).group(1)
+        assert doctor._keras_check(keras).ok, keras
+
