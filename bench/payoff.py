@@ -1,55 +1,92 @@
-"""The compute-to-gain curve: pretrain one recipe for a long time, score checkpoints along the way.
+"""The compute-to-gain curve: decayed budgets of one long run per objective, each fine-tuned against random init.
 
-    python bench/payoff.py prepare                 # clean the full NSMC dump, 8k vocab, 128-token records
-    python bench/payoff.py pretrain --objective rtd  # ELECTRA (replaced-token detection), in the background
-    python bench/payoff.py pretrain --objective mlm  # the control: discriminator weight 0 (MLM only)
-    python bench/payoff.py score                   # export the budget checkpoints, fair probe each
-                                                   # -> bench/results/payoff.json, payoff.md, payoff.png
+    python bench/payoff.py curve     # everything below, one run at a time, resumable: rerun the same command
+    python bench/payoff.py prepare   # the full NSMC dump less every probe test and dev review, 8k vocab, 128-token records
+    python bench/payoff.py report    # payoff.json/md/png from what is scored so far, running nothing
 
+`curve` trains each objective (ELECTRA's replaced-token detection, and the MLM-only control) as one
+long warmup-stable-decay run (`lr_schedule: wsd`) to the largest budget, whose own decay ends it. Each
+smaller budget is a branch (`electra-pretrain --init-from`): the long run's checkpoint at ~85% of the
+budget's steps, annealed to 0 at the budget (docs/pretraining.md, "Decay branches"). Budgets go in
+increasing order, both objectives at each, and every point is exported, probed and written to
+bench/results/ as soon as its run ends. The run folder is `$ELECTRA_PAYOFF_DIR` (default `payoff_runs`
+beside the checkout), outside the checkout so a later start on this machine finds it; every step
+skips or resumes what is there (training from its checkpoints, exports and probes by their files).
 Every step calls the project's own commands (electra-clean, electra-vocab, electra-build-data,
-electra-pretrain, electra-export, electra-probe). A budget is a checkpoint of one long run,
-taken at the first checkpoint past the budget's wall-clock minutes (the log's timestamps), so
-one run gives every budget; the learning rate there is the long run's, not a schedule that
-ends at that budget (docs/payoff.md says what that means for the figures).
+electra-pretrain, electra-export, electra-probe).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import math
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from fragment import RESULTS, write_fragment  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("ELECTRA_SHARED_DIR", ROOT.parent / "shared"))
 DUMP = SHARED / "data" / "nsmc_reviews.txt.gz"
-WORK = ROOT / "runs" / "payoff"
+RUNS = Path(os.environ.get("ELECTRA_PAYOFF_DIR", ROOT.parent / "payoff_runs"))
 SENTIMENT_TRAIN = SHARED / "data" / "nsmc_sentiment_train.tsv"  # 40,000 rows: train rows, then dev rows
 SENTIMENT_TEST = SHARED / "data" / "nsmc_sentiment_test.tsv"  # movies disjoint from the train file
-BUDGETS_MINUTES = (5, 15, 45, 120)  # the first checkpoint (step 250) comes ~6 minutes in
+BUDGETS_FLOPS = (1e14, 3e14, 1e15, 2e15)  # the last is the long run's own end
+DECAY_FRACTION = 0.15  # a budget's last 15% of steps anneal to 0
 TRAIN_ROWS = (1000, 4000)
+DEV_ROWS = 1000  # right after the train rows in the train file: choose protocol and rate
 TEST_ROWS = 4000  # one accuracy is +-0.7 points (1 s.e.); seeds vary more than that
-# The fair grid less 1e-4, the worst rate for both arms in issue 14's table and in the first look
-# (shared/measurements): 5 fine-tunings per arm instead of 6, on a CPU shared with the long runs.
-LR_GRID = ("3e-4", "1e-3", "3e-3")
+LR_GRID = ("3e-4", "1e-3", "3e-3")  # issue 14's table: 1e-4 was the worst rate for both arms
+PROTOCOLS = ("plain", "llrd", "lpft", "reinit")
+SEEDS = 5
 
 # The recipe (see docs/payoff.md for why each value): a 4-layer, 128-wide discriminator on the
 # 586k-review dump, 128-token packed records, generator at half the width, Adam bias correction
-# (the original's missing correction makes a short run's first updates 3x too large), bfloat16.
+# (the original's missing correction makes a short run's first updates 3x too large), and the
+# machine's fastest compute (`auto`: bfloat16 without XLA on a CPU with AVX512-BF16).
 RECIPE = {
     "model_size": "small", "embedding_size": 128, "hidden_size": 128, "num_hidden_layers": 4,
     "num_attention_heads": 2, "intermediate_size": 512, "generator_hidden_size": 0.5,
     "max_seq_length": 128, "max_position_embeddings": 128, "train_batch_size": 64,
-    "learning_rate": 1e-3, "adam_bias_correction": True, "num_warmup_steps": 500,
-    "num_train_steps": 40000, "save_checkpoints_steps": 250, "keep_checkpoint_max": 0,
-    "iterations_per_loop": 50, "log_every_steps": 50, "precision": "bfloat16", "jit_compile": True,
+    "learning_rate": 1e-3, "adam_bias_correction": True, "num_warmup_steps": 500, "lr_schedule": "wsd",
+    "save_checkpoints_steps": 250, "keep_checkpoint_max": 5,
+    "iterations_per_loop": 50, "log_every_steps": 50, "precision": "auto", "jit_compile": "auto",
 }
 # The control: BERT's MLM at the discriminator's size (its generator is what gets probed), no discriminator.
-OBJECTIVES = {"rtd": {}, "mlm": {"disc_weight": 0.0, "generator_hidden_size": 1.0}}
+OBJECTIVES = {"mlm": {"disc_weight": 0.0, "generator_hidden_size": 1.0}, "rtd": {}}
+# ELECTRA variants measured at the largest budget only (one long run each, after the curve): a smaller
+# generator (the paper's best range is 1/4-1/2 of the discriminator; a weaker generator's replacements
+# are easier, which may suit a small budget)
+VARIANTS = {"rtd-gen0.25": {"generator_hidden_size": 0.25}}
+
+
+class Budget(NamedTuple):
+    """One point of the curve: a run that branches from the long run at `branch_step` and ends at `end_step`."""
+
+    flops: float  # the budget asked for
+    branch_step: int  # the long run's checkpoint it starts from
+    end_step: int  # where its learning rate reaches 0: its compute is end_step x FLOPs per step
+
+
+def plan(flops_per_step: float, budgets=BUDGETS_FLOPS, decay_fraction: float = DECAY_FRACTION,
+         warmup: int = 0) -> list[Budget]:
+    """The budgets' steps: each ends at ceil(budget / FLOPs per step) and branches at (1 - decay_fraction) of
+    that (the long run stops and saves there: `--stop-at-step`), never inside the warm-up."""
+    out = []
+    for flops in budgets:
+        end = math.ceil(flops / flops_per_step)
+        branch = int(end * (1 - decay_fraction))
+        if branch < max(warmup, 1) or branch >= end:
+            raise SystemExit(f"budget {flops:.0e} is {end} steps: too few to branch after the {warmup} warm-up "
+                             "steps; drop it or lower num_warmup_steps")
+        out.append(Budget(flops, branch, end))
+    return out
 
 
 def run(cmd: list[str]) -> None:
@@ -57,134 +94,183 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def prepare(work: Path, processes: int) -> None:
-    bin_dir = Path(sys.executable).parent
-    run([str(bin_dir / "electra-clean"), "--preset", "kcelectra", "--num-processes", str(processes),
-         str(DUMP), str(work / "clean")])
-    run([str(bin_dir / "electra-vocab"), "--vocab-size", "8000", "--merge-with", "none", "--num-unused", "0",
+def command(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+# --- the corpus: the dump less every review that scores a model ---------------------------------
+def heldout_rows(train_tsv: Path, test_tsv: Path, train_rows=TRAIN_ROWS, dev_rows: int = DEV_ROWS):
+    """The test file's rows (all of them) and the dev rows of every train-row count."""
+    from workflow.labelled_rows import Split, read_split
+
+    test = read_split(str(test_tsv))
+    train = read_split(str(train_tsv), max(train_rows) + dev_rows)
+    devs = [Split(train.texts[r:r + dev_rows], train.labels[r:r + dev_rows]) for r in train_rows]
+    return [test, *devs]
+
+
+def clean_corpus(dump: Path, out: Path, splits) -> dict:
+    """`dump` without the held-out reviews (normalised comparison) -> `out` (gz) and `out`.json with the counts.
+
+    Skipped when `out` exists (written under a temporary name, then renamed), so a rerun's later stages
+    see the same file and skip too.
+    """
+    from workflow.labelled_rows import HeldoutFilter, heldout_keys
+
+    record = out.with_suffix(".json")
+    if out.exists() and record.exists():
+        return json.loads(record.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    drop = HeldoutFilter(heldout_keys(splits))
+    tmp = out.with_name(out.name + ".tmp")
+    opener = gzip.open if dump.suffix == ".gz" else open
+    # newline="\n": a review holding a bare \r stays one line, as the cleaner reads it
+    with opener(dump, "rt", encoding="utf-8", newline="\n") as src, \
+            gzip.open(tmp, "wt", encoding="utf-8", newline="") as dst:
+        for line in drop(line.rstrip("\n") for line in src):
+            dst.write(line + "\n")
+    counts = {"source": str(dump), **drop.result()._asdict()}
+    record.write_text(json.dumps(counts, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"held-out reviews: {counts['dropped']:,} of {counts['lines']:,} corpus lines removed "
+          f"({counts['heldout_found']:,} of {counts['heldout_texts']:,} distinct test/dev texts occurred)", flush=True)
+    return counts
+
+
+def prepare(work: Path, processes: int, dump: Path = DUMP, train_tsv: Path = SENTIMENT_TRAIN,
+            test_tsv: Path = SENTIMENT_TEST, train_rows=TRAIN_ROWS, vocab_size: int = 8000,
+            max_seq_length: int = RECIPE["max_seq_length"]) -> dict:
+    """Clean corpus -> electra-clean -> electra-vocab -> electra-build-data; each skips when finished."""
+    corpus = work / "corpus" / "nsmc_reviews.heldout_removed.txt.gz"
+    counts = clean_corpus(dump, corpus, heldout_rows(train_tsv, test_tsv, train_rows))
+    run([command("electra-clean"), "--preset", "kcelectra", "--num-processes", str(processes),
+         str(corpus), str(work / "clean")])
+    run([command("electra-vocab"), "--vocab-size", str(vocab_size), "--merge-with", "none", "--num-unused", "0",
          str(work / "clean"), str(work / "vocab")])
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     for name in ("vocab.txt", "vocab_settings.json"):
         (data / name).write_bytes((work / "vocab" / name).read_bytes())
-    run([str(bin_dir / "electra-build-data"), "--corpus-dir", str(work / "clean"), "--vocab-file",
-         str(data / "vocab.txt"), "--output-dir", str(data / "pretrain_tfrecords"), "--max-seq-length", "128",
-         "--num-processes", str(processes)])
+    run([command("electra-build-data"), "--corpus-dir", str(work / "clean"), "--vocab-file",
+         str(data / "vocab.txt"), "--output-dir", str(data / "pretrain_tfrecords"), "--max-seq-length",
+         str(max_seq_length), "--num-processes", str(processes)])
+    return counts
 
 
-def pretrain(work: Path, objective: str) -> None:
-    data = work / "data"
-    vocab_size = sum(1 for _ in open(data / "vocab.txt", encoding="utf-8"))
-    hparams = {**RECIPE, **OBJECTIVES[objective], "vocab_size": vocab_size}
-    run([str(Path(sys.executable).parent / "electra-pretrain"), "--data-dir", str(data), "--model-name",
-         objective, "--hparams", json.dumps(hparams)])
+# --- pretraining ------------------------------------------------------------------------------------
+def objective_hparams(work: Path, objective: str, overrides: dict) -> dict:
+    vocab_size = sum(1 for _ in open(work / "data" / "vocab.txt", encoding="utf-8"))
+    return {**RECIPE, **{**OBJECTIVES, **VARIANTS}[objective], **overrides, "vocab_size": vocab_size}
 
 
-def checkpoint_minutes(model_dir: Path) -> dict[int, float]:
-    """Wall-clock minutes from the run's start (run_config.json) to each checkpoint's index file."""
-    start = (model_dir / "run_config.json").stat().st_mtime
-    return {int(p.name[len("ckpt-"):-len(".index")]): (p.stat().st_mtime - start) / 60
-            for p in model_dir.glob("ckpt-*.index")}
-
-
-def budget_steps(minutes: dict[int, float], budgets=BUDGETS_MINUTES) -> dict[float, int]:
-    """The first checkpoint at or past each budget (budgets the run has not reached are left out)."""
-    out = {}
-    for budget in budgets:
-        reached = [step for step, m in sorted(minutes.items()) if m >= budget]
-        if reached:
-            out[budget] = reached[0]
-    return out
-
-
-def flops_per_step(work: Path, objective: str) -> float:
-    sys.path.insert(0, str(ROOT))
+def flops_per_step(hparams: dict) -> float:
     from pretrain import config as pconfig
     from workflow.flops import train_flops_per_step
 
-    saved = json.loads((work / "data" / "models" / objective / "run_config.json").read_text())
-    return train_flops_per_step(pconfig.from_hparams(saved["hparams"]))
+    return train_flops_per_step(pconfig.from_hparams(hparams))
 
 
-def _probe(folder: Path, rows: int, out: Path, random_init: bool, run_missing: bool = True) -> dict | None:
-    """electra-probe with the fair protocol; cached in `out` (a rerun scores only what is missing).
+def budget_hparams(objective: str, hparams: dict, budgets: list[Budget], index: int) -> tuple[str, dict, list[str]]:
+    """(model name, hparams, extra flags) of budget `index`: the long run itself (named `objective`) for the
+    last budget, else a branch from the long run's checkpoint at its `branch_step`."""
+    last = budgets[-1]
+    long_run = {**hparams, "num_train_steps": last.end_step, "decay_steps": last.end_step - last.branch_step}
+    if index == len(budgets) - 1:
+        return objective, long_run, []
+    b = budgets[index]
+    name = f"{objective}-decay-{b.flops:.0e}".replace("+", "")
+    return name, {**long_run, "num_train_steps": b.end_step, "decay_steps": b.end_step - b.branch_step}, [
+        "--init-from", f"{{models}}/{objective}/ckpt-{b.branch_step}"]
 
-    None while another scorer holds `out`'s lock (scorers may run side by side; a killed one leaves
-    its `.lock`, remove it by hand).
+
+def pretrain(work: Path, name: str, hparams: dict, extra: list[str] = ()) -> None:
+    """electra-pretrain (resumes by itself from the model dir's checkpoints; a finished run returns at once)."""
+    models = str(work / "data" / "models")
+    run([command("electra-pretrain"), "--data-dir", str(work / "data"), "--model-name", name, "--hparams",
+         json.dumps(hparams), *[e.replace("{models}", models) for e in extra]])
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def probe(folder: Path, rows: int, out: Path, random_init: bool, settings: dict, run_missing: bool = True):
+    """electra-probe with the protocol; cached in `out` (a rerun scores only what is missing).
+
+    None while another live scorer holds `out`'s lock (the lock names its process; a dead one's is taken over).
     """
-    if not out.exists():
-        if not run_missing:
+    if out.exists() or not run_missing:
+        return json.loads(out.read_text()) if out.exists() else None
+    lock = out.with_suffix(".lock")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        text = lock.read_text().strip()
+        if text.isdigit() and _alive(int(text)):
             return None
-        lock = out.with_suffix(".lock")
-        try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return None
-        cmd = [str(Path(sys.executable).parent / "electra-probe"), str(folder), "--fair", "--train-tsv",
-               str(SENTIMENT_TRAIN), "--test-tsv", str(SENTIMENT_TEST), "--max-train-rows", str(rows),
-               "--max-test-rows", str(TEST_ROWS), "--lr-grid", *LR_GRID, "--output-json", str(out) + ".tmp",
-               "--random-init" if random_init else "--no-random-init"]
-        try:
-            run(cmd)
-            os.replace(str(out) + ".tmp", out)
-        finally:
-            lock.unlink()
+        lock.unlink()  # its scorer died: take over
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    cmd = [command("electra-probe"), str(folder), "--train-tsv", str(settings["train_tsv"]), "--test-tsv",
+           str(settings["test_tsv"]), "--max-train-rows", str(rows), "--dev-rows", str(settings["dev_rows"]),
+           "--max-test-rows", str(settings["test_rows"]), "--lr-grid", *settings["lr_grid"], "--seeds",
+           str(settings["seeds"]), "--protocols", *settings["protocols"], "--output-json", str(out) + ".tmp",
+           "--random-init" if random_init else "--no-random-init"]
+    try:
+        run(cmd)
+        os.replace(str(out) + ".tmp", out)
+    finally:
+        lock.unlink()
     return json.loads(out.read_text())
 
 
-def _export(work: Path, objective: str, step: int) -> Path:
-    out = work / "exports" / f"{objective}-{step}"
+def export(work: Path, name: str, objective: str, step: int) -> Path:
+    out = work / "exports" / f"{name}-{step}"
     if not out.exists():
-        run([str(Path(sys.executable).parent / "electra-export"), "--model-dir",
-             str(work / "data" / "models" / objective), "--output-dir", str(out), "--step", str(step)])
+        run([command("electra-export"), "--model-dir", str(work / "data" / "models" / name), "--output-dir",
+             str(out), "--step", str(step)])
     # MLM only: the generator is the model (the discriminator was never run)
     return out / ("generator" if objective == "mlm" else "discriminator")
 
 
-def score(work: Path, jobs: int, reverse: bool = False, run_missing: bool = True) -> list[dict]:
+def score_point(work: Path, objective: str, name: str, budget: Budget, per_step: float, settings: dict,
+                jobs: int, run_missing: bool = True) -> list[dict]:
+    """The point's rows (one per train-row count), probing what is missing; [] while any part is elsewhere."""
+    if not run_missing and not (work / "exports" / f"{name}-{budget.end_step}").exists():
+        return []
+    folder = export(work, name, objective, budget.end_step)
     scores = work / "scores"
     scores.mkdir(parents=True, exist_ok=True)
-    tasks = []  # (objective, budget, step, minutes, rows)
-    for objective in OBJECTIVES:
-        model_dir = work / "data" / "models" / objective
-        if not model_dir.exists():
-            continue
-        minutes = checkpoint_minutes(model_dir)
-        for budget, step in budget_steps(minutes).items():
-            tasks += [(objective, budget, step, minutes[step], rows) for rows in TRAIN_ROWS]
-    if not tasks:
-        raise SystemExit(f"no checkpoints under {work}/data/models: run `payoff.py pretrain` first")
-    if reverse:  # a second scorer works from the other end
-        tasks.reverse()
-    if not run_missing:  # report what is scored, export nothing
-        tasks = [t for t in tasks if (scores / f"{t[0]}-{t[2]}-{t[4]}.json").exists()]
-    folders = {(t[0], t[2]): _export(work, t[0], t[2]) for t in tasks}  # one at a time: no two writers
-    # the random-init arm is the same architecture for every checkpoint: fine-tuned once per row count
-    baseline_folder = folders[tasks[0][0], tasks[0][2]]
 
-    def one(task):
-        objective, budget, step, minutes, rows = task
-        return task, _probe(folders[objective, step], rows, scores / f"{objective}-{step}-{rows}.json", False,
-                            run_missing)
+    def both(rows):  # the random-init arm is the same architecture at every point: fine-tuned once per row count
+        base = probe(folder, rows, scores / f"random-init-{rows}.json", True, settings, run_missing)
+        return base, probe(folder, rows, scores / f"{name}-{budget.end_step}-{rows}.json", False, settings,
+                           run_missing)
 
     with ThreadPoolExecutor(jobs) as pool:
-        baselines = dict(zip(TRAIN_ROWS, pool.map(
-            lambda rows: _probe(baseline_folder, rows, scores / f"random-init-{rows}.json", True, run_missing),
-            TRAIN_ROWS)))
-        results = list(pool.map(one, tasks))
-    per_step = {o: flops_per_step(work, o) for o in {t[0] for t in tasks}}
+        results = list(pool.map(both, settings["train_rows"]))
     points = []
-    for (objective, budget, step, minutes, rows), r in results:
-        base = baselines[rows]
-        if r is None or base is None:  # still being scored elsewhere: the next run adds it
+    for rows, (base, r) in zip(settings["train_rows"], results):
+        if r is None or base is None:
             continue
         points.append({
-            "objective": objective, "budget_minutes": budget, "step": step, "minutes": round(minutes, 1),
-            "flops": per_step[objective] * step, "train_rows": rows,
+            "objective": objective, "budget_flops": budget.flops, "branch_step": budget.branch_step,
+            "step": budget.end_step, "flops": per_step * budget.end_step, "train_rows": rows,
             "pretrained_mean": r["pretrained_accuracy"], "pretrained_std": r["pretrained_std"],
             "pretrained_lr": r["pretrained"]["learning_rate"],
+            "pretrained_protocol": r["pretrained"].get("protocol", "plain"),
+            "seeds": len(r["pretrained"]["accuracies"]),
             "random_init_mean": base["random_init_accuracy"], "random_init_std": base["random_init_std"],
             "random_init_lr": base["random_init"]["learning_rate"],
+            "random_init_protocol": base["random_init"].get("protocol", "plain"),
             "gain": r["pretrained_accuracy"] - base["random_init_accuracy"],
             "frozen_pretrained": r["frozen"]["pretrained_accuracy"],
             "frozen_random_init_mean": base["frozen"]["random_init_accuracy"],
@@ -195,27 +281,78 @@ def score(work: Path, jobs: int, reverse: bool = False, run_missing: bool = True
     return points
 
 
-def report(points: list[dict]) -> str:
-    rows = [f"| {p['objective']} | {p['budget_minutes']} | {p['minutes']:.0f} | {p['step']:,} | {p['flops']:.2e} | "
-            f"{p['train_rows']:,} | {p['pretrained_mean']:.3f} +- {p['pretrained_std']:.3f} | "
-            f"{p['random_init_mean']:.3f} +- {p['random_init_std']:.3f} | {100 * p['gain']:+.1f} | "
+# --- the curve --------------------------------------------------------------------------------------
+def walk(work: Path, args, train: bool) -> list[dict]:
+    """Every (budget, objective) in order, then each variant at the largest budget: train it (if `train`),
+    score it, record the points so far."""
+    overrides = json.loads(args.hparams)
+    settings = probe_settings(args)
+    points = []
+    runs = [(index, objective, args.budgets) for index in range(len(args.budgets)) for objective in args.objectives]
+    runs += [(0, variant, args.budgets[-1:]) for variant in args.variants]  # the largest budget only
+    for index, objective, asked in runs:
+        hparams = objective_hparams(work, objective, overrides)
+        per_step = flops_per_step(hparams)
+        budgets = plan(per_step, asked, DECAY_FRACTION, hparams["num_warmup_steps"])
+        name, run_hparams, extra = budget_hparams(objective, hparams, budgets, index)
+        if train:
+            if extra:  # the long run up to the branch's checkpoint first (its schedule unchanged)
+                _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
+                pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
+            pretrain(work, name, run_hparams, extra)
+        points += score_point(work, objective, name, budgets[index], per_step, settings, args.jobs,
+                              run_missing=train)
+        if train:
+            record(work, points, settings)
+    return points
+
+
+def probe_settings(args) -> dict:
+    return {"train_tsv": args.train_tsv, "test_tsv": args.test_tsv, "train_rows": tuple(args.train_rows),
+            "dev_rows": args.dev_rows, "test_rows": args.test_rows, "lr_grid": tuple(args.lr_grid),
+            "seeds": args.seeds, "protocols": tuple(args.protocols), "results_dir": args.results_dir}
+
+
+def record(work: Path, points: list[dict], settings: dict) -> None:
+    """bench/results/payoff.{json,md,png} (or `--results-dir`) from the points so far."""
+    exclusion = work / "corpus" / "nsmc_reviews.heldout_removed.txt.json"
+    excluded = json.loads(exclusion.read_text()) if exclusion.exists() else None
+    results = Path(settings["results_dir"])
+    results.mkdir(parents=True, exist_ok=True)
+    tmp = results / "payoff.json.tmp"
+    tmp.write_text(json.dumps({"corpus_exclusion": excluded, "points": points}, indent=2) + "\n")
+    os.replace(tmp, results / "payoff.json")
+    plot(points, results / "payoff.png")
+    write_fragment(results / "payoff.md", report(points, settings, excluded))
+
+
+def report(points: list[dict], settings: dict, excluded: dict | None) -> str:
+    rows = [f"| {p['objective']} | {p['budget_flops']:.0e} | {p['branch_step']:,} -> {p['step']:,} | {p['flops']:.2e} | "
+            f"{p['train_rows']:,} | {p['pretrained_mean']:.3f} +- {p['pretrained_std']:.3f} "
+            f"({p['pretrained_protocol']}, {p['pretrained_lr']:g}) | "
+            f"{p['random_init_mean']:.3f} +- {p['random_init_std']:.3f} "
+            f"({p['random_init_protocol']}, {p['random_init_lr']:g}) | {100 * p['gain']:+.1f} | "
             f"{p['frozen_pretrained']:.3f} vs {p['frozen_random_init_mean']:.3f} | "
             f"{p['heldout_generator_accuracy']:.3f} vs {p['unigram_baseline_accuracy']:.3f} | "
             + (f"{p['heldout_discriminator_auc']:.3f} vs {p['token_only_auc']:.3f} |"
                if p["heldout_discriminator_auc"] is not None else "- |")
             for p in sorted(points, key=lambda p: (p["objective"] != "rtd", p["train_rows"], p["step"]))]
+    corpus = (f"The pretraining text is the NSMC dump less every review of the probe's test file and dev rows "
+              f"(normalised comparison): {excluded['dropped']:,} of {excluded['lines']:,} lines removed."
+              if excluded else "")
     return "\n".join([
         "## Payoff: probe gain against pretraining compute",
         "",
-        "`python bench/payoff.py prepare && python bench/payoff.py pretrain --objective rtd` (and `mlm`, both at",
-        "once, one thread each) `&& python bench/payoff.py score`. Recipe and reading: docs/payoff.md. Fine-tuning",
-        f"protocol per point: rate chosen per arm from {'/'.join(LR_GRID)} on 1,000 dev rows cut from the train",
-        f"file, 3 seeds, {TEST_ROWS:,} test rows (movies disjoint from the train file); the random-init arm is",
-        "the same architecture, fine-tuned with the same protocol once per row count.",
+        "`python bench/payoff.py curve` (one run at a time, resumable). Recipe and reading: docs/payoff.md. Each",
+        "budget is a run annealed to 0 (warmup-stable-decay), branched from one long run per objective. Fine-tuning",
+        f"per point: protocol ({'/'.join(settings['protocols'])}) and rate ({'/'.join(settings['lr_grid'])}) chosen per",
+        f"arm on {settings['dev_rows']:,} dev rows cut from the train file, {settings['seeds']} seeds at the choice,",
+        f"{settings['test_rows']:,} test rows (movies disjoint from the train file); the random-init arm is the same",
+        "architecture, fine-tuned with the same protocol once per row count. " + corpus,
         "",
-        "| objective | budget (min) | minutes | step | FLOPs | train rows | pretrained | random init | gain (pts) "
-        "| frozen probe | gen top-1 vs unigram | disc AUC vs token-only |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|---|---|---|",
+        "| objective | budget | steps (branch -> end) | FLOPs | train rows | pretrained (protocol, lr) "
+        "| random init (protocol, lr) | gain (pts) | frozen probe | gen top-1 vs unigram | disc AUC vs token-only |",
+        "|---|---:|---:|---:|---:|---|---|---:|---|---|---|",
         *rows,
         "",
         "![payoff](bench/results/payoff.png)",
@@ -229,47 +366,60 @@ def plot(points: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, label in ((axes[0], "flops", "pretraining FLOPs"), (axes[1], "minutes", "pretraining minutes")):
-        for objective in OBJECTIVES:
-            for rows, marker in zip(TRAIN_ROWS, "os"):
-                pts = sorted((p for p in points if p["objective"] == objective and p["train_rows"] == rows),
-                             key=lambda p: p[key])
-                if not pts:
-                    continue
-                err = [100 * (p["pretrained_std"] ** 2 + p["random_init_std"] ** 2) ** 0.5 for p in pts]
-                ax.errorbar([p[key] for p in pts], [100 * p["gain"] for p in pts], yerr=err, marker=marker,
-                            capsize=3, label=f"{objective}, {rows:,} rows")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("probe gain over random init (points)")
-    axes[0].legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for objective in sorted({p["objective"] for p in points}):
+        for rows, marker in zip(sorted({p["train_rows"] for p in points}), "os^v"):
+            pts = sorted((p for p in points if p["objective"] == objective and p["train_rows"] == rows),
+                         key=lambda p: p["flops"])
+            if not pts:
+                continue
+            err = [100 * (p["pretrained_std"] ** 2 + p["random_init_std"] ** 2) ** 0.5 for p in pts]
+            ax.errorbar([p["flops"] for p in pts], [100 * p["gain"] for p in pts], yerr=err, marker=marker,
+                        capsize=3, label=f"{objective}, {rows:,} rows")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("pretraining FLOPs (decayed budgets)")
+    ax.set_ylabel("probe gain over random init (points)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("prepare", "pretrain", "score", "report"),
-                   help="report: payoff.json/md/png from what is scored so far, running nothing")
-    p.add_argument("--work-dir", default=str(WORK))
-    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="rtd")
+    p.add_argument("command", choices=("prepare", "curve", "report"))
+    p.add_argument("--work-dir", default=str(RUNS), help="the run folder (default $ELECTRA_PAYOFF_DIR or "
+                                                          "payoff_runs beside the checkout)")
+    p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS_FLOPS), help="FLOPs, increasing")
+    p.add_argument("--objectives", nargs="+", choices=tuple(OBJECTIVES), default=list(OBJECTIVES))
+    p.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=list(VARIANTS),
+                   help="ELECTRA variants run to the largest budget only, after the curve (none: --variants)")
+    p.add_argument("--hparams", default="{}", help="JSON overrides of RECIPE (a toy run: smaller sizes)")
+    p.add_argument("--corpus", default=str(DUMP), help="the raw text (one review a line, a blank line between movies)")
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--train-tsv", default=str(SENTIMENT_TRAIN))
+    p.add_argument("--test-tsv", default=str(SENTIMENT_TEST))
+    p.add_argument("--train-rows", type=int, nargs="+", default=list(TRAIN_ROWS))
+    p.add_argument("--dev-rows", type=int, default=DEV_ROWS)
+    p.add_argument("--test-rows", type=int, default=TEST_ROWS)
+    p.add_argument("--lr-grid", nargs="+", default=list(LR_GRID))
+    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
+    p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--num-processes", type=int, default=2)
-    p.add_argument("--jobs", type=int, default=2, help="probes at once (score)")
-    p.add_argument("--reverse", action="store_true", help="score the last budgets first (a second scorer)")
+    p.add_argument("--results-dir", default=str(RESULTS), help="where payoff.json/md/png go (a toy run: elsewhere)")
+    p.add_argument("--jobs", type=int, default=2, help="probes at once (after each run; never beside training)")
     args = p.parse_args()
+    if args.budgets != sorted(args.budgets):
+        raise SystemExit("--budgets must be increasing")
     work = Path(args.work_dir)
-    if args.command == "prepare":
-        prepare(work, args.num_processes)
-    elif args.command == "pretrain":
-        pretrain(work, args.objective)
-    else:
-        points = score(work, args.jobs, args.reverse, run_missing=args.command == "score")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "payoff.json").write_text(json.dumps(points, indent=2) + "\n")
-        plot(points, RESULTS / "payoff.png")
-        write_fragment("payoff.md", report(points))
+    if args.command in ("prepare", "curve"):
+        prepare(work, args.num_processes, Path(args.corpus), Path(args.train_tsv), Path(args.test_tsv),
+                tuple(args.train_rows), args.vocab_size,
+                json.loads(args.hparams).get("max_seq_length", RECIPE["max_seq_length"]))
+    if args.command == "curve":
+        walk(work, args, train=True)
+    elif args.command == "report":
+        record(work, walk(work, args, train=False), probe_settings(args))
 
 
 if __name__ == "__main__":

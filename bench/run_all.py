@@ -22,6 +22,7 @@ BENCHES = [
     ("bench_clean.py", "clean.md"),
     ("bench_build.py", "build.md"),
     ("bench_train_throughput.py", "train_throughput.md"),
+    ("bench_precision.py", "precision.md"),
     ("bench_encoder_step.py", "encoder_step.md"),
     ("precision_learning.py", "precision_learning.md"),
     ("bench_flops_memory.py", "flops_memory.md"),

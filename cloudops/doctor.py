@@ -356,7 +356,11 @@ def _bucket_checks(store: storage.Storage, data_dir: storage.GcsUri, zone: str |
     return [check_bucket_region(bucket.name, bucket.location or "?", list(bucket.data_locations or []), zone)]
 
 
-def _records_checks(store: storage.Storage, data_dir: storage.GcsUri, hparams: Any) -> list[Check]:
+def _records_checks(store: storage.Storage, data_dir: storage.GcsUri, given: dict[str, Any]) -> list[Check]:
+    """The records, and their manifest against the hparams as the trainer resolves them (`fill_from_data`:
+    vocab_size and max_seq_length from the data where no layer set them)."""
+    from pretrain.config import fill_from_data, from_hparams
+
     records_dir = data_dir.child("pretrain_tfrecords")
     try:
         objects = storage.list_objects(store, records_dir)
@@ -372,6 +376,7 @@ def _records_checks(store: storage.Storage, data_dir: storage.GcsUri, hparams: A
     if records.MANIFEST in names:
         text = store.client.bucket(records_dir.bucket).blob(names[records.MANIFEST].name).download_as_text()
         manifest = records.Manifest.from_json(text, str(records_dir.child(records.MANIFEST)))
+    hparams = from_hparams(fill_from_data(given, manifest and manifest.vocab_size, manifest and manifest.max_seq_length))
     return found + check_manifest(manifest, hparams, str(records_dir))
 
 
@@ -392,9 +397,10 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
     add(check_versions(installed_dists(), libtpu_requirement(), on_tpu=tpu != "none"))
     root = storage.parse_uri(data_dir)
     try:
-        hparams = from_hparams(layer_hparams(hparams_sources))
-        add([Check("hparams", True, f"{' + '.join(hparams_sources)}: model_size={hparams.model_size}, "
-                                    f"max_seq_length={hparams.max_seq_length}, vocab_size={hparams.vocab_size}")])
+        given = layer_hparams(hparams_sources)
+        hparams = from_hparams(given)
+        sizes = ", ".join(f"{k}={given[k] if k in given else 'from the data'}" for k in ("max_seq_length", "vocab_size"))
+        add([Check("hparams", True, f"{' + '.join(hparams_sources)}: model_size={hparams.model_size}, {sizes}")])
     except UserError as exc:
         hparams = None
         add([Check("hparams", False, str(exc))])
@@ -408,7 +414,7 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
         add([check_read_write(store, uri) for uri in (root, root.child(f"models/{model_name}"), root.child("logs"))])
         add(_bucket_checks(store, root, zone))
         if hparams is not None:
-            add(_records_checks(store, root, hparams))
+            add(_records_checks(store, root, given))
     if tpu != "none":
         client = None
         if hparams is not None:

@@ -32,6 +32,7 @@ MODEL_OVERRIDE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads"
                        "type_vocab_size", "embedding_size", "vocab_size")
 OPTIMIZERS = ("adamw", "lamb")
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+LR_SCHEDULES = ("linear", "wsd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +69,17 @@ class PretrainConfig:
     lr_decay_power: float = 1.0
     weight_decay_rate: float = 0.01
     num_warmup_steps: int = 10000
+    # ours: "linear" is the original's warm-up then linear decay over the whole run; "wsd" holds the peak
+    # rate after warm-up and decays linearly to 0 over the last decay_steps (0: decay_fraction of the run)
+    lr_schedule: str = "linear"
+    decay_steps: int = 0
+    decay_fraction: float = 0.2
+    branch_from: str | None = None  # a checkpoint (MODEL_DIR/ckpt-N or a model dir) whose whole state starts the run
     # training (original keys)
     iterations_per_loop: int = 200
     save_checkpoints_steps: int = 1000
+    save_checkpoints_secs: float = 0.0  # ours: also save when this much wall-clock time passed; 0 = steps only
+    profile_host_call: int = 0  # ours: write a TensorBoard profile of this run's N-th host call; 0 = none
     num_train_steps: int = 1000000
     num_eval_steps: int = 100
     keep_checkpoint_max: int = 5
@@ -111,7 +120,7 @@ class PretrainConfig:
     clip_norm: float = 1.0
     precision: str = "auto"  # bfloat16 on TPU, float16 on GPU; on a CPU bfloat16 if it has AVX512-BF16/AMX
     gradient_accumulation_steps: int = 1
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"  # XLA for the forward/backward pass; auto: on TPU only (distribute.py)
     watchdog_seconds: float = 0.0  # 0 = no hang watchdog
     num_gpus: int | None = None
     log_every_steps: int = 10
@@ -127,6 +136,11 @@ class PretrainConfig:
 
     def generator_dims(self) -> EncoderDims:
         return generator_dims(self.discriminator_dims(), self.generator_hidden_size, self.generator_layers)
+
+    @property
+    def lr_decay_steps(self) -> int:
+        """The WSD schedule's decay length: `decay_steps`, or `decay_fraction` of the run when it is 0."""
+        return wsd_decay_steps(self.num_train_steps, self.decay_steps, self.decay_fraction)
 
     @property
     def max_predictions_per_seq(self) -> int:
@@ -145,6 +159,11 @@ def max_predictions_per_seq(mask_prob: float, max_seq_length: int) -> int:
     (The original evaluates this before applying the size preset; here it uses the final values.)
     """
     return int((mask_prob + 0.005) * max_seq_length)
+
+
+def wsd_decay_steps(num_train_steps: int, decay_steps: int, decay_fraction: float) -> int:
+    """Steps of the WSD decay: `decay_steps` when given (> 0), else `round(decay_fraction * num_train_steps)`."""
+    return decay_steps if decay_steps > 0 else int(round(decay_fraction * num_train_steps))
 
 
 def default_heads(hidden_size: int) -> int:
@@ -243,11 +262,12 @@ def _coerce(key: str, value: Any) -> Any:
         if type(None) in allowed:
             return None
         raise UserError(f"hparam '{key}' must not be null")
-    kind = next(t for t in allowed if t is not type(None))
-    numeric = kind is float and isinstance(value, int)
-    if isinstance(value, bool) != (kind is bool) or not (isinstance(value, kind) or numeric):
-        raise UserError(f"hparam '{key}' must be {kind.__name__}, got {value!r}")
-    return float(value) if kind is float else value
+    kinds = [t for t in allowed if t is not type(None)]
+    for kind in kinds:
+        numeric = kind is float and isinstance(value, int)
+        if isinstance(value, bool) == (kind is bool) and (isinstance(value, kind) or numeric):
+            return float(value) if kind is float else value
+    raise UserError(f"hparam '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
 
 def validate(cfg: PretrainConfig) -> PretrainConfig:
@@ -258,6 +278,7 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 
     need(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     need(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+    need(cfg.jit_compile in (True, False, "auto"), "jit_compile", 'must be true, false or "auto"')
     need(0.0 < cfg.mask_prob < 1.0, "mask_prob", "must be in (0, 1)")
     need(cfg.max_predictions_per_seq >= 1, "mask_prob", "gives max_predictions_per_seq < 1 at this max_seq_length")
     need(cfg.max_seq_length >= 4, "max_seq_length", "must be at least 4")
@@ -273,9 +294,19 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
     for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
                 "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
         need(getattr(cfg, key) >= 1, key, "must be at least 1")
+    need(cfg.save_checkpoints_secs >= 0, "save_checkpoints_secs", "must be >= 0 (0 = by steps only)")
+    need(cfg.profile_host_call >= 0, "profile_host_call", "must be >= 0 (0 = no profile)")
     need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
     need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.learning_rate > 0, "learning_rate", "must be positive")
+    need(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
+    need(0.0 <= cfg.decay_fraction <= 1.0, "decay_fraction", "must be in [0, 1]")
+    need(cfg.decay_steps >= 0, "decay_steps", "must be >= 0 (0: decay_fraction of num_train_steps)")
+    if cfg.lr_schedule == "wsd":
+        need(cfg.num_warmup_steps + cfg.lr_decay_steps <= cfg.num_train_steps,
+             "decay_steps" if cfg.decay_steps else "decay_fraction",
+             f"the decay must start after the {cfg.num_warmup_steps} warm-up steps, within num_train_steps "
+             f"{cfg.num_train_steps}")
     need(cfg.train_batch_size % cfg.gradient_accumulation_steps == 0, "train_batch_size",
          f"must be divisible by gradient_accumulation_steps {cfg.gradient_accumulation_steps}")
     need(cfg.electra_objective, "electra_objective", "only the ELECTRA objective is implemented")
@@ -288,3 +319,17 @@ def validate(cfg: PretrainConfig) -> PretrainConfig:
 def config_path(name: str) -> str:
     """A bundled preset (`demo`, `tiny`, `small`, `base`, `large`): `configs/<name>.json`, package data."""
     return electra_data.preset(name)
+
+
+def fill_from_data(given: Mapping[str, Any], vocab_size: int | None, max_seq_length: int | None) -> dict[str, Any]:
+    """The hparams layers with `vocab_size` and `max_seq_length` taken from the data where no layer set them.
+
+    A merged vocab almost never has a preset's size, so the presets leave `vocab_size` to the
+    vocab file; where a layer does set either key, the trainer and the doctor check it against
+    the vocab and the records' manifest instead (one error naming both values).
+    """
+    filled = dict(given)
+    for key, value in (("vocab_size", vocab_size), ("max_seq_length", max_seq_length)):
+        if value is not None:
+            filled.setdefault(key, value)
+    return filled

@@ -22,11 +22,13 @@ esac
 
 checks=(--data-dir "$DATA_DIR" --model-name "$MODEL_NAME" --zone "$ZONE" --accelerator-type "$ACCELERATOR_TYPE")
 if [[ "$where" == local ]]; then
-  run "$(local_python)" -m cloudops.doctor "${checks[@]}" --hparams "$REPO_DIR/$HPARAMS" --tpu none
+  override=()
+  if [[ -n "$HPARAMS_OVERRIDE" ]]; then override=(--hparams "$HPARAMS_OVERRIDE"); fi
+  run "$(local_python)" -m cloudops.doctor "${checks[@]}" --hparams "$REPO_DIR/$HPARAMS" "${override[@]}" --tpu none
 else
   require_gcloud
   # the hparams and the TPU exactly as train.sh gives them to the trainer
-  client="--hparams $HPARAMS --tpu local"
-  if is_pod; then client="--hparams $HPARAMS --hparams $(client_hparams) --tpu $(printf %q "$TPU_NAME")"; fi
+  client="$(run_hparams) --tpu local"
+  if is_pod; then client="$(run_hparams) --tpu $(printf %q "$TPU_NAME")"; fi
   on_tpu "cd $REMOTE_SRC && ${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor $(quote_cmd "${checks[@]}") $client"
 fi

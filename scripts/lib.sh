@@ -15,8 +15,10 @@ ASSUME_YES=0
 ARGS=()
 
 # Keys a tpu.env may set; anything else is a typo and an error.
+# RUN_KEYS: the supervised run's keys, checked by load_run_options (end of this file).
+RUN_KEYS=(QUEUE_WAIT HPARAMS_OVERRIDE ON_FINISH)
 REQUIRED_KEYS=(PROJECT ZONE TPU_NAME ACCELERATOR_TYPE RUNTIME_VERSION BUCKET RUN_NAME)
-OPTIONAL_KEYS=(CAPACITY MODEL_NAME HPARAMS MAX_SEQ_LENGTH SOURCE SOURCE_REF TPU_TENSORFLOW TPU_WHEELS)
+OPTIONAL_KEYS=(CAPACITY MODEL_NAME HPARAMS MAX_SEQ_LENGTH SOURCE SOURCE_REF TPU_TENSORFLOW TPU_WHEELS "${RUN_KEYS[@]}")
 
 # Paths on the TPU VM (in the ssh user's home), as they appear in remote commands.
 # shellcheck disable=SC2016  # expanded by the remote shell, not here
@@ -82,7 +84,6 @@ load_config() {
   CAPACITY="${CAPACITY:-on-demand}"
   MODEL_NAME="${MODEL_NAME:-electra-small}"
   HPARAMS="${HPARAMS:-configs/small.json}"
-  MAX_SEQ_LENGTH="${MAX_SEQ_LENGTH:-512}"
   SOURCE_REF="${SOURCE_REF:-main}"
   SOURCE="${SOURCE:-}"
   TPU_TENSORFLOW="${TPU_TENSORFLOW:-$(example_value TPU_TENSORFLOW)}"
@@ -93,16 +94,16 @@ load_config() {
   [[ "$BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || die "$CONFIG_FILE: BUCKET=$BUCKET is not a bucket name (no gs://, no slashes)"
   [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
   [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
-  [[ "$MAX_SEQ_LENGTH" =~ ^[0-9]+$ ]] || die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH is not a number"
   [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.19.1 (one TPU build of TensorFlow, an exact version)"
   case "$CAPACITY" in
-    on-demand | spot | preemptible) ;;
-    *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot or preemptible" ;;
+    on-demand | spot | reserved | preemptible) ;;
+    *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot, reserved or preemptible" ;;
   esac
   CLIENT_ENV=""
   if is_pod; then CLIENT_ENV="TPU_NAME=$(printf %q "$TPU_NAME") TPU_LOAD_LIBRARY=0 "; fi
   DATA_DIR="gs://$BUCKET/$RUN_NAME"
   REGION="${ZONE%-*}"
+  load_run_options
 }
 
 # check_pod_config: for the scripts that create or use the TPU (not delete/follow/upload):
@@ -262,4 +263,155 @@ local_python() {
   else
     echo python3
   fi
+}
+
+# ==== The supervised run (issue 25): queued TPUs, the TPU's state, the run under systemd =======
+# Kept apart from the install functions above.
+
+# Where the supervised run lives on the VM (cloudops.supervisor's state dir) and its systemd unit.
+# shellcheck disable=SC2016
+REMOTE_STATE='$HOME/electra-logs/train'
+UNIT=electra-train
+STALL_SECONDS=10800 # no output at all for 3 h: the supervisor kills and restarts (the watchdog misses a first-call hang)
+GCLOUD_QR=(gcloud compute tpus queued-resources)
+
+# load_run_options: defaults and checks of RUN_KEYS (load_config calls it last).
+load_run_options() {
+  QUEUE_WAIT="${QUEUE_WAIT:-6h}"
+  HPARAMS_OVERRIDE="${HPARAMS_OVERRIDE:-}"
+  ON_FINISH="${ON_FINISH:-keep}"
+  [[ "$QUEUE_WAIT" =~ ^[1-9][0-9]*[mhd]$ ]] || die "$CONFIG_FILE: QUEUE_WAIT=$QUEUE_WAIT is not a duration like 90m, 6h or 2d"
+  case "$ON_FINISH" in
+    keep | export | export-delete) ;;
+    *) die "$CONFIG_FILE: ON_FINISH=$ON_FINISH must be keep, export or export-delete" ;;
+  esac
+  [[ -z "$HPARAMS_OVERRIDE" || "$HPARAMS_OVERRIDE" =~ ^\{.*\}$ || "$HPARAMS_OVERRIDE" =~ ^gs://[^[:space:]]+\.json$ ]] ||
+    die "$CONFIG_FILE: HPARAMS_OVERRIDE must be a JSON object on one line ({\"learning_rate\": 1e-4}) or a gs://.../FILE.json"
+}
+
+# duration_seconds 6h: QUEUE_WAIT in seconds.
+duration_seconds() {
+  local n="${1%?}"
+  case "${1: -1}" in
+    m) echo $((n * 60)) ;;
+    h) echo $((n * 3600)) ;;
+    d) echo $((n * 86400)) ;;
+  esac
+}
+
+# run_hparams: the trainer's --hparams after HPARAMS: the pod slice's layer, then HPARAMS_OVERRIDE
+# (last, so it wins), each quoted for the remote shell.
+run_hparams() {
+  local layers="--hparams $HPARAMS"
+  if is_pod; then layers+=" --hparams $(client_hparams)"; fi
+  if [[ -n "$HPARAMS_OVERRIDE" ]]; then layers+=" --hparams '${HPARAMS_OVERRIDE//\'/\'\\\'\'}'"; fi
+  echo "$layers"
+}
+
+# query VAR ANSWER CMD...: run a read-only gcloud query and put its output in VAR (empty when it
+# fails: the thing does not exist). A dry run prints it with "# query" and its dry-run ANSWER.
+query() {
+  local var="$1" assume="$2" answer=""
+  shift 2
+  if ((DRY_RUN)); then
+    echo "$(quote_cmd "$@")  # query (dry run: ${assume:-none})"
+    printf -v "$var" '%s' "$assume"
+    return 0
+  fi
+  answer="$("$@" 2>/dev/null)" || answer=""
+  printf -v "$var" '%s' "$answer"
+}
+
+# tpu_state ANSWER: TPU_STATE and TPU_TYPE of the TPU VM (both empty: there is none).
+tpu_state() {
+  local info
+  query info "$1" "${GCLOUD_TPU[@]}" describe "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" \
+    --format='value(state,acceleratorType)'
+  read -r TPU_STATE TPU_TYPE <<<"$info" || true
+  TPU_TYPE="${TPU_TYPE##*/}"
+}
+
+# queued_state ANSWER: QR_STATE of the queued resource named TPU_NAME (empty: there is none).
+queued_state() {
+  query QR_STATE "$1" "${GCLOUD_QR[@]}" describe "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" \
+    --format='value(state.state)'
+}
+
+# delete_tpu_now: delete the TPU (through its queued resource, if it has one); no question asked.
+delete_tpu_now() {
+  if [[ -n "$QR_STATE" ]]; then
+    run "${GCLOUD_QR[@]}" delete "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --force --quiet
+  else
+    run "${GCLOUD_TPU[@]}" delete "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --quiet
+  fi
+}
+
+# gcloud_or_die CMD...: run a gcloud command that changes something; its failure becomes one line,
+# and a zone without capacity is named as such.
+gcloud_or_die() {
+  if ((DRY_RUN)); then
+    quote_cmd "$@"
+    return 0
+  fi
+  note "+ $(quote_cmd "$@")"
+  local err rc=0
+  { err="$("$@" 2>&1 1>&3 3>&-)"; } 3>&1 || rc=$?
+  ((rc == 0)) && return 0
+  err="$(tr -s '\n\t ' ' ' <<<"$err")"
+  err="${err#"${err%%[![:space:]]*}"}"
+  err="${err%"${err##*[![:space:]]}"}"
+  if [[ "$err" =~ [Cc]apacity|RESOURCE_EXHAUSTED|[Ss]tockout ]]; then
+    die "no $ACCELERATOR_TYPE capacity in $ZONE for CAPACITY=$CAPACITY right now (${err:0:240}); queued resources wait for it: use CAPACITY=spot or on-demand, another zone that offers $ACCELERATOR_TYPE, or retry later"
+  fi
+  die "${err:0:400}${err:+ }(exit status $rc from: $(quote_cmd "$@"))"
+}
+
+# on_finish_command: what the supervisor runs after the trainer exits 0 (ON_FINISH): export to
+# gs://.../export/MODEL_NAME on the VM, then (export-delete) delete this TPU, which stops its billing.
+on_finish_command() {
+  [[ "$ON_FINISH" == keep ]] && return 0
+  local dir="\$HOME/electra-export/$MODEL_NAME" where="--project=$PROJECT --zone=$ZONE"
+  local cmd="electra-export --model-dir $DATA_DIR/models/$MODEL_NAME --output-dir $dir --overwrite"
+  cmd+=" && python -m cloudops.storage upload $dir $DATA_DIR/export/$MODEL_NAME"
+  if [[ "$ON_FINISH" == export-delete ]]; then
+    cmd+=" && (gcloud compute tpus queued-resources delete $TPU_NAME $where --force --quiet --async"
+    cmd+=" || gcloud compute tpus tpu-vm delete $TPU_NAME $where --quiet --async)"
+  fi
+  echo "$cmd"
+}
+
+# heartbeat_uri: where the supervisor on the VM writes the run's heartbeat.
+heartbeat_uri() {
+  echo "$DATA_DIR/logs/train-heartbeat.json"
+}
+
+# local_tool NAME: a console script of this package here (beside local_python, else on PATH).
+local_tool() {
+  local python
+  python="$(local_python)"
+  if [[ "$python" == */* ]]; then echo "${python%/*}/$1"; else echo "$1"; fi
+}
+
+# records_length: the max_seq_length the records are built with, read from the hparams (HPARAMS,
+# then an inline HPARAMS_OVERRIDE): the one source of truth, which the trainer checks the records
+# against. MAX_SEQ_LENGTH, the key that used to say it a second time, may stay only if it agrees.
+records_length() {
+  local length
+  length="$("$(local_python)" - "$REPO_DIR/$HPARAMS" "$HPARAMS_OVERRIDE" <<'PY'
+import json, sys
+length = None
+for layer in sys.argv[1:]:
+    if layer and not layer.startswith("gs://"):
+        try:
+            text = layer if layer.lstrip().startswith("{") else open(layer, encoding="utf-8").read()
+            length = json.loads(text).get("max_seq_length", length)
+        except (OSError, ValueError) as exc:
+            sys.exit(f"error: hparams {layer}: {exc}")
+print(length or "")
+PY
+  )" || exit 2
+  [[ -n "$length" ]] || die "$CONFIG_FILE: HPARAMS=$HPARAMS sets no max_seq_length: set it there or in HPARAMS_OVERRIDE (the records are built with it)"
+  [[ -z "${MAX_SEQ_LENGTH:-}" || "$MAX_SEQ_LENGTH" == "$length" ]] ||
+    die "$CONFIG_FILE: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH but the hparams say max_seq_length $length: remove MAX_SEQ_LENGTH (the records' length is the hparams'), or set max_seq_length in HPARAMS_OVERRIDE"
+  echo "$length"
 }

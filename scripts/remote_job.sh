@@ -5,6 +5,7 @@
 #   remote_job.sh NAME LOG_DIR -- COMMAND...     start (or report that it already runs)
 #   remote_job.sh --status NAME                  running or finished, and the log's tail
 #
+# (build_data.sh uses it; training runs under cloudops.supervisor instead, see train.sh.)
 # The log is ~/electra-logs/NAME.log; it is copied to LOG_DIR/NAME-<host>.log (a gs://
 # folder, through cloudops.storage, or a local one) every LOG_SYNC_SECONDS (default 60)
 # and when the command ends, so it outlives the VM. Its last line is "exit status N".
@@ -18,9 +19,22 @@ die() {
   exit 2
 }
 
+# start_time PID: the process's start (clock ticks since boot, /proc/PID/stat field 22).
+start_time() {
+  local stat fields
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  read -r -a fields <<<"$stat"
+  echo "${fields[19]}"
+}
+
+# running_pid NAME: the job's PID if the pidfile's process (PID and start time: a PID reused after
+# a reboot does not match) still runs.
 running_pid() {
-  local pidfile="$LOGS/$1.pid"
-  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && cat "$pidfile"
+  local pidfile="$LOGS/$1.pid" pid started
+  [[ -f "$pidfile" ]] || return 1
+  read -r pid started <"$pidfile" || return 1
+  [[ -n "$pid" && "$(start_time "$pid")" == "$started" ]] && echo "$pid"
 }
 
 copy_log() {
@@ -71,9 +85,11 @@ main() {
         echo "$name is already running (pid $pid); not started again. Log: $LOGS/$name.log"
         return 0
       fi
-      nohup bash "$0" --inner "$name" "$dest" "$@" >/dev/null 2>&1 &
-      echo "$!" >"$LOGS/$name.pid"
-      echo "started $name (pid $!); log: $LOGS/$name.log, copied to $dest/$name-$(hostname).log"
+      # its own process group (setsid), so `kill -- -PID` stops the whole job
+      nohup setsid bash "$0" --inner "$name" "$dest" "$@" >/dev/null 2>&1 &
+      pid=$!
+      echo "$pid $(start_time "$pid")" >"$LOGS/$name.pid"
+      echo "started $name (pid $pid, its process group); log: $LOGS/$name.log, copied to $dest/$name-$(hostname).log"
       ;;
   esac
 }

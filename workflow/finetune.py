@@ -1,5 +1,5 @@
-"""Classifiers on labelled rows, from an exported encoder: fine-tuning it whole, or a linear probe on
-its frozen features. PyTorch on the CPU; `workflow.probe` runs the protocol around them.
+"""Classifiers on labelled rows, from an exported encoder: fine-tuning it (plain, layer-wise rate decay,
+linear probe then fine-tune, or with its top layer re-initialised), or a linear probe on its frozen features. PyTorch on the CPU; `workflow.probe` runs the protocol around them.
 
 Both are deterministic given their seed: batch order comes from `batch_order(seed)` alone and the
 linear probe is full-batch L-BFGS, so a rerun reproduces every accuracy.
@@ -37,19 +37,80 @@ def collate(ids: Sequence[list[int]], pad_id: int):
     return input_ids, mask
 
 
-def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, config) -> float:
-    """Train `model` in place (AdamW, warmup + linear decay); returns the last epoch's mean loss.
+PROTOCOLS = ("plain", "llrd", "lpft", "reinit")
+# ELECTRA's fine-tuning: layer-wise rate decay 0.8 for Small (0.9 for Base/Large in its paper's appendix)
+LAYER_DECAY = 0.8
 
-    `config` carries learning_rate, epochs, batch_size, warmup_fraction and seed (a `ProbeConfig`).
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """A parameter's depth as ELECTRA's fine-tuning counts it: embeddings 0, encoder layer i at i + 1, the task
+    head at num_layers + 2 (ELECTRA's `_get_layer_lrs`)."""
+    if name.startswith("electra.encoder.layer."):
+        return int(name.split(".")[3]) + 1
+    if name.startswith("electra.embeddings"):  # embeddings and embeddings_project
+        return 0
+    return num_layers + 2
+
+
+def layer_rates(model, learning_rate: float, decay: float) -> list[dict]:
+    """Torch parameter groups with layer-wise decayed rates: `learning_rate * decay ** (num_layers + 2 - depth)`."""
+    num_layers = model.config.num_hidden_layers
+    groups: dict[int, list] = {}
+    for name, param in model.named_parameters():
+        groups.setdefault(layer_depth(name, num_layers), []).append(param)
+    return [{"params": params, "lr": learning_rate * decay ** (num_layers + 2 - depth)}
+            for depth, params in sorted(groups.items())]
+
+
+def reinit_top_layer(model, seed: int) -> None:
+    """Re-initialise the last encoder layer as `from_pretrained` initialises new weights (its top layer is the
+    most specific to the pretraining task; re-initialising it often helps small-data fine-tuning)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model.electra.encoder.layer[-1].apply(model._init_weights)
+
+
+def head_only(model) -> list:
+    """The task head's parameters (everything outside `model.electra`), for the linear-probe stage."""
+    return [p for name, p in model.named_parameters() if not name.startswith("electra.")]
+
+
+def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, config, protocol: str = "plain") -> float:
+    """Train `model` in place with `protocol` (AdamW, warmup + linear decay); returns the last epoch's mean loss.
+
+    plain: every weight at `learning_rate`; llrd: layer-wise decayed rates (`layer_rates`, `layer_decay`);
+    lpft: the head alone first (`lp_epochs` at `lp_learning_rate`, the encoder frozen), then plain;
+    reinit: the top encoder layer re-initialised (`reinit_top_layer`), then plain.
+    `config` carries learning_rate, epochs, batch_size, warmup_fraction, seed, layer_decay, lp_epochs and
+    lp_learning_rate (a `ProbeConfig`).
     """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"probe protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "reinit":
+        reinit_top_layer(model, config.seed)
+    if protocol == "lpft":
+        model.electra.requires_grad_(False)  # frozen: no gradients computed, none applied
+        _train(model, ids, labels, pad_id, [{"params": head_only(model), "lr": config.lp_learning_rate}],
+               config.lp_epochs, config, "probe linear stage")
+        model.electra.requires_grad_(True)
+    groups = (layer_rates(model, config.learning_rate, config.layer_decay) if protocol == "llrd"
+              else [{"params": list(model.parameters()), "lr": config.learning_rate}])
+    return _train(model, ids, labels, pad_id, groups, config.epochs, config, "probe fine-tune")
+
+
+def _train(model, ids: list[list[int]], labels: list[int], pad_id: int, groups: list[dict], epochs: int, config,
+           desc: str) -> float:
+    """`epochs` over the rows updating only `groups` (each at its own peak rate); the last epoch's mean loss."""
     import torch
     from tqdm import tqdm
 
-    batches = batch_order(len(ids), config.batch_size, config.epochs, config.seed)
+    batches = batch_order(len(ids), config.batch_size, epochs, config.seed)
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
     warmup = int(config.warmup_fraction * len(batches))
+    params = [p for g in groups for p in g["params"]]
     # fused: one kernel over all tensors, 7x faster than the default on the dense embedding grads
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.01, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: (step + 1) / warmup if step < warmup else max(0.0, (len(batches) - step) / (len(batches) - warmup)),
@@ -57,13 +118,13 @@ def fine_tune(model, ids: list[list[int]], labels: list[int], pad_id: int, confi
     label_tensor = torch.tensor(labels, dtype=torch.long)
     model.train()
     last_epoch: list[float] = []
-    with tqdm(batches, desc="probe fine-tune", unit="step", leave=False) as bar:
+    with tqdm(batches, desc=desc, unit="step", leave=False) as bar:
         for step, rows in enumerate(bar):
             input_ids, mask = collate([ids[r] for r in rows], pad_id)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=label_tensor[rows]).loss
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             if step >= len(batches) - steps_per_epoch:

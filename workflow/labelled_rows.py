@@ -2,11 +2,14 @@
 
 `id<TAB>document<TAB>label`, a header line, labels 0/1; a malformed line is one error naming the
 file and line. Dev rows come right after the train rows of the *train* file, so the rates they
-choose never saw a test row.
+choose never saw a test row. `text_key` and `drop_heldout` keep the rows that score a model out of
+the text that pretrains it.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import re
+import unicodedata
+from typing import Iterable, Iterator, NamedTuple
 
 from foundation import fileio
 from foundation.errors import UserError
@@ -61,3 +64,49 @@ def split_train_dev(split: Split, train_rows: int, dev_rows: int, path: str) -> 
     train_rows = train_rows or len(split.texts) - dev_rows
     return (Split(split.texts[:train_rows], split.labels[:train_rows]),
             Split(split.texts[train_rows : train_rows + dev_rows], split.labels[train_rows : train_rows + dev_rows]))
+
+
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def text_key(text: str) -> str:
+    """What two copies of one review share after any cleaning: NFKC, lower case, letters and digits only
+    (spaces, punctuation and emoji dropped), so the cleaner's repeats and space rules cannot hide a copy."""
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+def heldout_keys(splits: Iterable[Split]) -> set[str]:
+    """The keys of every row that scores a model (test and dev rows); rows with no letters or digits are left out."""
+    return {key for split in splits for key in map(text_key, split.texts) if key}
+
+
+class Exclusion(NamedTuple):
+    """What a `HeldoutFilter` dropped: corpus lines read and dropped, held-out texts and how many occurred."""
+
+    lines: int
+    dropped: int
+    heldout_texts: int
+    heldout_found: int
+
+
+class HeldoutFilter:
+    """Drops every corpus line whose `text_key` is a held-out row's; streams, and counts what it dropped."""
+
+    def __init__(self, keys: set[str]):
+        self.keys = keys
+        self.lines = self.dropped = 0
+        self.found: set[str] = set()
+
+    def __call__(self, lines: Iterable[str]) -> Iterator[str]:
+        """`lines` less the held-out ones; blank lines (the document breaks) stay."""
+        for line in lines:
+            self.lines += 1
+            key = text_key(line)
+            if key and key in self.keys:
+                self.dropped += 1
+                self.found.add(key)
+                continue
+            yield line
+
+    def result(self) -> Exclusion:
+        return Exclusion(self.lines, self.dropped, len(self.keys), len(self.found))

@@ -51,6 +51,11 @@ class ProbeConfig:
     # random-init baseline is unchanged (0.771-0.778 vs 0.760-0.771)
     learning_rate: float = 1e-3  # used when lr_grid is empty
     lr_grid: tuple[float, ...] = ()  # chosen per arm on the dev rows
+    # fine-tuning protocols (finetune.PROTOCOLS), chosen per arm on the dev rows together with the rate
+    protocols: tuple[str, ...] = ("plain",)
+    layer_decay: float = finetune.LAYER_DECAY  # llrd
+    lp_epochs: int = 1  # lpft: epochs of the head alone before fine-tuning
+    lp_learning_rate: float = 3e-3  # lpft: the head's rate in that stage
     seeds: int = 1  # fine-tuning seeds per arm (head init, dropout, batch order; random init's weights)
     warmup_fraction: float = 0.1  # of all steps: linear warmup, then linear decay to 0
     seed: int = 42  # the first seed; the others are seed+1, seed+2, ...
@@ -76,6 +81,17 @@ class ProbeConfig:
                 raise UserError(f"probe learning_rate must be > 0, got {rate}")
         if self.lr_grid and not self.dev_rows:
             raise UserError("probe lr_grid needs dev_rows > 0: rates are chosen on dev rows, never on test rows")
+        unknown = [p for p in self.protocols if p not in finetune.PROTOCOLS]
+        if unknown or not self.protocols:
+            raise UserError(f"probe protocols must be some of {', '.join(finetune.PROTOCOLS)}, got "
+                            f"{', '.join(self.protocols) or 'none'}")
+        if len(self.protocols) > 1 and not self.dev_rows:
+            raise UserError("probe protocols (more than one) need dev_rows > 0: they are chosen on dev rows")
+        if not 0 < self.layer_decay <= 1:
+            raise UserError(f"probe layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.lp_epochs < 1 or not self.lp_learning_rate > 0:
+            raise UserError(f"probe lp_epochs must be >= 1 and lp_learning_rate > 0, got {self.lp_epochs}, "
+                            f"{self.lp_learning_rate}")
         if not 0 <= self.warmup_fraction < 1:
             raise UserError(f"probe warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
@@ -89,9 +105,10 @@ class Arm(NamedTuple):
     """One arm (pretrained or random init) of the fine-tuning protocol."""
 
     learning_rate: float  # the rate chosen on dev (the only one without a grid)
-    dev_accuracy: dict[str, float]  # by rate, seed `config.seed`; empty without dev rows
+    dev_accuracy: dict[str, float]  # by rate ("protocol rate" with several protocols), seed `config.seed`
     accuracies: list[float]  # test accuracy per seed
     train_loss: float  # mean over seeds of the last epoch's mean loss
+    protocol: str = "plain"  # the fine-tuning protocol chosen on dev (finetune.PROTOCOLS)
 
     @property
     def mean(self) -> float:
@@ -156,33 +173,41 @@ def run_probe(model_dir: str, train_tsv: str, test_tsv: str, config: ProbeConfig
         torch.set_num_threads(threads)
 
 
+def dev_key(protocol: str, rate: float, config: ProbeConfig) -> str:
+    """The dev-accuracy key of one setting: the rate alone with one protocol (as before protocols existed)."""
+    return f"{rate:g}" if len(config.protocols) == 1 else f"{protocol} {rate:g}"
+
+
 def _arm(make_model, ids: dict[str, list], labels: dict[str, list[int]], pad_id: int, config: ProbeConfig) -> Arm:
-    """Choose the rate on dev with the first seed, then fine-tune the other seeds at it."""
-    def run(rate: float, seed: int):
+    """Choose the protocol and rate on dev with the first seed, then fine-tune the other seeds with them."""
+    def run(protocol: str, rate: float, seed: int):
         cfg = dataclasses.replace(config, learning_rate=rate, seed=seed)
         model = make_model(seed)
-        return model, finetune.fine_tune(model, ids["train"], labels["train"], pad_id, cfg)
+        return model, finetune.fine_tune(model, ids["train"], labels["train"], pad_id, cfg, protocol)
 
     def accuracy(model, split: str) -> float:
         predictions = finetune.predict(model, ids[split], pad_id, config.batch_size)
         return float(np.mean(predictions == np.asarray(labels[split])))
 
     dev_accuracy: dict[str, float] = {}
-    best = None  # (dev accuracy, rate, model, loss)
-    for rate in config.lr_grid or (config.learning_rate,):
-        model, loss = run(rate, config.seed)
-        if config.lr_grid:
-            dev_accuracy[f"{rate:g}"] = accuracy(model, "dev")
-        if best is None or dev_accuracy.get(f"{rate:g}", 0.0) > best[0]:
-            best = (dev_accuracy.get(f"{rate:g}", 0.0), rate, model, loss)
-        del model
-    _, rate, model, loss = best
+    best = None  # (dev accuracy, protocol, rate, model, loss)
+    chosen_on_dev = bool(config.lr_grid) or len(config.protocols) > 1
+    for protocol in config.protocols:
+        for rate in config.lr_grid or (config.learning_rate,):
+            model, loss = run(protocol, rate, config.seed)
+            key = dev_key(protocol, rate, config)
+            if chosen_on_dev:
+                dev_accuracy[key] = accuracy(model, "dev")
+            if best is None or dev_accuracy.get(key, 0.0) > best[0]:
+                best = (dev_accuracy.get(key, 0.0), protocol, rate, model, loss)
+            del model
+    _, protocol, rate, model, loss = best
     accuracies, losses = [accuracy(model, "test")], [loss]
     for seed in range(config.seed + 1, config.seed + config.seeds):
-        model, loss = run(rate, seed)
+        model, loss = run(protocol, rate, seed)
         accuracies.append(accuracy(model, "test"))
         losses.append(loss)
-    return Arm(rate, dev_accuracy, accuracies, float(np.mean(losses)))
+    return Arm(rate, dev_accuracy, accuracies, float(np.mean(losses)), protocol)
 
 
 def _frozen(model_dir: str, model_config, ids: dict[str, list], labels: dict[str, list[int]], pad_id: int,
@@ -285,15 +310,21 @@ def _probe(model_dir: str, generator_dir: str | None, train: Split, dev: Split, 
     )
 
 
+def _setting(arm: dict) -> str:
+    """"lr 0.001", or "llrd, lr 0.001" for a protocol other than plain."""
+    protocol = arm.get("protocol", "plain")
+    return ("" if protocol == "plain" else f"{protocol}, ") + f"lr {arm['learning_rate']:g}"
+
+
 def summary_lines(result: ProbeResult) -> list[str]:
     """What the model learned, each figure beside the baseline it must beat."""
     seeds = len(result.pretrained["accuracies"])
     spread = (lambda m, s: f"{m:.3f} +- {s:.3f}") if seeds > 1 else (lambda m, s: f"{m:.3f}")
     versus = (f" vs random init {spread(result.random_init_accuracy, result.random_init_std)} "
-              f"(lr {result.random_init['learning_rate']:g})" if result.random_init else "")
+              f"({_setting(result.random_init)})" if result.random_init else "")
     lines = [
         f"probe: NSMC accuracy pretrained {spread(result.pretrained_accuracy, result.pretrained_std)} "
-        f"(lr {result.pretrained['learning_rate']:g}){versus}; majority {result.majority_accuracy:.3f}; "
+        f"({_setting(result.pretrained)}){versus}; majority {result.majority_accuracy:.3f}; "
         f"{seeds} seed(s), {result.train_rows} train / {result.dev_rows} dev / {result.test_rows} test rows, "
         f"{result.steps} steps, {result.seconds:.0f} s"]
     if result.frozen:
@@ -335,6 +366,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="without a grid")
     p.add_argument("--lr-grid", type=float, nargs="+", default=None, help="rates to choose from on the dev rows")
     p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per arm")
+    p.add_argument("--protocols", nargs="+", choices=finetune.PROTOCOLS, default=None,
+                   help="fine-tuning protocols to choose from on the dev rows, with the rate, per arm: plain, llrd "
+                        "(layer-wise rate decay), lpft (linear probe, then fine-tune), reinit (top layer "
+                        "re-initialised); default plain")
+    p.add_argument("--layer-decay", type=float, default=d.layer_decay, help="llrd's per-layer rate factor")
     p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--num-threads", type=int, default=d.num_threads, help="PyTorch intra-op threads")
@@ -352,8 +388,9 @@ def config_from_args(args: argparse.Namespace) -> ProbeConfig:
     base = fair() if args.fair else ProbeConfig()
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)
              if getattr(args, f.name, None) is not None}
-    if "lr_grid" in given:
-        given["lr_grid"] = tuple(given["lr_grid"])
+    for key in ("lr_grid", "protocols"):
+        if key in given:
+            given[key] = tuple(given[key])
     return dataclasses.replace(base, **given)
 
 

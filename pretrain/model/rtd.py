@@ -126,30 +126,32 @@ class RtdModel(keras.Model):
         mlm_correct = tf.cast(tf.equal(tf.argmax(gen_logits, -1, output_type=tf.int32), masked.original_ids),
                               tf.float32)
 
+        real = tf.cast(input_mask, tf.float32)
+        mlm = dict(mlm_loss_sum=tf.reduce_sum(nll * w), mlm_count=tf.reduce_sum(w),
+                   mlm_correct=tf.reduce_sum(mlm_correct * w), disc_count=tf.reduce_sum(real))
+        if cfg.disc_weight == 0:
+            # MLM only (BERT's objective, the control of docs/payoff.md): no sampling, no discriminator, so a
+            # step costs the generator alone; the discriminator's sums are zero (no replaced tokens, no AUC)
+            zero, bins = tf.zeros([], tf.float32), tf.zeros([AUC_BINS], tf.float32)
+            return RtdOutputs(**mlm, disc_loss_sum=zero, disc_correct=zero, replaced=zero, true_pos=zero,
+                              pred_pos=zero, pos_hist=bins, neg_hist=bins)
+
         # fake data: sampled tokens at every chosen slot (also the 15% kept ones), as the original
         vocab = gen_logits.shape[-1]
         sampled = sampling.gumbel_max_sample(
             gen_logits, sampling.hash_uniform(key, rows, (n, vocab), stream=GUMBEL_STREAM), cfg.temperature)  # [B, N]
         fake_ids = masking.scatter_update(masked.input_ids, sampled, masked.positions, w)
-        real = tf.cast(input_mask, tf.float32)
         labels = real * tf.cast(tf.not_equal(fake_ids, input_ids), tf.float32)  # [B, L]
 
-        if cfg.disc_weight == 0:
-            # MLM only (BERT's objective, the control of docs/payoff.md): the discriminator is not run, so
-            # equal compute means equal generator steps; its logits read as "never replaced"
-            disc_logits = tf.fill(tf.shape(labels), tf.constant(-1e4, tf.float32))
-        else:
-            disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, noise=disc_noise), input_mask,
-                                             noise=disc_noise)
-            disc_logits = self.discriminator_head(disc_hidden)  # [B, L] float32
+        disc_hidden = self.discriminator(self.embeddings(fake_ids, segment_ids, noise=disc_noise), input_mask,
+                                         noise=disc_noise)
+        disc_logits = self.discriminator_head(disc_hidden)  # [B, L] float32
         xent = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=disc_logits)
         pred = tf.cast(disc_logits > 0, tf.float32)
         prob_bin = tf.clip_by_value(tf.cast(tf.sigmoid(disc_logits) * AUC_BINS, tf.int32), 0, AUC_BINS - 1)
         flat_bin = tf.reshape(prob_bin, [-1])
         return RtdOutputs(
-            mlm_loss_sum=tf.reduce_sum(nll * w), mlm_count=tf.reduce_sum(w),
-            mlm_correct=tf.reduce_sum(mlm_correct * w),
-            disc_loss_sum=tf.reduce_sum(xent * real), disc_count=tf.reduce_sum(real),
+            **mlm, disc_loss_sum=tf.reduce_sum(xent * real),
             disc_correct=tf.reduce_sum(tf.cast(tf.equal(pred, labels), tf.float32) * real),
             replaced=tf.reduce_sum(labels), true_pos=tf.reduce_sum(pred * labels),
             pred_pos=tf.reduce_sum(pred * real),

@@ -234,3 +234,23 @@ def restore_weights(model, path: str) -> str:
     if problem is not None:
         raise UserError(f"--init-checkpoint {prefix} is {problem}")
     return prefix
+
+
+def restore_branch(checkpoint: tf.train.Checkpoint, path: str, cfg: PretrainConfig, vocab_path: str,
+                   variables: dict[str, Any]) -> str:
+    """`branch_from`: the whole state (weights, optimiser slots, step) of another run's checkpoint.
+
+    `path` is a checkpoint prefix (`MODEL_DIR/ckpt-N`) or a model dir (its newest). The source's
+    sizes and vocab must be this run's (its `run_config.json`, key by key); a damaged checkpoint is a
+    `UserError` naming it. Returns the prefix restored.
+    """
+    prefix = checkpoint_path(path) if fileio.isdir(path) else path
+    if not fileio.exists(prefix + ".index"):
+        raise UserError(f"hparam 'branch_from' = {path!r}: no checkpoint there (give MODEL_DIR/ckpt-N or a model dir)")
+    saved = read_run_config(os.path.dirname(prefix))
+    if saved is not None:
+        check_compatible(saved, cfg, records.file_sha256(vocab_path), f"hparam 'branch_from' = {prefix!r}")
+    problem = restore_problem(checkpoint, prefix, variables)
+    if problem is not None:
+        raise UserError(f"hparam 'branch_from' = {prefix!r} is {problem}")
+    return prefix

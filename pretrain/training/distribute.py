@@ -7,12 +7,15 @@ logical CPUs so the multi-replica path runs here too.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+from typing import NamedTuple
 
 from foundation.errors import UserError, quiet_tensorflow
 from foundation import tpu_host
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
+LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"  # libtpu's lock on this VM's TPU (OpenXLA TryAcquireTpuLock, lockf)
 
 
 def _tf():
@@ -54,12 +57,35 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
         fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
                "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
                "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        if name == "local" and tpu_lock_taken():
+            fix = (f"another process holds this VM's TPU (libtpu's lock {LIBTPU_LOCKFILE}): a run started by "
+                   "scripts/train.sh (scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; "
+                   f"find it with: sudo lsof -w /dev/accel* {LIBTPU_LOCKFILE}")
         raise UserError(f"cannot reach TPU {name!r} (zone={tpu_zone}, project={gcp_project}): {first}; {fix}") from None
     if strategy.num_replicas_in_sync != num_tpu_cores:
         raise UserError(
             f"TPU {name!r} has {strategy.num_replicas_in_sync} cores but num_tpu_cores={num_tpu_cores}; "
             f"set num_tpu_cores to {strategy.num_replicas_in_sync}")
     return strategy
+
+
+def tpu_lock_taken() -> bool:
+    """True when another process holds libtpu's lock, so no TPU client in this process can start.
+
+    Asked only once the TPU could not be reached (the process then exits): if this process held
+    the lock itself, closing the probe's descriptor would release it (POSIX record locks).
+    """
+    try:
+        fd = os.open(LIBTPU_LOCKFILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None,
@@ -122,6 +148,26 @@ def cpu_precision(flags: frozenset[str], jit_compile: bool = False) -> str:
     22.6 ms for 1024x1024, and the demo recipe 91 vs 86 CPU s; BENCHMARKS.md), so float32 there.
     """
     return "bfloat16" if not jit_compile and any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def resolve_jit_compile(jit_compile: bool | str, kind: str) -> bool:
+    """"auto" -> XLA on a TPU (which compiles the whole step in any case), not on a CPU (measured slower there
+    with the payoff recipe: float32 98 vs 108-120 examples/s, bfloat16 84-93 vs 155-167; docs/pretraining.md),
+    nor on a GPU (as before "auto" existed)."""
+    return kind == "tpu" if jit_compile == "auto" else bool(jit_compile)
+
+
+class Compute(NamedTuple):
+    """How a run computes, resolved from its hparams and the device: the one place "auto" is decided."""
+
+    precision: str  # float32 | bfloat16 | float16
+    jit_compile: bool
+
+
+def resolve_compute(precision: str, jit_compile: bool | str, strategy, flags: frozenset[str] | None = None) -> Compute:
+    """`jit_compile` first (`resolve_jit_compile`), then the precision that is fastest with it (`resolve_precision`)."""
+    jit = resolve_jit_compile(jit_compile, device_kind(strategy))
+    return Compute(resolve_precision(precision, strategy, flags, jit), jit)
 
 
 def resolve_precision(precision: str, strategy, flags: frozenset[str] | None = None, jit_compile: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""Optimisers for pretraining: the original ELECTRA AdamW, an optional LAMB, the schedule.
+"""Optimisers for pretraining: the original ELECTRA AdamW, an optional LAMB, the schedules.
 
 Both optimisers are Keras 3 optimisers that a custom `tf.function` train step calls with
 `optimizer.apply_gradients(zip(grads, variables))`, inside or outside a `tf.distribute`
@@ -84,9 +84,44 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def wsd_learning_rate(step, learning_rate: float, num_train_steps: int, num_warmup_steps: int, decay_steps: int):
+    """Warmup-stable-decay: `lr * step/warmup` during warm-up, then `lr` (stable), then linear to 0 over the
+    last `decay_steps` (0 at and after `num_train_steps`).
+
+    The rate at a step does not depend on `num_train_steps` before the decay starts, so a run that
+    branches from a long run's checkpoint and sets its own end (`branch_from`) continues the long run's
+    rate exactly and then anneals: each budget of a curve is a decayed run, not a raw checkpoint.
+    """
+    step = tf.cast(step, tf.float32)
+    warm = tf.minimum(1.0, step / float(num_warmup_steps)) if num_warmup_steps > 0 else 1.0
+    left = tf.maximum(float(num_train_steps) - step, 0.0)
+    decay = tf.minimum(1.0, left / float(decay_steps)) if decay_steps > 0 else tf.cast(left > 0, tf.float32)
+    return learning_rate * warm * decay
+
+
+class WarmupStableDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`wsd_learning_rate` as a Keras schedule."""
+
+    def __init__(self, learning_rate: float, num_train_steps: int, num_warmup_steps: int, decay_steps: int):
+        self.learning_rate = float(learning_rate)
+        self.num_train_steps = int(num_train_steps)
+        self.num_warmup_steps = int(num_warmup_steps)
+        self.decay_steps = int(decay_steps)
+
+    def __call__(self, step):
+        return wsd_learning_rate(step, self.learning_rate, self.num_train_steps, self.num_warmup_steps,
+                                 self.decay_steps)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "num_train_steps": self.num_train_steps,
+                "num_warmup_steps": self.num_warmup_steps, "decay_steps": self.decay_steps}
+
+
 def learning_rate_schedule(*, learning_rate: float, num_train_steps: int, num_warmup_steps: int,
-                           lr_decay_power: float = 1.0) -> WarmupPolynomialDecay:
-    """Linear warm-up, then polynomial (power 1: linear) decay to 0 at `num_train_steps`."""
+                           lr_decay_power: float = 1.0, lr_schedule: str = "linear",
+                           decay_steps: int = 0) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up, then polynomial (power 1: linear) decay to 0 at `num_train_steps` ("linear", the
+    original's); or warmup-stable-decay with `decay_steps` ("wsd", `wsd_learning_rate`)."""
     if num_train_steps <= 0:
         raise UserError(f"num_train_steps must be positive, got {num_train_steps}")
     if num_warmup_steps < 0 or num_warmup_steps > num_train_steps:
@@ -94,6 +129,13 @@ def learning_rate_schedule(*, learning_rate: float, num_train_steps: int, num_wa
             f"num_warmup_steps must be in [0, num_train_steps={num_train_steps}], got {num_warmup_steps}")
     if learning_rate <= 0:
         raise UserError(f"learning_rate must be positive, got {learning_rate}")
+    if lr_schedule == "wsd":
+        if not 0 <= decay_steps <= num_train_steps - num_warmup_steps:
+            raise UserError(f"decay_steps must be in [0, num_train_steps - num_warmup_steps = "
+                            f"{num_train_steps - num_warmup_steps}], got {decay_steps}")
+        return WarmupStableDecay(learning_rate, num_train_steps, num_warmup_steps, decay_steps)
+    if lr_schedule != "linear":
+        raise UserError(f"lr_schedule must be linear or wsd, got {lr_schedule!r}")
     return WarmupPolynomialDecay(learning_rate, num_train_steps, num_warmup_steps, lr_decay_power)
 
 
@@ -283,7 +325,8 @@ class Lamb(_ElectraOptimizer):
 def make_optimizer(*, learning_rate: float, num_train_steps: int, num_warmup_steps: int,
                    weight_decay_rate: float = 0.01, lr_decay_power: float = 1.0, optimizer: str = "adamw",
                    clip_norm: float = 1.0, gradient_accumulation_steps: int = 1,
-                   precision: str = "float32", adam_bias_correction: bool = False) -> keras.optimizers.Optimizer:
+                   precision: str = "float32", adam_bias_correction: bool = False, lr_schedule: str = "linear",
+                   decay_steps: int = 0) -> keras.optimizers.Optimizer:
     """The pretraining optimiser with its schedule; float16 wraps it in dynamic loss scaling.
 
     `precision` is a resolved one ("float32", "bfloat16", "float16"); see
@@ -298,7 +341,8 @@ def make_optimizer(*, learning_rate: float, num_train_steps: int, num_warmup_ste
     if weight_decay_rate < 0:
         raise UserError(f"weight_decay_rate must be >= 0, got {weight_decay_rate}")
     schedule = learning_rate_schedule(learning_rate=learning_rate, num_train_steps=num_train_steps,
-                                      num_warmup_steps=num_warmup_steps, lr_decay_power=lr_decay_power)
+                                      num_warmup_steps=num_warmup_steps, lr_decay_power=lr_decay_power,
+                                      lr_schedule=lr_schedule, decay_steps=decay_steps)
     common = dict(learning_rate=schedule, weight_decay_rate=weight_decay_rate, clip_norm=clip_norm or None,
                   gradient_accumulation_steps=gradient_accumulation_steps if gradient_accumulation_steps > 1 else None)
     if optimizer == "adamw":

@@ -27,6 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-checkpoint", default=None,
                    help="start from these weights only (a run dir/checkpoint of ours, a Hugging Face folder, "
                         "or an original TF1 ELECTRA checkpoint); optimiser and step start fresh")
+    p.add_argument("--init-from", default=None,
+                   help="branch: start from this checkpoint's whole state (weights, optimiser, step), e.g. "
+                        "DATA_DIR/models/LONG/ckpt-5000 (sets hparam branch_from); with lr_schedule wsd and "
+                        "num_train_steps = that step + decay_steps the branch anneals to 0 (docs/pretraining.md)")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="save and stop at this step (the schedule stays the whole run's); a rerun continues")
     p.add_argument("--do-train", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_train")
     p.add_argument("--do-eval", action=argparse.BooleanOptionalAction, default=None, help="overrides hparam do_eval")
     p.add_argument("--eval-data-dir", default=None, help="held-out records (default DATA_DIR/pretrain_tfrecords)")
@@ -48,14 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     args = parse_args(argv)
-    from pretrain.config import from_hparams, layer_hparams
+    from pretrain.config import fill_from_data, from_hparams, layer_hparams
 
     given = layer_hparams(args.hparams or [])
-    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval)) if v is not None})
+    given.update({k: v for k, v in (("do_train", args.do_train), ("do_eval", args.do_eval),
+                                    ("branch_from", args.init_from)) if v is not None})
+    vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
+    records_dir = fileio.join(args.data_dir, "pretrain_tfrecords")
+    if not given.get("do_train", True):
+        records_dir = args.eval_data_dir or records_dir
+    given = fill_from_data(given, *_data_sizes(vocab, None if args.rehearse else records_dir))
     cfg = from_hparams(given)
     from pretrain.training import trainer as training
 
-    vocab = args.vocab_file or fileio.join(args.data_dir, "vocab.txt")
     if args.rehearse:
         from data_prep import vocab_files
         from pretrain.training import rehearsal
@@ -71,12 +82,22 @@ def main(argv: list[str] | None = None) -> int:
                                                 args.data_dir})
     if cfg.do_train:
         run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
-        training.train(run, model_dir, init_checkpoint=args.init_checkpoint)
+        training.train(run, model_dir, init_checkpoint=args.init_checkpoint, stop_at_step=args.stop_at_step)
     if cfg.do_eval:
         run = training.check_inputs(cfg, args.eval_data_dir or fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
         result = training.evaluate(run, model_dir)
         print(json.dumps(result, indent=2, sort_keys=True))
     return 0
+
+
+def _data_sizes(vocab: str, records_dir: str | None) -> tuple[int | None, int | None]:
+    """The vocab's size and the records' length (from their manifest; no records: a rehearsal), None
+    where absent: the checks that follow name what is missing."""
+    from data_prep import records, vocab_files
+
+    size = len(vocab_files.load_vocab(vocab)) if fileio.exists(vocab) else None
+    manifest = records.read_manifest(records_dir) if records_dir else None
+    return size, manifest.max_seq_length if manifest is not None else None
 
 
 def cli() -> None:

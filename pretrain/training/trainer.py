@@ -10,6 +10,7 @@ state, strategy and compiled functions; split apart they would pass all of it ar
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -97,10 +98,14 @@ def host_call(state: LoopState) -> HostCall:
 class Trainer:
     """Model, optimiser and compiled step functions under one strategy."""
 
-    def __init__(self, cfg: PretrainConfig, strategy: tf.distribute.Strategy, vocab: list[str], precision: str):
-        from pretrain.training.distribute import keras_policy
+    def __init__(self, cfg: PretrainConfig, strategy: tf.distribute.Strategy, vocab: list[str], precision: str,
+                 jit_compile: bool | None = None):
+        """`precision` and `jit_compile` resolved (`distribute.resolve_compute`); None: `cfg.jit_compile` resolved."""
+        from pretrain.training.distribute import device_kind, keras_policy, resolve_jit_compile
         from pretrain.training.optimization import make_optimizer
 
+        if jit_compile is None:
+            jit_compile = resolve_jit_compile(cfg.jit_compile, device_kind(strategy))
         self.cfg = cfg
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
@@ -119,13 +124,14 @@ class Trainer:
                 num_warmup_steps=cfg.num_warmup_steps, weight_decay_rate=cfg.weight_decay_rate,
                 lr_decay_power=cfg.lr_decay_power, optimizer=cfg.optimizer, clip_norm=cfg.clip_norm,
                 gradient_accumulation_steps=cfg.gradient_accumulation_steps, precision=precision,
-                adam_bias_correction=cfg.adam_bias_correction)
+                adam_bias_correction=cfg.adam_bias_correction, lr_schedule=cfg.lr_schedule,
+                decay_steps=cfg.lr_decay_steps)
             self.optimizer.build(self.model.trainable_variables)
             # counted by the replica step on the device: replica 0's increment is every replica's
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.checkpoint = checkpoints.make_checkpoint(self.model, self.optimizer, self.step)
-        self._fb = tf.function(self._forward_backward, jit_compile=True) if cfg.jit_compile else self._forward_backward
+        self._fb = tf.function(self._forward_backward, jit_compile=True) if jit_compile else self._forward_backward
         self._train_loop = tf.function(self._host_loop)
         self._eval_step = tf.function(self._eval_replicas)
 
@@ -295,13 +301,13 @@ def _make_strategy(cfg: PretrainConfig):
 
 
 def make_trainer(run: Run, strategy=None) -> Trainer:
-    from pretrain.training.distribute import resolve_precision
+    from pretrain.training.distribute import resolve_compute
 
     strategy = strategy or _make_strategy(run.cfg)
-    precision = resolve_precision(run.cfg.precision, strategy, jit_compile=run.cfg.jit_compile)
-    logging.info("strategy %s with %d replica(s), precision %s", type(strategy).__name__,
-                 strategy.num_replicas_in_sync, precision)
-    return Trainer(run.cfg, strategy, run.vocab, precision)
+    compute = resolve_compute(run.cfg.precision, run.cfg.jit_compile, strategy)
+    logging.info("strategy %s with %d replica(s), precision %s, jit_compile %s", type(strategy).__name__,
+                 strategy.num_replicas_in_sync, compute.precision, compute.jit_compile)
+    return Trainer(run.cfg, strategy, run.vocab, compute.precision, compute.jit_compile)
 
 
 def init_weights(trainer: Trainer, path: str) -> str:
@@ -313,19 +319,25 @@ def init_weights(trainer: Trainer, path: str) -> str:
     return init_from_external(trainer.model, path)
 
 
-def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None) -> TrainResult:
+def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None,
+          stop_at_step: int | None = None) -> TrainResult:
     """Train to `num_train_steps`, resuming from the latest usable checkpoint in `model_dir` if there is one.
+
+    A fresh run with `branch_from` starts from that checkpoint's whole state instead (its step too).
+    `stop_at_step` ends this call there, with a checkpoint, as if the run were killed: the schedule
+    is still the whole run's, and the next call resumes.
 
     Across hosts (`TF_CONFIG`), every worker restores from `model_dir` but only the chief
     writes there; the others save into a scratch directory, since saving is collective.
     """
     info = multiworker.worker_info()
     with multiworker.checkpoint_dir(model_dir, info) as save_dir:
-        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy)
+        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy,
+                      stop_at_step)
 
 
 def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
-           strategy) -> TrainResult:
+           strategy, stop_at_step: int | None = None) -> TrainResult:
     cfg = run.cfg
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
@@ -333,14 +345,22 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
     if last_good:
         logging.info("resumed from %s at step %d", last_good, int(trainer.step))
+    elif cfg.branch_from:
+        source = checkpoints.restore_branch(trainer.checkpoint, cfg.branch_from, cfg, run.vocab_path,
+                                           trainer.checked_variables())
+        if int(trainer.step) >= cfg.num_train_steps:
+            raise UserError(f"hparam 'branch_from' = {source!r} is at step {int(trainer.step)}, not before "
+                            f"num_train_steps {cfg.num_train_steps}: set num_train_steps to its step plus the decay")
+        logging.info("branched from %s at step %d", source, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
     if is_chief:
         checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
     manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
     start = int(trainer.step.numpy())
-    if start >= cfg.num_train_steps:
-        logging.info("already trained to step %d of %d", start, cfg.num_train_steps)
+    end = cfg.num_train_steps if stop_at_step is None else min(stop_at_step, cfg.num_train_steps)
+    if start >= end:
+        logging.info("already trained to step %d of %d", start, end)
         return TrainResult(start, {})
     iterator = trainer.train_iterator(run.files, start, run.examples_per_shard)
     progress = {"step": start}
@@ -357,11 +377,16 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
     try:
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
-            while step < cfg.num_train_steps:
+            last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
+            calls = 0
+            several_workers = multiworker.worker_info() is not None
+            while step < end:
                 next_save = (step // cfg.save_checkpoints_steps + 1) * cfg.save_checkpoints_steps
-                n = min(cfg.iterations_per_loop, next_save - step, cfg.num_train_steps - step)
+                n = min(cfg.iterations_per_loop, next_save - step, end - step)
                 t0 = time.perf_counter()
-                call = trainer.train_steps(iterator, n)
+                calls += 1
+                with _profiled(cfg.profile_host_call == calls, fileio.join(save_dir, "train")):
+                    call = trainer.train_steps(iterator, n)
                 _write_step_summaries(call.per_step, step, cfg.log_every_steps)
                 step = int(trainer.step.numpy())
                 progress["step"] = step
@@ -380,17 +405,51 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
-                if step % cfg.save_checkpoints_steps == 0 or step == cfg.num_train_steps:
+                due = _save_due(cfg, step, time.monotonic() - last_save, end)
+                if cfg.save_checkpoints_secs > 0 and several_workers:  # each has its own clock
+                    due = _any_worker(trainer.strategy, due)
+                if due:
                     bad = checkpoints.non_finite(trainer.checked_variables())
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
                                    "they were not saved")
                     last_good = manager.save(checkpoint_number=step)
+                    last_save = time.monotonic()
     finally:
         if watchdog is not None:
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
     return TrainResult(step, summary)
+
+
+@contextlib.contextmanager
+def _profiled(active: bool, logdir: str):
+    """A TensorBoard profile (Profile tab) of one host call into `logdir`/plugins/profile, when
+    `active`: the device's time per op and the host's wait for input show an input-bound step."""
+    if not active:
+        yield
+        return
+    tf.profiler.experimental.start(logdir)
+    try:
+        yield
+    finally:
+        tf.profiler.experimental.stop()
+        logging.info("profile of this host call written to %s/plugins/profile", logdir)
+
+
+def _save_due(cfg: PretrainConfig, step: int, secs_since_save: float, end: int) -> bool:
+    """Save after this host call? Every `save_checkpoints_steps` steps, at the end (`end`: num_train_steps or
+    --stop-at-step), and when `save_checkpoints_secs` of wall-clock time passed since the last save,
+    whichever comes first: a spot or preemptible TPU loses at most that much time (Google advises about an hour)."""
+    return (step % cfg.save_checkpoints_steps == 0 or step == end
+            or 0 < cfg.save_checkpoints_secs <= secs_since_save)
+
+
+def _any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """One answer for every worker to a question each answers with its own clock: True if any says so,
+    so every worker saves at the same steps (TensorFlow asks all workers of a run to take part in a save)."""
+    votes = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(SUM, votes, axis=None)) > 0
 
 
 def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> None:
@@ -409,13 +468,13 @@ def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float
                  step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
                  m["generator_accuracy"], m["discriminator_auc"], lr, rate)
     if step > cfg.num_warmup_steps:
-        if m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
+        if cfg.disc_weight > 0 and m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
             logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
                             "(raise generator_hidden_size)", m["discriminator_loss"])
         if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
             logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
                             "(check the data and learning_rate)", m["generator_accuracy"])
-        base = m["discriminator_base_rate_loss"]
+        base = m["discriminator_base_rate_loss"]  # 0 when MLM only: no replaced tokens
         if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
             hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
                 "; on a short schedule set adam_bias_correction")

@@ -15,7 +15,7 @@ from tpu_metadata import metadata_server, nothing_listening, tpu_vm
 
 @pytest.fixture(scope="module")
 def small(root):
-    """The real configs/small.json: max_seq_length 512, vocab_size 32200, 8 TPU cores."""
+    """The real configs/small.json: max_seq_length 512, 8 TPU cores; vocab_size left to the data (default 32200)."""
     return from_hparams(str(root / "configs" / "small.json"))
 
 
@@ -115,12 +115,12 @@ def test_hparams_against_the_accelerator(small):
         'FAIL hparams use_tpu: false; fix: set "use_tpu": true in the hparams')
 
 
-def _upload_records(store, bucket, tmp_path, max_seq_length):
+def _upload_records(store, bucket, tmp_path, max_seq_length, vocab_size=32200):
     data = tmp_path / "pretrain_tfrecords"
     data.mkdir()
     for i in range(2):
         (data / records.shard_name(i, 2)).write_bytes(b"records")
-    records.write_manifest(str(data), manifest(max_seq_length, 32200))
+    records.write_manifest(str(data), manifest(max_seq_length, vocab_size))
     storage.upload(store, str(data), storage.parse_uri(f"gs://{bucket}/run/pretrain_tfrecords"))
 
 
@@ -128,7 +128,7 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
     b = store.client.get_bucket(bucket)
     b.location = "EUROPE-WEST4"  # the emulator keeps what the client sets
     b.patch()
-    _upload_records(store, bucket, tmp_path, max_seq_length=128)
+    _upload_records(store, bucket, tmp_path, max_seq_length=128, vocab_size=35000)
     seen = []
     results = doctor.run_checks(f"gs://{bucket}/run", [str(root / "configs" / "small.json")], "electra-small",
                                 "europe-west4-a", "v3-8", "none", emit=seen.append)
@@ -144,6 +144,12 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
     assert [c.ok for c in results] == [True] * 7 + [False, True]
     assert lines[6] == f"ok   records: 2 shards in gs://{bucket}/run/pretrain_tfrecords"
     assert lines[7].startswith("FAIL data max_seq_length: records in ")
+    # the preset sets max_seq_length (checked) but not vocab_size: that comes from the data, as in the trainer
+    assert lines[0].endswith("model_size=small, max_seq_length=512, vocab_size=from the data")
+    assert lines[8] == "ok   data vocab_size: 35000 in the records and the hparams"
+    layered = doctor.run_checks(f"gs://{bucket}/run", [str(root / "configs" / "small.json"), '{"vocab_size": 32200}'],
+                                "electra-small", "europe-west4-a", "v3-8", "none", emit=lambda c: None)
+    assert layered[-1].line().startswith("FAIL data vocab_size: records in ")
     # The access probes leave nothing behind.
     assert [o.name for o in storage.list_objects(store, storage.parse_uri(f"gs://{bucket}/run"))] == [
         f"run/pretrain_tfrecords/{n}" for n in ("manifest.json", records.shard_name(0, 2), records.shard_name(1, 2))]

@@ -22,9 +22,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BASH = shutil.which("bash")
 SCRIPTS = ROOT / "scripts"
 STEPS = ["create_bucket", "upload", "create_tpu", "setup_tpu", "doctor", "build_data", "train", "follow",
-         "export", "delete_tpu"]
+         "export", "delete_tpu", "status", "stop", "recreate_tpu", "smoke"]
 TPU = ["gcloud", "compute", "tpus", "tpu-vm"]
+QR = ["gcloud", "compute", "tpus", "queued-resources"]
 WHERE = ["--project=proj-1", "--zone=europe-west4-a"]
+DESCRIBE = [*TPU, "describe", "tpu-1", *WHERE, "--format=value(state,acceleratorType)"]
+QR_DESCRIBE = [*QR, "describe", "tpu-1", *WHERE, "--format=value(state.state)"]
+QR_CREATE = [*QR, "create", "tpu-1", *WHERE, "--node-id=tpu-1", "--accelerator-type=v3-8",
+             "--runtime-version=tpu-vm-tf-2.18.0-pjrt", "--valid-until-duration=6h"]
 
 
 @pytest.fixture(scope="session")
@@ -100,15 +105,24 @@ def test_create_bucket_in_the_zone_region(env_file):
     ]
 
 
-def test_create_tpu(env_file, tmp_path):
+def test_create_tpu_through_a_queued_resource(env_file, tmp_path):
     assert dry_run("create_tpu", env_file) == [
         ["gcloud", "services", "enable", "tpu.googleapis.com", "--project=proj-1"],
-        [*TPU, "describe", "tpu-1", *WHERE],
-        [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-vm-tf-2.18.0-pjrt"],
-    ]
-    spot = write_env(tmp_path / "spot.env", CAPACITY="spot", **POD)
-    assert dry_run("create_tpu", spot)[-1][-3:] == [
-        "--accelerator-type=v3-32", "--version=tpu-vm-tf-2.18.0-pod-se", "--spot"]
+        DESCRIBE, QR_DESCRIBE, QR_CREATE, QR_DESCRIBE]
+    spot = write_env(tmp_path / "spot.env", CAPACITY="spot", QUEUE_WAIT="2d", **POD)
+    assert dry_run("create_tpu", spot)[3][-4:] == [
+        "--accelerator-type=v3-32", "--runtime-version=tpu-vm-tf-2.18.0-pod-se", "--spot", "--valid-until-duration=2d"]
+    reserved = write_env(tmp_path / "reserved.env", CAPACITY="reserved")
+    assert dry_run("create_tpu", reserved)[3] == [*QR_CREATE[:-1], "--reserved", "--valid-until-duration=6h"]
+    preemptible = write_env(tmp_path / "pre.env", CAPACITY="preemptible")  # no queued form
+    assert dry_run("create_tpu", preemptible)[2:] == [
+        [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-vm-tf-2.18.0-pjrt", "--preemptible"]]
+    for key, value, message in (("QUEUE_WAIT", "6 hours", "QUEUE_WAIT=6 hours is not a duration like 90m, 6h or 2d"),
+                                ("ON_FINISH", "delete", "ON_FINISH=delete must be keep, export or export-delete"),
+                                ("CAPACITY", "cheap", "CAPACITY=cheap must be on-demand, spot, reserved or preemptible")):
+        bad = write_env(tmp_path / "bad.env", **{key: value})
+        proc = run_script("create_tpu", "--config", str(bad), "--dry-run")
+        assert (proc.returncode, proc.stderr) == (2, f"error: {bad}: {message}\n")
 
 
 VENV = "$HOME/electra-venv"
@@ -209,9 +223,11 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
                                   "--tpu", "local"]
     (train,) = dry_run("train", cfg)
     assert train[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"] and len(train) == 10
-    assert remote(train) == [
-        "cd", "$HOME/electra", "&&", *CLIENT_ENV, "PATH=$HOME/electra-venv/bin:$PATH", "bash", "scripts/remote_job.sh",
-        "train", "gs://bkt-1/run-1/logs", "--", "python", "run_pretraining.py", "--data-dir", "gs://bkt-1/run-1",
+    words = remote(train)
+    assert words[words.index("--stall-seconds"):words.index("--") + 1] == [
+        "--stall-seconds", "10800", "--env", "TPU_NAME=tpu-1", "--env", "TPU_LOAD_LIBRARY=0", "--"]
+    assert words[words.index("--") + 1:words.index("--") + 13] == [
+        "python", "run_pretraining.py", "--data-dir", "gs://bkt-1/run-1",
         "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small",
         "--hparams", "configs/small.json", "--hparams", POD_LAYER]
     assert json.loads(POD_LAYER) == {"tpu_name": "tpu-1", "num_tpu_cores": 32, "tpu_zone": "europe-west4-a",
@@ -223,10 +239,9 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
         "--hparams", "configs/small.json", "--hparams", POD_LAYER, "--tpu", "tpu-1"]
     (build,) = dry_run("build_data", cfg)
     assert "--worker=0" in build and remote(build)[3:5] == CLIENT_ENV
-    ssh, _ = dry_run("export", cfg)
-    assert "--worker=0" in ssh and remote(ssh)[3:6] == [*CLIENT_ENV, "$HOME/electra-venv/bin/electra-export"]
     for script in STEPS:  # no script addresses every host
         proc = run_script(script, "--config", str(cfg), "--dry-run", *(["--yes"] if script == "delete_tpu" else []))
+        assert proc.returncode == 0 or script == "upload", (script, proc.stderr)
         assert "--worker=all" not in proc.stdout
 
 
@@ -247,8 +262,11 @@ def test_smoke_command_for_a_host_and_a_slice(values, words, tmp_path):
 def test_single_host_commands_are_unchanged(env_file):
     """v3-8: the presets' tpu_name "local", no client environment, no hparams layer."""
     (train,) = dry_run("train", env_file)
-    assert remote(train)[:4] == ["cd", "$HOME/electra", "&&", "PATH=$HOME/electra-venv/bin:$PATH"]
-    assert remote(train)[-2:] == ["--hparams", "configs/small.json"]
+    words = remote(train)
+    assert words[words.index("--stall-seconds") + 2] == "--"
+    assert words[words.index("--") + 1:words.index("&&", words.index("--"))] == [
+        "python", "run_pretraining.py", "--data-dir", "gs://bkt-1/run-1", "--vocab-file",
+        "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams", "configs/small.json"]
     (doctor,) = dry_run("doctor", env_file)
     assert remote(doctor)[3] == "$HOME/electra-venv/bin/electra-doctor" and remote(doctor)[-2:] == ["--tpu", "local"]
 
@@ -266,7 +284,7 @@ def test_single_host_commands_are_unchanged(env_file):
      "ACCELERATOR_TYPE=v4-32: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per "
      "slice are documented and checked); use a v2/v3 slice or a single host"),
 ])
-@pytest.mark.parametrize("script", ["create_tpu", "setup_tpu", "doctor", "train", "build_data", "export"])
+@pytest.mark.parametrize("script", ["create_tpu", "setup_tpu", "doctor", "train", "build_data", "recreate_tpu"])
 def test_pod_slice_configs_that_cannot_work_are_refused(script, values, message, tmp_path):
     cfg = write_env(tmp_path / "bad.env", **(POD | values))
     proc = run_script(script, "--config", str(cfg), "--dry-run")
@@ -276,8 +294,9 @@ def test_pod_slice_configs_that_cannot_work_are_refused(script, values, message,
 def test_a_refused_pod_slice_can_still_be_followed_and_deleted(tmp_path):
     """A slice made with the old scripts (base image) must not be stuck: only the TPU's users refuse it."""
     cfg = write_env(tmp_path / "old.env", ACCELERATOR_TYPE="v3-32")
-    assert dry_run("delete_tpu", cfg, "--yes")[-1] == [*TPU, "delete", "tpu-1", *WHERE, "--quiet"]
-    assert "--worker=0" in dry_run("follow", cfg)[0]
+    assert dry_run("delete_tpu", cfg, "--yes")[-1] == [*QR, "delete", "tpu-1", *WHERE, "--force", "--quiet"]
+    assert "--worker=0" in dry_run("follow", cfg)[1]
+    assert "--worker=0" in dry_run("stop", cfg)[1]
 
 
 def test_upload_through_cloudops_storage(env_file, corpus_path, koelectra_vocab, tmp_path):
@@ -306,28 +325,26 @@ def test_build_data_and_train_run_as_background_jobs(env_file):
         "gs://bkt-1/run-1/logs", "--", "python", "build_pretraining_dataset.py",
         "--corpus-dir", "gs://bkt-1/run-1/corpus", "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt",
         "--output-dir", "gs://bkt-1/run-1/pretrain_tfrecords", "--max-seq-length", "512", "--num-processes", "$(nproc)"]
-    (train,) = dry_run("train", env_file)
-    assert remote(train)[4:] == [
-        "bash", "scripts/remote_job.sh", "train", "gs://bkt-1/run-1/logs", "--", "python", "run_pretraining.py",
-        "--data-dir", "gs://bkt-1/run-1", "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams", "configs/small.json"]
 
 
 def test_follow_and_tensorboard(env_file):
-    (status,) = dry_run("follow", env_file, "--job", "build-data", "--lines", "5")
+    describe, status = dry_run("follow", env_file, "--job", "build-data", "--lines", "5")
+    assert describe == DESCRIBE
     assert remote(status) == ["LINES_SHOWN=5", "bash", "$HOME/electra/scripts/remote_job.sh", "--status", "build-data"]
+    _, train = dry_run("follow", env_file, "--lines", "5")
+    assert remote(train) == ["cd", "$HOME/electra", "&&", "$HOME/electra-venv/bin/python", "-m", "cloudops.supervisor",
+                             "status", "$HOME/electra-logs/train/heartbeat.json", "--lines", "5"]
     (tb,) = dry_run("follow", env_file, "--tensorboard")
     assert tb[0].endswith("tensorboard") and tb[1:] == ["--logdir", "gs://bkt-1/run-1/models/electra-small", "--port", "6006"]
 
 
-def test_export_on_the_vm_then_download(env_file, tmp_path):
-    ssh, download = dry_run("export", env_file, "--output", str(tmp_path / "out"))
-    assert remote(ssh) == [
-        "cd", "$HOME/electra", "&&", "$HOME/electra-venv/bin/electra-export", "--model-dir",
-        "gs://bkt-1/run-1/models/electra-small", "--output-dir", "$HOME/electra-export/electra-small", "--overwrite", "&&",
-        "$HOME/electra-venv/bin/python", "-m", "cloudops.storage", "upload", "$HOME/electra-export/electra-small",
-        "gs://bkt-1/run-1/export/electra-small"]
-    assert download[1:] == ["-m", "cloudops.storage", "--project=proj-1", "download",
-                            "gs://bkt-1/run-1/export/electra-small", str(tmp_path / "out")]
+def test_export_runs_here_from_the_bucket_without_a_tpu(env_file, tmp_path):
+    export, upload = dry_run("export", env_file, "--output", str(tmp_path / "out"), "--step", "4000")
+    assert export[0].endswith("electra-export") and export[1:] == [
+        "--model-dir", "gs://bkt-1/run-1/models/electra-small", "--output-dir", str(tmp_path / "out"), "--step", "4000",
+        "--overwrite"]
+    assert upload[1:] == ["-m", "cloudops.storage", "--project=proj-1", "upload", str(tmp_path / "out"),
+                          "gs://bkt-1/run-1/export/electra-small"]
 
 
 def test_doctor_on_the_vm_and_locally(env_file):
@@ -341,10 +358,7 @@ def test_doctor_on_the_vm_and_locally(env_file):
 
 
 def test_delete_dry_run(env_file):
-    assert dry_run("delete_tpu", env_file) == [
-        [*TPU, "describe", "tpu-1", *WHERE],
-        [*TPU, "delete", "tpu-1", *WHERE, "--quiet"],
-    ]
+    assert dry_run("delete_tpu", env_file) == [DESCRIBE, QR_DESCRIBE, [*QR, "delete", "tpu-1", *WHERE, "--force", "--quiet"]]
 
 
 @pytest.mark.parametrize("script", ["create_tpu", "train", "delete_tpu", "upload"])
@@ -384,49 +398,182 @@ def test_missing_gcloud(env_file, tmp_path):
                            "(https://cloud.google.com/sdk/docs/install), then run: gcloud auth login\n")
 
 
+# A stand-in `gcloud`: records each call; `describe` answers the next of the states in $TPU_STATES
+# (tpu-vm: "STATE:TYPE" or "none" = no such TPU) or $QR_STATES (queued resource: STATE or none), the
+# last one repeating; `create` fails with $CREATE_ERROR on stderr when it is set.
+FAKE_GCLOUD = r"""#!/bin/bash
+echo "$*" >> "$GCLOUD_LOG"
+next_state() {  # the next of the space-separated states in the variable named $1
+  local count="$GCLOUD_LOG.$1" i states
+  i=$(cat "$count" 2>/dev/null || echo 0)
+  echo $((i + 1)) > "$count"
+  read -r -a states <<< "${!1}"
+  ((i < ${#states[@]})) || i=$((${#states[@]} - 1))
+  [[ "${states[$i]}" != none ]] || exit 1
+  echo "${states[$i]}" | tr : '\t'
+}
+case " $* " in
+  *" tpu-vm describe "*) next_state TPU_STATES ;;
+  *" queued-resources describe "*failedData*) echo "$QR_REASON" ;;
+  *" queued-resources describe "*) next_state QR_STATES ;;
+  *" create "*) if [[ -n "${CREATE_ERROR:-}" ]]; then echo "$CREATE_ERROR" >&2; exit 1; fi ;;
+esac
+exit 0
+"""
+STOCKOUT = ('ERROR: (gcloud.compute.tpus.tpu-vm.create) {\n  "code": 8,\n  "message": "There is no more capacity in the '
+            'zone \\"europe-west4-a\\"; you can try in another zone where Cloud TPU Nodes are offered"\n}')
+
+
 @pytest.fixture()
 def fake_gcloud(tmp_path):
-    """A stand-in `gcloud` that records each call; `describe` answers with $DESCRIBE_RC."""
+    """Run a script against the stand-in gcloud: (process, the gcloud calls made, without 'gcloud')."""
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD)
+    (bin_dir / "gcloud").chmod(0o755)
     log = tmp_path / "gcloud.log"
-    stub = bin_dir / "gcloud"
-    stub.write_text('#!/bin/bash\necho "$*" >> "$GCLOUD_LOG"\n'
-                    'if [[ " $* " == *" describe "* ]]; then exit "${DESCRIBE_RC:-0}"; fi\n')
-    stub.chmod(0o755)
 
-    def call(script, *args, exists: bool, stdin: str = ""):
+    def call(script, *args, tpu="none", queued="none", stdin="", env_values=None, **env_vars):
+        for old in tmp_path.glob("gcloud.log*"):
+            old.unlink()
         log.write_text("")
-        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", GCLOUD_LOG=str(log),
-                   DESCRIBE_RC="0" if exists else "1")
-        proc = run_script(script, "--config", str(write_env(tmp_path / "tpu.env")), *args, env=env, stdin=stdin)
+        first = [env_vars.pop("PATH_PREFIX")] if "PATH_PREFIX" in env_vars else []
+        env = dict(os.environ, PATH=":".join([*first, str(bin_dir), os.environ["PATH"]]), GCLOUD_LOG=str(log), TPU_STATES=tpu,
+                   QR_STATES=queued, TPU_POLL_SECONDS="0", TMPDIR=str(tmp_path), **env_vars)
+        cfg = write_env(tmp_path / "tpu.env", **(env_values or {}))
+        proc = run_script(script, "--config", str(cfg), *args, env=env, stdin=stdin)
         return proc, log.read_text().splitlines()
     return call
 
 
-def test_rerun_create_skips_an_existing_tpu(fake_gcloud):
-    proc, calls = fake_gcloud("create_tpu", exists=True)
-    assert proc.returncode == 0
-    assert calls == ["services enable tpu.googleapis.com --project=proj-1",
-                     "compute tpus tpu-vm describe tpu-1 --project=proj-1 --zone=europe-west4-a"]
-    assert "TPU VM tpu-1 already exists in europe-west4-a; skipped" in proc.stderr
-    proc, calls = fake_gcloud("create_tpu", exists=False)
+G_DESCRIBE = "compute tpus tpu-vm describe tpu-1 --project=proj-1 --zone=europe-west4-a --format=value(state,acceleratorType)"
+G_QR_DESCRIBE = "compute tpus queued-resources describe tpu-1 --project=proj-1 --zone=europe-west4-a --format=value(state.state)"
+G_QR_CREATE = ("compute tpus queued-resources create tpu-1 --project=proj-1 --zone=europe-west4-a --node-id=tpu-1 "
+               "--accelerator-type=v3-8 --runtime-version=tpu-vm-tf-2.18.0-pjrt --valid-until-duration=6h")
+G_QR_DELETE = "compute tpus queued-resources delete tpu-1 --project=proj-1 --zone=europe-west4-a --force --quiet"
+G_ENABLE = "services enable tpu.googleapis.com --project=proj-1"
+
+
+def test_create_waits_in_the_queue_until_the_tpu_is_active(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", queued="none WAITING_FOR_RESOURCES PROVISIONING ACTIVE")
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [G_ENABLE, G_DESCRIBE, G_QR_DESCRIBE, G_QR_CREATE, G_QR_DESCRIBE, G_QR_DESCRIBE, G_QR_DESCRIBE]
+    assert "queued: WAITING_FOR_RESOURCES for 0 min (waits up to QUEUE_WAIT=6h;" in proc.stderr
+    assert proc.stderr.splitlines()[-1] == "TPU VM tpu-1 is ready (queued resource ACTIVE); next: scripts/setup_tpu.sh"
+    # still queued when the limit passes: one line, and the request stays queued
+    proc, calls = fake_gcloud("create_tpu", queued="none WAITING_FOR_RESOURCES", TPU_WAIT_LIMIT_SECONDS="0")
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == (
+        "error: TPU tpu-1 still WAITING_FOR_RESOURCES after QUEUE_WAIT=6h: no v3-8 capacity in europe-west4-a so far; "
+        "rerun scripts/create_tpu.sh to queue again, or try another zone")
+    # a rerun while it is being created waits for the same request instead of queueing another
+    proc, calls = fake_gcloud("create_tpu", tpu="CREATING:v3-8", queued="PROVISIONING ACTIVE")
+    assert proc.returncode == 0 and calls == [G_ENABLE, G_DESCRIBE, G_QR_DESCRIBE, G_QR_DESCRIBE]
+
+
+def test_create_after_a_failed_request_and_the_failure_in_one_line(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", queued="FAILED ACTIVE")
+    assert proc.returncode == 0 and calls == [G_ENABLE, G_DESCRIBE, G_QR_DESCRIBE, G_QR_DELETE, G_QR_CREATE,
+                                              G_QR_DESCRIBE]
+    proc, calls = fake_gcloud("create_tpu", queued="none FAILED", QR_REASON="Quota exceeded for TPUV3sPerProjectPerZone")
+    assert (proc.returncode, proc.stderr.splitlines()[-1]) == (2, (
+        "error: the queued request for TPU tpu-1 is FAILED: Quota exceeded for TPUV3sPerProjectPerZone; rerun "
+        "scripts/create_tpu.sh to queue again"))
+
+
+def test_create_checks_an_existing_tpu(fake_gcloud, tmp_path):
+    cfg = tmp_path / "tpu.env"
+    proc, calls = fake_gcloud("create_tpu", tpu="READY:v3-8")
+    assert proc.returncode == 0 and calls == [G_ENABLE, G_DESCRIBE]
+    assert proc.stderr.splitlines()[-1] == ("TPU VM tpu-1 (v3-8) already exists in europe-west4-a and is READY; skipped "
+                           "(scripts/delete_tpu.sh deletes it)")
+    for state in ("PREEMPTED", "TERMINATED"):
+        proc, calls = fake_gcloud("create_tpu", tpu=f"{state}:v3-8")
+        assert (proc.returncode, proc.stderr.splitlines()[-1]) == (2, (
+            f"error: TPU VM tpu-1 in europe-west4-a is {state}: it cannot run anything again; recreate it and resume "
+            f"training with: scripts/recreate_tpu.sh --config {cfg}"))
+    proc, calls = fake_gcloud("create_tpu", tpu="READY:v2-8")
+    assert (proc.returncode, proc.stderr.splitlines()[-1]) == (2, (
+        "error: TPU VM tpu-1 in europe-west4-a is a v2-8, not ACCELERATOR_TYPE=v3-8: choose another TPU_NAME, or "
+        "delete it first (scripts/delete_tpu.sh)"))
+    assert calls == [G_ENABLE, G_DESCRIBE]  # nothing created
+
+
+def test_a_stockout_is_one_line(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", env_values={"CAPACITY": "preemptible"}, CREATE_ERROR=STOCKOUT)
+    assert proc.returncode == 2
     assert calls[-1] == ("compute tpus tpu-vm create tpu-1 --project=proj-1 --zone=europe-west4-a "
-                         "--accelerator-type=v3-8 --version=tpu-vm-tf-2.18.0-pjrt")
+                         "--accelerator-type=v3-8 --version=tpu-vm-tf-2.18.0-pjrt --preemptible")
+    assert proc.stderr.splitlines()[-1] == (
+        'error: no v3-8 capacity in europe-west4-a for CAPACITY=preemptible right now (ERROR: '
+        '(gcloud.compute.tpus.tpu-vm.create) { "code": 8, "message": "There is no more capacity in the zone '
+        '\\"europe-west4-a\\"; you can try in another zone where Cloud TPU Nodes are offered" }); queued resources '
+        'wait for it: use CAPACITY=spot or on-demand, another zone that offers v3-8, or retry later')
+
+
+def test_recreate_after_a_preemption_is_one_command(fake_gcloud):
+    proc, calls = fake_gcloud("recreate_tpu", tpu="PREEMPTED:v3-8 none", queued="SUSPENDED none ACTIVE")
+    assert proc.returncode == 0, proc.stderr
+    assert calls[:7] == [G_DESCRIBE, G_QR_DESCRIBE, G_QR_DELETE, G_ENABLE, G_DESCRIBE, G_QR_DESCRIBE, G_QR_CREATE]
+    assert calls[7] == G_QR_DESCRIBE and calls[8].startswith("compute tpus tpu-vm scp ")
+    setup, train = calls[9:]
+    assert setup.startswith("compute tpus tpu-vm ssh tpu-1") and "electra-doctor --versions-only" in setup
+    assert train.startswith("compute tpus tpu-vm ssh tpu-1") and "cloudops.supervisor prepare" in train
+    assert "TPU VM tpu-1 is PREEMPTED (queued resource: SUSPENDED): deleting it to create it again" in proc.stderr
 
 
 def test_delete_asks_unless_yes(fake_gcloud):
-    delete = "compute tpus tpu-vm delete tpu-1 --project=proj-1 --zone=europe-west4-a --quiet"
     for answer in ("n\n", "", "maybe\n"):
-        proc, calls = fake_gcloud("delete_tpu", exists=True, stdin=answer)
-        assert proc.returncode == 1 and delete not in calls
+        proc, calls = fake_gcloud("delete_tpu", tpu="READY:v3-8", queued="ACTIVE", stdin=answer)
+        assert proc.returncode == 1 and calls == [G_DESCRIBE, G_QR_DESCRIBE]
         assert "not deleted (pass --yes to skip this question)" in proc.stderr
-    proc, calls = fake_gcloud("delete_tpu", exists=True, stdin="y\n")
-    assert proc.returncode == 0 and calls[-1] == delete
-    proc, calls = fake_gcloud("delete_tpu", "--yes", exists=True)
-    assert proc.returncode == 0 and calls[-1] == delete
-    proc, calls = fake_gcloud("delete_tpu", "--yes", exists=False)
-    assert proc.returncode == 0 and len(calls) == 1 and "nothing to delete" in proc.stderr
+    proc, calls = fake_gcloud("delete_tpu", tpu="READY:v3-8", queued="ACTIVE", stdin="y\n")
+    assert proc.returncode == 0 and calls[-1] == G_QR_DELETE
+    proc, calls = fake_gcloud("delete_tpu", "--yes", queued="WAITING_FOR_RESOURCES")  # withdraw a waiting request
+    assert proc.returncode == 0 and calls[-1] == G_QR_DELETE
+    proc, calls = fake_gcloud("delete_tpu", "--yes", tpu="PREEMPTED:v3-8")  # made without a queue
+    assert calls[-1] == "compute tpus tpu-vm delete tpu-1 --project=proj-1 --zone=europe-west4-a --quiet"
+    proc, calls = fake_gcloud("delete_tpu", "--yes")
+    assert proc.returncode == 0 and len(calls) == 2 and "nothing to delete" in proc.stderr
+
+
+def test_stop_takes_the_run_down_on_the_vm(fake_gcloud):
+    proc, calls = fake_gcloud("stop", tpu="READY:v3-8")
+    assert proc.returncode == 0 and calls[0] == G_DESCRIBE
+    assert calls[1] == (
+        "compute tpus tpu-vm ssh tpu-1 --project=proj-1 --zone=europe-west4-a --worker=0 --command=cd $HOME/electra && "
+        "$HOME/electra-venv/bin/python -m cloudops.supervisor stop --state-dir $HOME/electra-logs/train; "
+        "sudo systemctl disable --now --quiet electra-train")
+    proc, calls = fake_gcloud("stop", tpu="PREEMPTED:v3-8")
+    assert proc.returncode == 0 and calls == [G_DESCRIBE]
+    assert proc.stderr == "TPU VM tpu-1 is PREEMPTED: nothing runs on it (scripts/delete_tpu.sh stops its billing)\n"
+
+
+def test_status_and_follow_read_the_bucket_without_ssh(fake_gcloud, emulator_host, store, bucket, tmp_path):
+    """A preempted TPU: status names it and how to resume; the heartbeat and log come from gs:// (the emulator)."""
+    client = store.client.bucket(bucket)
+    beat = {"name": "train", "state": "running", "attempt": 1, "step": 1200, "num_train_steps": 800000,
+            "examples_per_second": 1536.0, "updated": time.time() - 5, "host": "t1v-n-0", "sync_seconds": 60,
+            "log": f"gs://{bucket}/run-1/logs/train-t1v-n-0.log"}
+    client.blob("run-1/logs/train-heartbeat.json").upload_from_string(json.dumps(beat))
+    client.blob("run-1/logs/train-t1v-n-0.log").upload_from_string("step 1190\nstep 1200\n")
+    python_dir = tmp_path / "py"
+    python_dir.mkdir()
+    (python_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # local_python: this interpreter
+    (python_dir / "python3").chmod(0o755)
+    env = dict(STORAGE_EMULATOR_HOST=emulator_host, PYTHONPATH=str(ROOT))
+    proc, calls = fake_gcloud("status", tpu="PREEMPTED:v3-8", queued="SUSPENDED", env_values={"BUCKET": bucket},
+                              **env, PATH_PREFIX=str(python_dir))
+    assert calls == [G_DESCRIBE, G_QR_DESCRIBE]
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0] == (f"TPU tpu-1 (v3-8, on-demand): PREEMPTED; resume with: scripts/recreate_tpu.sh --config "
+                        f"{tmp_path / 'tpu.env'}")
+    assert re.fullmatch(r"train: running \(attempt 1\), step 1200/800000 \(0\.1%\), 1536\.0 examples/s, "
+                        r"heartbeat [5-9] s ago from t1v-n-0", lines[1]), lines[1]
+    proc, calls = fake_gcloud("follow", "--lines", "1", tpu="PREEMPTED:v3-8", env_values={"BUCKET": bucket}, **env,
+                              PATH_PREFIX=str(python_dir))
+    assert calls == [G_DESCRIBE] and proc.stdout.splitlines()[1:] == ["step 1200"]
+    assert f"TPU VM tpu-1 is PREEMPTED: the run's heartbeat and log as last shipped to gs://{bucket}/run-1/logs/" in proc.stderr
 
 
 def _job(home: pathlib.Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
@@ -474,3 +621,113 @@ def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_pat
     _wait_finished(home, "build-data")
     text = store.client.bucket(bucket).blob(f"run/logs/build-data-{socket.gethostname()}.log").download_as_text()
     assert text.splitlines()[1:] == ["built 3 shards", "exit status 0"]
+
+
+def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
+    """train.sh's remote command run by bash as the VM runs it: HOME holds the checkout and the venv, `sudo`
+    and `systemctl` are stand-ins that record. The supervisor's job is the trainer's command word for word
+    (HPARAMS_OVERRIDE last, quotes intact), ON_FINISH's command; the unit is installed and started; while it
+    is active a rerun does nothing."""
+    override = '{"learning_rate": 1e-4, "_why": "it\'s late"}'
+    cfg = write_env(tmp_path / "o.env", HPARAMS_OVERRIDE=override, ON_FINISH="export")
+    (train,) = dry_run("train", cfg)
+    (command,) = [a[len("--command="):] for a in train if a.startswith("--command=")]
+    home, vm_bin, log = tmp_path / "home", tmp_path / "vmbin", tmp_path / "vm.log"
+    (home / "electra-venv" / "bin").mkdir(parents=True)
+    (home / "electra").symlink_to(ROOT)
+    vm_bin.mkdir()
+    for name, text in ((home / "electra-venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
+                       (vm_bin / "sudo", 'echo "sudo $*" >> "$VM_LOG"'),
+                       (vm_bin / "systemctl", 'echo "systemctl $*" >> "$VM_LOG"; exit "$ACTIVE_RC"')):
+        name.write_text(f"#!/bin/sh\n{text}\n")
+        name.chmod(0o755)
+    env = dict(os.environ, PATH=f"{vm_bin}:{os.environ['PATH']}", HOME=str(home), PYTHONPATH=str(ROOT),
+               VM_LOG=str(log), ACTIVE_RC="3")
+    proc = subprocess.run([BASH, "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    unit = home / "electra-logs" / "train" / "electra-train.service"
+    assert (proc.returncode, proc.stdout) == (0, f"{unit}\nstarted electra-train (systemd: restarts after crashes, "
+                                                 "hangs and reboots)\n"), proc.stderr
+    job = json.loads((home / "electra-logs" / "train" / "job.json").read_text())
+    assert job["argv"] == [
+        "python", "run_pretraining.py", "--data-dir", "gs://bkt-1/run-1", "--vocab-file",
+        "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams", "configs/small.json",
+        "--hparams", override]
+    assert job["on_success"] == (
+        "electra-export --model-dir gs://bkt-1/run-1/models/electra-small --output-dir $HOME/electra-export/electra-small "
+        "--overwrite && python -m cloudops.storage upload $HOME/electra-export/electra-small "
+        "gs://bkt-1/run-1/export/electra-small")
+    assert (job["log_dir"], job["stall_seconds"], job["env"]) == ("gs://bkt-1/run-1/logs", 10800, {})
+    assert f"--state-dir {home}/electra-logs/train\n" in unit.read_text()
+    assert log.read_text().splitlines() == [
+        "systemctl is-active --quiet electra-train", f"sudo cp {unit} /etc/systemd/system/",
+        "sudo systemctl daemon-reload", "sudo systemctl enable --now --quiet electra-train"]
+    log.unlink()
+    again = subprocess.run([BASH, "-c", command], env={**env, "ACTIVE_RC": "0"}, capture_output=True, text=True,
+                           timeout=60)
+    assert again.stdout == "electra-train is already running; not started again (scripts/stop.sh stops it)\n"
+    assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train"]
+
+
+def test_hparams_override_without_a_commit_and_one_records_length(tmp_path):
+    """HPARAMS_OVERRIDE is layered last for the doctor and the trainer; the records are built at the hparams'
+    max_seq_length (the override's, if it sets one); a leftover MAX_SEQ_LENGTH must agree."""
+    cfg = write_env(tmp_path / "o.env", HPARAMS_OVERRIDE='{"max_seq_length": 256, "learning_rate": 1e-4}')
+    (doctor,) = dry_run("doctor", cfg)
+    assert remote(doctor)[-6:] == ["--hparams", "configs/small.json", "--hparams",
+                                   '{"max_seq_length": 256, "learning_rate": 1e-4}', "--tpu", "local"]
+    (local,) = dry_run("doctor", cfg, "--local")
+    assert local[-6:] == ["--hparams", str(ROOT / "configs" / "small.json"), "--hparams",
+                          '{"max_seq_length": 256, "learning_rate": 1e-4}', "--tpu", "none"]
+    (build,) = dry_run("build_data", cfg)
+    words = remote(build)
+    assert words[words.index("--max-seq-length") + 1] == "256"
+    stale = write_env(tmp_path / "s.env", MAX_SEQ_LENGTH="128")
+    proc = run_script("build_data", "--config", str(stale), "--dry-run")
+    assert (proc.returncode, proc.stderr) == (2, (
+        f"error: {stale}: MAX_SEQ_LENGTH=128 but the hparams say max_seq_length 512: remove MAX_SEQ_LENGTH (the "
+        "records' length is the hparams'), or set max_seq_length in HPARAMS_OVERRIDE\n"))
+    bad = write_env(tmp_path / "b.env", HPARAMS_OVERRIDE="learning_rate=1e-4")
+    proc = run_script("train", "--config", str(bad), "--dry-run")
+    assert (proc.returncode, proc.stderr) == (2, (
+        f"error: {bad}: HPARAMS_OVERRIDE must be a JSON object on one line ({{\"learning_rate\": 1e-4}}) or a "
+        "gs://.../FILE.json\n"))
+
+
+def test_smoke_run_on_the_vm(env_file):
+    (ssh,) = dry_run("smoke", env_file, "--steps", "400", "--profile")
+    words = remote(ssh)
+    assert words[:9] == ["cd", "$HOME/electra", "&&", "if", "systemctl", "is-active", "--quiet", "electra-train;", "then"]
+    assert words[words.index("PATH=$HOME/electra-venv/bin:$PATH"):] == [
+        "PATH=$HOME/electra-venv/bin:$PATH", "python", "-m", "workflow.smoke", "--data-dir", "gs://bkt-1/run-1",
+        "--vocab-file", "gs://bkt-1/run-1/vocab/vocab.txt", "--model-name", "electra-small", "--hparams",
+        "configs/small.json", "--accelerator-type", "v3-8", "--capacity", "on-demand", "--steps", "400", "--profile"]
+    proc = run_script("smoke", "--config", str(env_file), "--dry-run", "--steps", "many")
+    assert (proc.returncode, proc.stderr) == (2, "error: --steps needs a number of steps\n")
+
+
+def test_remote_job_pidfile_names_a_process_group_and_a_reused_pid_does_not_match(tmp_path):
+    home, logs = tmp_path / "home", tmp_path / "bucket-logs"
+    (home / "electra-logs").mkdir(parents=True)
+    # a pidfile left from before a reboot whose PID now belongs to another process (this test's)
+    (home / "electra-logs" / "build-data.pid").write_text(f"{os.getpid()} 1\n")
+    started = _job(home, "build-data", str(logs), "--", "bash", "-c", "sleep 30 & sleep 30")
+    assert started.stdout.startswith("started build-data (pid "), started.stdout
+    pid, start = (int(w) for w in (home / "electra-logs" / "build-data.pid").read_text().split())
+    assert os.getpgid(pid) == pid and pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == str(start)
+    assert _job(home, "--status", "build-data").stdout.startswith(f"build-data: running (pid {pid})")
+    os.killpg(pid, 15)  # the whole job, its background sleep included
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-g", str(pid)], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the job's group survived"
+        time.sleep(0.1)
+    # its pidfile is left behind (killed, it could not clean up), but names no running job
+    assert _job(home, "--status", "build-data").stdout.startswith("build-data: not running")
+
+
+def test_another_create_failure_is_one_line_with_the_command(fake_gcloud):
+    proc, calls = fake_gcloud("create_tpu", CREATE_ERROR="ERROR: (gcloud.compute.tpus.queued-resources.create) "
+                                                         "PERMISSION_DENIED: tpu.queuedResources.create denied")
+    assert proc.returncode == 2 and calls[-1] == G_QR_CREATE
+    assert proc.stderr.splitlines()[-1] == (
+        "error: ERROR: (gcloud.compute.tpus.queued-resources.create) PERMISSION_DENIED: tpu.queuedResources.create "
+        "denied (exit status 1 from: gcloud " + G_QR_CREATE + ")")

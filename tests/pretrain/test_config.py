@@ -79,6 +79,12 @@ def test_published_koelectra_schedules():
     ('{"max_predictions_per_seq": 20}', "derived"),
     ('{"hidden_size": 100, "num_attention_heads": 3}', "'hidden_size' = 100"),
     ('{"train_batch_size": 10, "gradient_accumulation_steps": 3}', "'train_batch_size'"),
+    ('{"jit_compile": "fast"}', "'jit_compile' = 'fast': must be true, false or \"auto\""),
+    ('{"jit_compile": 1}', "'jit_compile' must be bool or str, got 1"),
+    ('{"lr_schedule": "cosine"}', "'lr_schedule' = 'cosine': must be one of linear, wsd"),
+    ('{"lr_schedule": "wsd", "num_train_steps": 100, "num_warmup_steps": 10, "decay_steps": 95}',
+     "'decay_steps' = 95: the decay must start after the 10 warm-up steps"),
+    ('{"decay_fraction": 1.5}', "'decay_fraction' = 1.5: must be in .0, 1."),
     ('{"shuffle_buffer": 1}', "'shuffle_buffer' = 1: must be at least 2: it holds two windows of half of it"),
     ("[1, 2]", "must be a JSON object"),
     ("{not json", "not valid JSON"),
@@ -111,3 +117,24 @@ def test_config_is_frozen_and_round_trips():
     with pytest.raises(Exception):
         cfg.hidden_size = 3  # type: ignore[misc]
     assert from_hparams(cfg.to_json()) == cfg
+
+
+def test_vocab_size_and_max_seq_length_come_from_the_data_unless_a_layer_sets_them():
+    from pretrain.config import config_path, fill_from_data, load_hparams
+
+    small = load_hparams(config_path("small"))
+    assert "vocab_size" not in small  # a merged vocab is never the preset's size
+    cfg = from_hparams(fill_from_data(small, 35000, 128))
+    assert (cfg.vocab_size, cfg.max_seq_length) == (35000, 512)  # the preset's 512 stays, to be checked
+    assert from_hparams(fill_from_data({}, 35000, 128)).max_seq_length == 128  # over model_size's default
+    assert from_hparams(fill_from_data({"vocab_size": 100}, 35000, None)).vocab_size == 100
+    assert from_hparams(fill_from_data({}, None, None)).vocab_size == 32200
+
+
+@pytest.mark.parametrize("name,watchdog", [("small", 1800), ("base", 1800), ("large", 7200)])
+def test_tpu_presets_checkpoint_hourly_and_watch_for_hangs(name, watchdog):
+    """Spot and preemptible TPUs lose at most an hour (Google's advice); a hang exits 75 for the supervisor."""
+    cfg = from_hparams(config_path(name))
+    assert (cfg.save_checkpoints_secs, cfg.watchdog_seconds, cfg.use_tpu) == (3600.0, watchdog, True)
+    with pytest.raises(UserError, match=r"hparam 'save_checkpoints_secs' = -1.0: must be >= 0"):
+        from_hparams({"save_checkpoints_secs": -1})

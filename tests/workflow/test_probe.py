@@ -2,6 +2,7 @@
 fine-tuning, accuracies from real predictions on the bundled sentiment rows."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -265,3 +266,79 @@ def test_a_discriminator_that_scores_every_token_alike_has_auc_one_half(encoded)
     real = sum(sum(t not in special for t in row) for row in test_ids)
     assert 0.9 * masked / real <= m.replaced_share <= masked / real
     assert 0.0 <= m.token_only_auc <= 1.0
+
+
+def _classifier(seed: int = 0, layers: int = 3):
+    torch.manual_seed(seed)
+    config = transformers.ElectraConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=layers,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
+                                        num_labels=2)
+    model = transformers.ElectraForSequenceClassification(config)
+    with torch.no_grad():  # every weight away from its initial value, LayerNorm's 1s and 0s included
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    return model
+
+
+def test_llrd_gives_each_layer_electras_decayed_rate():
+    model = _classifier(layers=3)
+    groups = finetune.layer_rates(model, 1e-3, 0.5)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    by_name = {name: rate_of[id(p)] for name, p in model.named_parameters()}
+    assert len(by_name) == len(list(model.parameters()))  # every parameter in exactly one group
+    # head at num_layers + 2 = 5: 1e-3; layer i at i + 1: 1e-3 * 0.5 ** (4 - i); embeddings at 0: 1e-3 * 0.5 ** 5
+    assert by_name["classifier.out_proj.weight"] == by_name["classifier.dense.bias"] == pytest.approx(1e-3)
+    assert [by_name[f"electra.encoder.layer.{i}.output.dense.weight"] for i in range(3)] == pytest.approx(
+        [1e-3 / 16, 1e-3 / 8, 1e-3 / 4])
+    assert by_name["electra.embeddings.word_embeddings.weight"] == pytest.approx(1e-3 / 32)
+    assert by_name["electra.embeddings_project.weight"] == pytest.approx(1e-3 / 32)
+
+
+def test_reinit_changes_exactly_the_top_layer():
+    model = _classifier(layers=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    finetune.reinit_top_layer(model, seed=1)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    top = {k for k in before if k.startswith("electra.encoder.layer.2.")}
+    assert changed == top and len(top) == 16
+    assert torch.all(model.state_dict()["electra.encoder.layer.2.output.LayerNorm.weight"] == 1.0)
+
+
+def test_lpft_linear_stage_leaves_the_encoder_unchanged(monkeypatch):
+    """The head alone trains first (the encoder's weights identical after it), then everything."""
+    model = _classifier(layers=1)
+    rows = [[2, 5 + i % 7, 9 + i % 5, 3] for i in range(64)]
+    labels = [i % 2 for i in range(64)]
+    config = probe.ProbeConfig(epochs=1, batch_size=16, lp_epochs=2, lp_learning_rate=1e-2, learning_rate=1e-3)
+    snapshots = []
+    real_train = finetune._train
+
+    def spy(model, *args):
+        out = real_train(model, *args)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(finetune, "_train", spy)
+    finetune.fine_tune(model, rows, labels, 0, config, "lpft")
+    linear, full = snapshots
+    moved = lambda snap: {k for k in before if not torch.equal(snap[k], before[k])}  # noqa: E731
+    assert moved(linear) == {k for k in before if k.startswith("classifier.")}
+    assert {k for k in moved(full) if k.startswith("electra.encoder.")}  # then the encoder trains
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_the_dev_rows_choose_the_protocol_with_the_rate(folders, sentiment_dir):
+    untrained, _ = folders
+    config = dataclasses.replace(FAST, max_train_rows=64, dev_rows=64, max_test_rows=50, epochs=1, seeds=2,
+                                 lr_grid=(1e-3, 3e-3), protocols=("plain", "reinit"), frozen=False, intrinsic=False)
+    result = probe.run_probe(untrained, str(sentiment_dir / "train.tsv"), str(sentiment_dir / "test.tsv"), config)
+    for arm in (result.pretrained, result.random_init):
+        assert sorted(arm["dev_accuracy"]) == ["plain 0.001", "plain 0.003", "reinit 0.001", "reinit 0.003"]
+        best = max(arm["dev_accuracy"].values())
+        assert arm["dev_accuracy"][f"{arm['protocol']} {arm['learning_rate']:g}"] == best
+        assert len(arm["accuracies"]) == 2
+    with pytest.raises(UserError, match="protocols must be some of plain, llrd, lpft, reinit, got sgd"):
+        probe.ProbeConfig(protocols=("sgd",))
+    with pytest.raises(UserError, match="need dev_rows > 0"):
+        probe.ProbeConfig(protocols=("plain", "llrd"))

@@ -95,3 +95,31 @@ def test_auc_from_histograms():
     assert metrics.auc_from_histograms([1, 1], [1, 1]) == 0.5
     # pos scores {b1, b2}, neg {b0, b1}: pairs (b1>b0)=1, (b1=b1)=.5, (b2>b0)=1, (b2>b1)=1 -> 3.5/4
     assert metrics.auc_from_histograms([0, 1, 1], [1, 1, 0]) == 0.875
+
+
+def test_mlm_only_runs_no_sampling_and_no_discriminator(tmp_path, monkeypatch):
+    """disc_weight 0 (the payoff's MLM control): the generator's sums as in RTD, the discriminator's all zero,
+    and neither the Gumbel sampler nor the discriminator is called."""
+    ids, mask, seg = _real_batch(tmp_path)
+    key, rows = step_key(0, 5), tf.range(8, dtype=tf.int64)
+    outs = {}
+    for weight in (50.0, 0.0):
+        tf.keras.utils.set_random_seed(3)
+        model = build_model(tiny_config(disc_weight=weight), SPECIAL)
+        m = model.mask(ids, mask, key=key, rows=rows)
+        if weight == 0.0:
+            def refuse(*args, **kwargs):
+                raise AssertionError("called in MLM-only mode")
+            monkeypatch.setattr(sampling, "gumbel_max_sample", refuse)
+            monkeypatch.setattr(model.discriminator, "call", refuse)
+        outs[weight] = model.step(ids, mask, seg, m, key=key, rows=rows, training=False)
+    rtd, mlm = outs[50.0], outs[0.0]
+    for name in ("mlm_loss_sum", "mlm_count", "mlm_correct", "disc_count"):
+        np.testing.assert_allclose(getattr(mlm, name).numpy(), getattr(rtd, name).numpy(), rtol=1e-6)
+    assert rtd.replaced.numpy() > 0
+    for name in ("disc_loss_sum", "disc_correct", "replaced", "true_pos", "pred_pos"):
+        assert getattr(mlm, name).numpy() == 0.0
+    assert mlm.pos_hist.numpy().sum() == mlm.neg_hist.numpy().sum() == 0.0
+    cfg = tiny_config(disc_weight=0.0)
+    losses = rtd_loss(mlm, cfg, mlm.mlm_count, mlm.disc_count)
+    np.testing.assert_allclose(losses.total.numpy(), losses.mlm.numpy(), rtol=1e-6)

@@ -1,4 +1,7 @@
 """Strategy and precision choice; the two-logical-CPU set-up the multi-replica tests use."""
+import subprocess
+import sys
+
 import pytest
 
 from pretrain.training.distribute import set_logical_cpu_devices
@@ -8,7 +11,8 @@ set_logical_cpu_devices(2)  # before TensorFlow creates its devices
 import tensorflow as tf  # noqa: E402
 
 from foundation.errors import UserError  # noqa: E402
-from pretrain.training.distribute import cpu_flags, cpu_precision, device_kind, keras_policy, make_strategy, resolve_precision  # noqa: E402
+from pretrain.training.distribute import (Compute, cpu_flags, cpu_precision, device_kind, keras_policy,  # noqa: E402
+                                          make_strategy, resolve_compute, resolve_jit_compile, resolve_precision)
 from tpu_metadata import metadata_server, nothing_listening, tpu_vm  # noqa: E402
 
 CPU_ONLY = dict(use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)
@@ -26,6 +30,18 @@ def test_cpu_gets_default_strategy_and_the_precision_its_flags_allow():
     assert resolve_precision("auto", strategy, flags=frozenset({"avx512_bf16"}), jit_compile=True) == "float32"
     assert resolve_precision("auto", strategy) == cpu_precision(cpu_flags())
     assert resolve_precision("bfloat16", strategy) == "bfloat16"
+
+
+def test_auto_resolves_to_the_fastest_measured_setting_per_device():
+    """On a CPU: no XLA, bfloat16 only with native bfloat16 instructions; on a TPU: XLA; explicit values win."""
+    strategy = make_strategy(**CPU_ONLY)
+    bf16, plain = frozenset({"avx512f", "avx512_bf16"}), frozenset({"avx2"})
+    assert resolve_compute("auto", "auto", strategy, flags=bf16) == Compute("bfloat16", False)
+    assert resolve_compute("auto", "auto", strategy, flags=plain) == Compute("float32", False)
+    assert resolve_compute("auto", True, strategy, flags=bf16) == Compute("float32", True)
+    assert resolve_compute("bfloat16", True, strategy, flags=plain) == Compute("bfloat16", True)
+    assert [resolve_jit_compile("auto", kind) for kind in ("cpu", "gpu", "tpu")] == [False, False, True]
+    assert [resolve_jit_compile(False, "tpu"), resolve_jit_compile(True, "cpu")] == [False, True]
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -120,6 +136,34 @@ def test_unreachable_tpu_is_one_line_with_the_fix(monkeypatch):
     assert "\n" not in message
     assert message.startswith("cannot reach TPU 'no-such-tpu' (zone=europe-west4-a, project=proj)")
     assert "gcloud compute tpus tpu-vm list" in message and "'local'" in message
+
+
+def test_a_tpu_held_by_another_process_is_named_as_such(monkeypatch, tmp_path):
+    """libtpu's lock held elsewhere (here: a process holding a lockf on a stand-in lock file): the advice
+    is about that process, not about tpu_name."""
+    from pretrain.training import distribute
+
+    lockfile = tmp_path / "libtpu_lockfile"
+    lockfile.write_text("")
+    monkeypatch.setattr(distribute, "LIBTPU_LOCKFILE", str(lockfile))
+    assert not distribute.tpu_lock_taken()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+                               "fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(lockfile)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert distribute.tpu_lock_taken()
+        monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
+        with pytest.raises(UserError) as info:
+            make_strategy(use_tpu=True, tpu_name="local", tpu_zone=None, gcp_project=None, num_tpu_cores=8)
+        assert str(info.value).endswith(
+            f"another process holds this VM's TPU (libtpu's lock {lockfile}): a run started by scripts/train.sh "
+            "(scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; find it with: sudo lsof "
+            f"-w /dev/accel* {lockfile}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not distribute.tpu_lock_taken()
 
 
 def test_precision_names():

@@ -188,7 +188,7 @@ def test_two_workers_make_the_same_steps_as_one_process_and_only_the_chief_saves
                                                           f"ckpt-{STEPS}.index"]
 
 
-def train_main(data_dir, model_dir, ports_json, index):
+def train_main(data_dir, model_dir, ports_json, index, extra="{}"):
     """One worker of a real `training.train` run (the path `run_pretraining.py` takes)."""
     os.environ["TF_CONFIG"] = cluster(json.loads(ports_json), int(index))
     from pretrain.training import trainer as training
@@ -196,7 +196,7 @@ def train_main(data_dir, model_dir, ports_json, index):
 
     strategy = multiworker.make_multiworker_strategy()
     hparams = {**HPARAMS, "num_train_steps": 4, "save_checkpoints_steps": 2, "iterations_per_loop": 2,
-               "shuffle_buffer": 16}
+               "shuffle_buffer": 16, **json.loads(extra)}
     run = training.check_inputs(from_hparams(json.dumps(hparams)), f"{data_dir}/pretrain_tfrecords",
                                 f"{data_dir}/vocab.txt")
     with multiworker.checkpoint_dir(model_dir, multiworker.worker_info()) as save_dir:
@@ -205,14 +205,14 @@ def train_main(data_dir, model_dir, ports_json, index):
     leave_together(model_dir, multiworker.worker_info())
 
 
-@pytest.mark.slow
-def test_training_train_on_two_workers_checkpoints_on_the_chief_only(tmp_path):
+def _train_two_workers(tmp_path, extra=({}, {})):
     write_nsmc_records(tmp_path, max_seq_length=32, num_examples=64, num_shards=2)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     ports = json.dumps(_free_ports(2))
     model = tmp_path / "model"
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "train", str(tmp_path), str(model), ports,
-                               str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               str(i), json.dumps(extra[i])], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
              for i in (0, 1)]
     outs = []
     try:
@@ -224,11 +224,27 @@ def test_training_train_on_two_workers_checkpoints_on_the_chief_only(tmp_path):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+    return model, outs
+
+
+@pytest.mark.slow
+def test_training_train_on_two_workers_checkpoints_on_the_chief_only(tmp_path):
+    model, outs = _train_two_workers(tmp_path)
     assert outs[0]["step"] == outs[1]["step"] == 4 and outs[0]["loss"] == pytest.approx(outs[1]["loss"], rel=1e-6)
     assert outs[0]["dir"] == str(model) and not outs[1]["dir"].startswith(str(model))
     saved = sorted(p for p in os.listdir(model) if p.startswith("ckpt-"))
     assert saved == ["ckpt-2.data-00000-of-00001", "ckpt-2.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
     assert not os.path.exists(outs[1]["dir"])
+
+
+@pytest.mark.slow
+def test_a_save_by_time_is_one_decision_for_every_worker(tmp_path):
+    """The chief's clock says never, worker 1's after every host call: every worker saves at the same steps
+    (TensorFlow asks all workers to take part in a save), so the chief saves at step 2 too, not only at the end."""
+    model, outs = _train_two_workers(tmp_path, ({"save_checkpoints_steps": 100, "save_checkpoints_secs": 1e6},
+                                                {"save_checkpoints_steps": 100, "save_checkpoints_secs": 1e-3}))
+    assert outs[0]["step"] == outs[1]["step"] == 4
+    assert sorted(p for p in os.listdir(model) if p.endswith(".index")) == ["ckpt-2.index", "ckpt-4.index"]
 
 
 if __name__ == "__main__":

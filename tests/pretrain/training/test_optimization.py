@@ -41,9 +41,33 @@ def test_schedule_matches_original_polynomial_decay_times_warmup():
     assert _lr(squared, 50) == pytest.approx(1e-3 * 0.25)
 
 
+def test_wsd_warms_up_holds_the_peak_then_decays_linearly_to_zero():
+    sched = learning_rate_schedule(learning_rate=1e-3, num_train_steps=100, num_warmup_steps=10,
+                                   lr_schedule="wsd", decay_steps=20)
+    assert [_lr(sched, s) for s in (0, 5, 10, 50, 80)] == pytest.approx([0.0, 5e-4, 1e-3, 1e-3, 1e-3])
+    assert [_lr(sched, s) for s in (85, 90, 99, 100, 250)] == pytest.approx([7.5e-4, 5e-4, 5e-5, 0.0, 0.0])
+    # before its decay a rate does not depend on the run's end: a branch continues the long run exactly
+    long_run = learning_rate_schedule(learning_rate=1e-3, num_train_steps=10_000, num_warmup_steps=10,
+                                      lr_schedule="wsd", decay_steps=1_000)
+    assert [_lr(long_run, s) for s in (5, 10, 80)] == [_lr(sched, s) for s in (5, 10, 80)]
+    constant = learning_rate_schedule(learning_rate=1e-3, num_train_steps=100, num_warmup_steps=0,
+                                      lr_schedule="wsd", decay_steps=0)
+    assert [_lr(constant, s) for s in (0, 99, 100)] == pytest.approx([1e-3, 1e-3, 0.0])
+
+
+def test_wsd_decay_length_from_steps_or_fraction():
+    from pretrain.config import from_hparams, wsd_decay_steps
+
+    assert wsd_decay_steps(1000, 0, 0.15) == 150
+    assert wsd_decay_steps(1000, 40, 0.15) == 40
+    assert from_hparams({"lr_schedule": "wsd", "num_train_steps": 500, "num_warmup_steps": 50}).lr_decay_steps == 100
+
+
 @pytest.mark.parametrize("kwargs, word", [
     (dict(num_train_steps=0, num_warmup_steps=0), "num_train_steps"),
     (dict(num_train_steps=10, num_warmup_steps=11), "num_warmup_steps"),
+    (dict(num_train_steps=10, num_warmup_steps=5, lr_schedule="wsd", decay_steps=6), "decay_steps"),
+    (dict(num_train_steps=10, num_warmup_steps=5, lr_schedule="cosine"), "lr_schedule"),
 ])
 def test_schedule_rejects_bad_steps(kwargs, word):
     with pytest.raises(UserError, match=word):

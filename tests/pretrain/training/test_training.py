@@ -301,3 +301,69 @@ def test_the_watchdog_counts_gaps_between_host_calls_not_the_start(data_dir, tmp
     assert procs["hangs"].returncode == EXIT_CODE, out["hangs"][1][-3000:]
     assert "watchdog: no progress for" in out["hangs"][1]
     assert "training: last finished step 2," in out["hangs"][1]
+
+
+def test_checkpoints_by_wall_clock_time_as_well_as_steps(data_dir, monkeypatch):
+    """save_checkpoints_secs 1 with host calls slowed to ~0.6 s: checkpoints appear every second or
+    two of steps, long before save_checkpoints_steps 100; with 0 only the last step is saved."""
+    from pretrain.training import trainer as training
+
+    original = training.Trainer.train_steps
+
+    def slow(self, iterator, num_steps):
+        time.sleep(0.6)
+        return original(self, iterator, num_steps)
+
+    monkeypatch.setattr(training.Trainer, "train_steps", slow)
+    kw = dict(num_train_steps=5, iterations_per_loop=1, save_checkpoints_steps=100, keep_checkpoint_max=10)
+    _train(data_dir, "by_time", save_checkpoints_secs=1.0, **kw)
+    saved = _checkpoint_steps(data_dir / "models" / "by_time")
+    assert saved[-1] == 5 and 1 <= len(saved[:-1]) <= 3, saved
+    assert all(0 < s < 5 and s % 100 for s in saved[:-1])  # saved by time, not by step count
+    _train(data_dir, "by_steps", save_checkpoints_secs=0.0, **kw)
+    assert _checkpoint_steps(data_dir / "models" / "by_steps") == [5]
+
+
+def test_profile_of_one_host_call_for_tensorboard(data_dir):
+    """profile_host_call 2: the second host call's trace lands where TensorBoard's Profile tab reads it."""
+    _train(data_dir, "profiled", num_train_steps=3, iterations_per_loop=1, save_checkpoints_steps=3,
+           profile_host_call=2)
+    traces = list((data_dir / "models" / "profiled" / "train" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
+
+
+def _summary(model_dir, tag):
+    import tensorflow as tf
+
+    return {e.step: float(tf.make_ndarray(v.tensor)) for f in sorted((model_dir / "train").iterdir())
+            for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value if v.tag == tag}
+
+
+@pytest.mark.slow  # ~20 s: three short runs
+def test_a_decay_branch_continues_a_long_runs_checkpoint_and_anneals_to_zero(data_dir):
+    """WSD long run stopped at step 6; a branch from its step-3 checkpoint (weights, optimiser, step) makes
+    step 4 exactly as the long run did, then decays to 0 at step 7."""
+    from pretrain.training.checkpoints import restore_model
+
+    wsd = dict(lr_schedule="wsd", num_warmup_steps=2, save_checkpoints_steps=1, keep_checkpoint_max=0)
+    run_main(data_dir, "long", hp(num_train_steps=1000, decay_steps=100, **wsd), "--stop-at-step", "6")
+    long_dir, branch_dir = data_dir / "models" / "long", data_dir / "models" / "branch"
+    assert _checkpoint_steps(long_dir) == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(UserError, match="is at step 3, not before num_train_steps 3"):
+        run_main(data_dir, "early", hp(num_train_steps=3, decay_steps=1, **wsd), "--init-from", f"{long_dir}/ckpt-3")
+    with pytest.raises(UserError, match="'hidden_size' is 32 in the saved run but 64 now"):
+        run_main(data_dir, "wide", hp(num_train_steps=7, decay_steps=4, hidden_size=64, intermediate_size=128, **wsd),
+                 "--init-from", f"{long_dir}/ckpt-3")
+    run_main(data_dir, "branch", hp(num_train_steps=7, decay_steps=4, **wsd), "--init-from", f"{long_dir}/ckpt-3")
+    assert _checkpoint_steps(branch_dir) == [4, 5, 6, 7]
+    name = "electra.encoder.layer.0.output.dense.weight"
+    weights = {(d.name, s): restore_model(str(d), s)[0].discriminator_weights()[name].numpy()
+               for d, s in ((long_dir, 3), (long_dir, 4), (branch_dir, 4), (branch_dir, 7))}
+    np.testing.assert_allclose(weights["branch", 4], weights["long", 4], rtol=0, atol=1e-7)
+    assert np.abs(weights["branch", 4] - weights["long", 3]).max() > 0
+    # the rate after each step (the next update's): the long run's peak, then linear to 0 at the end
+    assert _summary(long_dir, "learning_rate")[4] == pytest.approx(1e-3)
+    lrs = _summary(branch_dir, "learning_rate")
+    assert [lrs[s] for s in (4, 5, 6, 7)] == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
+    saved = json.loads((branch_dir / "run_config.json").read_text())["hparams"]
+    assert saved["branch_from"] == f"{long_dir}/ckpt-3" and saved["lr_schedule"] == "wsd"
