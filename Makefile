@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# pytest's -q, unless ARGS gives its own (`make test ARGS=-q`: a second -q would hide the summary line)
+QUIET = $(if $(filter -q --quiet,$(ARGS)),,-q)
 
 # The TPU VM's packages (scripts/setup_tpu.sh), installed by the same command, in a second venv.
 TPU_VENV := .venv-tpu
@@ -54,7 +56,7 @@ tools:
 
 ## The default test run (fast; what CI runs).
 test: $(STAMP) tools
-	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(QUIET) $(ARGS)
 
 $(TPU_STAMP): requirements/base.txt requirements/test-tools.txt setup.py scripts/tpu.env.example scripts/lib.sh
 	rm -rf $(TPU_VENV) && $(PY) -m venv $(TPU_VENV)
@@ -67,7 +69,7 @@ $(TPU_STAMP): requirements/base.txt requirements/test-tools.txt setup.py scripts
 ## when loaded without a TPU: TPU_LOAD_LIBRARY=0 keeps it out, as the doctor checks its version.
 test-tpu-env: $(TPU_STAMP)
 	$(TPU_VENV)/bin/electra-doctor --versions-only --tpu local
-	TPU_LOAD_LIBRARY=0 $(TPU_VENV)/bin/python -m pytest -m "not slow" -q $(TPU_ENV_TESTS) $(ARGS)
+	TPU_LOAD_LIBRARY=0 $(TPU_VENV)/bin/python -m pytest -m "not slow" $(QUIET) $(TPU_ENV_TESTS) $(ARGS)
 
 .venv-tf%/.installed: requirements/tf%.txt requirements/base.txt requirements/test-tools.txt setup.py
 	rm -rf .venv-tf$* && $(PY) -m venv .venv-tf$*
@@ -88,7 +90,7 @@ test-tf-matrix:
 
 ## Long tests: full trainings and larger data.
 test-slow: $(STAMP) tools
-	$(BIN)/python -m pytest -m slow -q $(ARGS)
+	$(BIN)/python -m pytest -m slow $(QUIET) $(ARGS)
 
 ## Benchmarks against the peers; regenerates the figures in BENCHMARKS.md.
 bench: $(STAMP)

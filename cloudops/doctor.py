@@ -24,7 +24,6 @@ only gathers the facts. Exit status 1 if anything failed.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import re
@@ -34,6 +33,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from cloudops import storage
 from data_prep import records
+from foundation import console
 from foundation.errors import UserError, run_cli
 from foundation.tpu_host import TpuHost, host_devices, is_multi_host, read_tpu_host, resolver_name, slice_devices
 
@@ -458,7 +458,7 @@ def smoke_checks(tpu: str, accelerator_type: str, emit: Callable[[Check], None])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
+    parser = console.parser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
     parser.add_argument("--hparams", action="append",
                         help="hparams JSON file or string, as for run_pretraining.py; repeat to layer them")
@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="versions, then a bfloat16 matmul and an all-reduce across all cores (with --tpu none: "
                              "across 2 logical CPUs under MirroredStrategy); no gs:// checks")
     parser.add_argument("--zone", help="the TPU's zone; the bucket must be in its region")
-    parser.add_argument("--accelerator-type", default="v3-8")
+    parser.add_argument("--accelerator-type", default="v3-8", help="the TPU's type: v3-8, or a pod slice such as v3-32")
     parser.add_argument("--tpu", default="none",
                         help="'local' on a single-host TPU VM, the TPU's name on worker 0 of a multi-host slice "
                              "(with TPU_LOAD_LIBRARY=0), or 'none' to skip")

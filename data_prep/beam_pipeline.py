@@ -28,7 +28,6 @@ puts them into one pipeline and holds its settings and command line.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -48,7 +47,7 @@ from data_prep.filters import (
 )
 from data_prep.normalize import PRESETS
 from data_prep.packing import MIN_SEQ_LENGTH
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput
 
@@ -234,7 +233,7 @@ def run(config: BeamConfig, options: PipelineOptions | None = None) -> Summary:
 # --- command line ------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]:
     """Our flags into a `BeamConfig`; the rest are Beam's own (`--runner`, `--project`, ...)."""
-    p = argparse.ArgumentParser(prog="electra-beam", description=__doc__.split("\n")[0],
+    p = console.parser(prog="electra-beam", description=__doc__.split("\n")[0],
                                 epilog="Other flags go to Beam: --runner, --project, --region, --temp_location, "
                                        "--num_workers, --setup_file, ... (see docs/scale_out.md).")
     p.add_argument("--input", action="append", required=True, help="Text file or directory (local or gs://); repeatable.")
@@ -251,10 +250,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]
     p.add_argument("--vocab-size", type=int, default=BeamConfig.vocab_size,
                    help="Size of the vocab trained on the sample (without --vocab-file).")
     p.add_argument("--merge-with", default=BeamConfig.merge_with,
-                   help="Vocab merged into the trained one ('none': no merge); default KoELECTRA v1.")
-    p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length)
-    p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards)
-    p.add_argument("--seed", type=int, default=BeamConfig.seed)
+                   help="Vocab merged into the trained one ('none': no merge) "
+                        "(default: the bundled KoELECTRA v1 vocab).")
+    p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length, help="Tokens per example.")
+    p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards, help="Record shards written.")
+    p.add_argument("--seed", type=int, default=BeamConfig.seed, help="Seed of the packing randomness.")
     args, beam_args = p.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options()))

@@ -25,13 +25,14 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
 from data_prep import records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, InputFile, auto_num_shards, list_inputs, plan_shards
 from data_prep.records_worker import STATE_DIR, ShardTask, finished_shards, run_shards
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput
 
@@ -183,7 +184,7 @@ def _bool(text: str) -> bool:
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = console.parser(prog=os.path.basename(sys.argv[0]), description=__doc__.split("\n")[0])
     p.add_argument("--corpus-dir", required=True, help="Text file or directory of .txt/.gz files (local or gs://).")
     p.add_argument("--vocab-file", required=True, help="WordPiece vocab.txt (vocab_settings.json beside it is used).")
     p.add_argument("--output-dir", required=True, help="Where to write the shards and manifest.json.")
@@ -192,11 +193,15 @@ def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
     p.add_argument(
         "--blanks-separate-docs", type=_bool, default=True, help="Whether blank lines end documents (true/false)."
     )
-    p.add_argument("--do-lower-case", dest="do_lower_case", action="store_true", default=None)
-    p.add_argument("--no-lower-case", dest="do_lower_case", action="store_false", help="Default: keep case.")
-    p.add_argument("--do-strip-accents", dest="strip_accents", action="store_true", default=None)
+    p.add_argument("--do-lower-case", dest="do_lower_case", action="store_true", default=None,
+                   help="Lower-case (not for Korean). Default: as vocab_settings.json says.")
+    p.add_argument("--no-lower-case", dest="do_lower_case", action="store_false", default=None,
+                   help="Keep case (default: as vocab_settings.json says).")
+    p.add_argument("--do-strip-accents", dest="strip_accents", action="store_true", default=None,
+                   help="Strip accents (decomposes Hangul). Default: as vocab_settings.json says.")
     p.add_argument(
-        "--no-strip-accents", dest="strip_accents", action="store_false", help="Default: keep accents (Hangul-safe)."
+        "--no-strip-accents", dest="strip_accents", action="store_false", default=None,
+        help="Keep accents, Hangul-safe (default: as vocab_settings.json says)."
     )
     p.add_argument(
         "--max-input-chars-per-word",
@@ -204,7 +209,7 @@ def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
         default=None,
         help="Longer words become [UNK]: 100 (default, as transformers) or 200 (as the original FullTokenizer).",
     )
-    p.add_argument("--num-shards", type=int, default=0, help="Output shards; 0 (default): from the data size.")
+    p.add_argument("--num-shards", type=int, default=0, help="Output shards; 0: from the data size.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the packing randomness.")
     p.add_argument("--tokenizer", choices=tokenization.BACKENDS, default="tokenizers", help="Tokeniser back end.")
     p.add_argument(

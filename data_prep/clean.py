@@ -18,7 +18,6 @@ for each input line, in order. That is how parity with KcELECTRA's `clean()` is 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -32,7 +31,7 @@ from data_prep.filters import (
     STATS_FILE, CleanStats, FilterConfig, add_filter_flags, document_too_short, filters_from_flags,
 )
 from data_prep.normalize import PRESETS
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput, input_fingerprint
 
@@ -96,9 +95,7 @@ class CleanConfig:
 
 # --- the two modes -----------------------------------------------------------------------
 def _progress(unit: str):
-    from tqdm import tqdm
-
-    return tqdm(unit=unit, unit_scale=True, disable=None, file=sys.stderr, mininterval=1.0)
+    return console.progress(desc="clean", unit=unit, unit_scale=True)
 
 
 def run_keep_all(config: CleanConfig) -> CleanStats:
@@ -243,7 +240,7 @@ def run(config: CleanConfig) -> CleanStats:
 
 
 def parse_args(argv: list[str] | None = None) -> CleanConfig:
-    p = argparse.ArgumentParser(
+    p = console.parser(
         prog="electra-clean",
         description="Normalise and filter raw text (one sentence a line, blank line between documents).",
     )

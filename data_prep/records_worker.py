@@ -7,12 +7,11 @@ import contextlib
 import itertools
 import json
 import multiprocessing
-import sys
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from data_prep import packing, records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, Span, read_span
-from foundation import fileio
+from foundation import console, fileio
 
 BATCH_LINES = 2048
 STATE_DIR = "_build"  # progress of a build until its manifest is written
@@ -112,16 +111,13 @@ def _build_in_worker(task: ShardTask) -> ShardResult:
 def run_shards(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask]) -> list[ShardResult]:
     """Build the shards, in this process or a pool; the progress bar (input bytes) moves as
     shards finish."""
-    from tqdm import tqdm
-
     def task_bytes(task: ShardTask) -> int:
         return sum((s.end if s.end is not None else fileio.size(s.path)) - s.start for s in task.spans)
 
     sizes = {t.index: task_bytes(t) for t in tasks}
     results: list[ShardResult] = []
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
-                                       file=sys.stderr, disable=None))  # None: no bar off a terminal
+        bar = stack.enter_context(console.progress(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build"))
         if cfg.num_processes == 1 or len(tasks) == 1:
             finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:

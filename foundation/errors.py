@@ -62,6 +62,9 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     writing) start in a fraction of a second.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from foundation.console import setup_logging
+
+    setup_logging()
     try:
         code = main()
     except UserError as exc:

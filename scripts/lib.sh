@@ -104,6 +104,14 @@ load_config() {
   DATA_DIR="gs://$BUCKET/$RUN_NAME"
   REGION="${ZONE%-*}"
   load_run_options
+  # a dry run of a copied, not yet edited example says whose project and bucket it shows
+  local examples=()
+  if ((DRY_RUN)); then
+    for key in PROJECT BUCKET; do [[ "${!key}" != "$(example_value "$key")" ]] || examples+=("$key=${!key}"); done
+  fi
+  if ((${#examples[@]})); then
+    note "dry run with the example's ${examples[*]} (from $CONFIG_FILE): set your own before running it for real"
+  fi
 }
 
 # check_pod_config: for the scripts that create or use the TPU (not delete/follow/upload):

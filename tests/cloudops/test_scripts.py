@@ -760,3 +760,12 @@ def test_another_create_failure_is_one_line_with_the_command(fake_gcloud):
     assert proc.stderr.splitlines()[-1] == (
         "error: ERROR: (gcloud.compute.tpus.queued-resources.create) PERMISSION_DENIED: tpu.queuedResources.create "
         "denied (exit status 1 from: gcloud " + G_QR_CREATE + ")")
+
+
+def test_a_dry_run_of_the_unedited_example_says_whose_project_it_shows(tmp_path):
+    example = run_script("create_bucket", "--config", str(SCRIPTS / "tpu.env.example"), "--dry-run")
+    assert example.returncode == 0 and "--project=my-project" in example.stdout
+    assert example.stderr == (f"dry run with the example's PROJECT=my-project BUCKET=my-electra-bucket (from "
+                              f"{SCRIPTS / 'tpu.env.example'}): set your own before running it for real\n")
+    own = run_script("create_bucket", "--config", str(write_env(tmp_path / "tpu.env")), "--dry-run")
+    assert (own.returncode, own.stderr) == (0, "")
