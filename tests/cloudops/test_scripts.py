@@ -245,11 +245,14 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
         assert "--worker=all" not in proc.stdout
 
 
-@pytest.mark.parametrize("values, words", [
+SMOKE_CASES = pytest.mark.parametrize("values, words", [
     ({}, ["$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "local", "--accelerator-type", "v3-8"]),
     (POD, [*CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "tpu-1", "--accelerator-type",
            "v3-32"]),
 ])
+
+
+@SMOKE_CASES
 def test_smoke_command_for_a_host_and_a_slice(values, words, tmp_path):
     """What train.sh runs first on the VM: the doctor's smoke test, on a slice from worker 0 by the TPU's name."""
     cfg = write_env(tmp_path / "smoke.env", **values)
@@ -257,6 +260,20 @@ def test_smoke_command_for_a_host_and_a_slice(values, words, tmp_path):
                            str(SCRIPTS / "lib.sh"), str(cfg)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert shlex.split(proc.stdout) == words
+
+
+@SMOKE_CASES
+def test_train_runs_the_smoke_test_before_the_trainer(values, words, tmp_path):
+    """train.sh on worker 0 (a v3-32 on the -pod-se image: by the TPU's name): when the service is not running,
+    the smoke test first, and only if it passes the supervisor's job and the service; a running service's busy
+    TPU is never tested."""
+    (train,) = dry_run("train", write_env(tmp_path / "t.env", **values))
+    assert train[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"]
+    command = remote(train)
+    running, start = command[:command.index("else")], command[command.index("else") + 1:]
+    assert start[:len(words) + 5] == [*words, "&&", "$HOME/electra-venv/bin/python", "-m", "cloudops.supervisor",
+                                      "prepare"]
+    assert "--smoke" not in running and start.count("--smoke") == 1
 
 
 def test_single_host_commands_are_unchanged(env_file):
@@ -625,9 +642,10 @@ def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_pat
 
 def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     """train.sh's remote command run by bash as the VM runs it: HOME holds the checkout and the venv, `sudo`
-    and `systemctl` are stand-ins that record. The supervisor's job is the trainer's command word for word
-    (HPARAMS_OVERRIDE last, quotes intact), ON_FINISH's command; the unit is installed and started; while it
-    is active a rerun does nothing."""
+    and `systemctl` are stand-ins that record, and so is the doctor (its smoke test needs a TPU). The smoke test
+    runs first; the supervisor's job is the trainer's command word for word (HPARAMS_OVERRIDE last, quotes
+    intact), ON_FINISH's command; the unit is installed and started; while it is active a rerun does nothing
+    (no smoke test on a busy TPU); a failed smoke test starts nothing."""
     override = '{"learning_rate": 1e-4, "_why": "it\'s late"}'
     cfg = write_env(tmp_path / "o.env", HPARAMS_OVERRIDE=override, ON_FINISH="export")
     (train,) = dry_run("train", cfg)
@@ -637,12 +655,14 @@ def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     (home / "electra").symlink_to(ROOT)
     vm_bin.mkdir()
     for name, text in ((home / "electra-venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
+                       (home / "electra-venv" / "bin" / "electra-doctor",
+                        'echo "electra-doctor $*" >> "$VM_LOG"; exit "$SMOKE_RC"'),
                        (vm_bin / "sudo", 'echo "sudo $*" >> "$VM_LOG"'),
                        (vm_bin / "systemctl", 'echo "systemctl $*" >> "$VM_LOG"; exit "$ACTIVE_RC"')):
         name.write_text(f"#!/bin/sh\n{text}\n")
         name.chmod(0o755)
     env = dict(os.environ, PATH=f"{vm_bin}:{os.environ['PATH']}", HOME=str(home), PYTHONPATH=str(ROOT),
-               VM_LOG=str(log), ACTIVE_RC="3")
+               VM_LOG=str(log), ACTIVE_RC="3", SMOKE_RC="0")
     proc = subprocess.run([BASH, "-c", command], env=env, capture_output=True, text=True, timeout=60)
     unit = home / "electra-logs" / "train" / "electra-train.service"
     assert (proc.returncode, proc.stdout) == (0, f"{unit}\nstarted electra-train (systemd: restarts after crashes, "
@@ -659,13 +679,22 @@ def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     assert (job["log_dir"], job["stall_seconds"], job["env"]) == ("gs://bkt-1/run-1/logs", 10800, {})
     assert f"--state-dir {home}/electra-logs/train\n" in unit.read_text()
     assert log.read_text().splitlines() == [
-        "systemctl is-active --quiet electra-train", f"sudo cp {unit} /etc/systemd/system/",
+        "systemctl is-active --quiet electra-train", "electra-doctor --smoke --tpu local --accelerator-type v3-8",
+        f"sudo cp {unit} /etc/systemd/system/",
         "sudo systemctl daemon-reload", "sudo systemctl enable --now --quiet electra-train"]
     log.unlink()
     again = subprocess.run([BASH, "-c", command], env={**env, "ACTIVE_RC": "0"}, capture_output=True, text=True,
                            timeout=60)
     assert again.stdout == "electra-train is already running; not started again (scripts/stop.sh stops it)\n"
     assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train"]
+    log.unlink()
+    shutil.rmtree(home / "electra-logs")
+    failed = subprocess.run([BASH, "-c", command], env={**env, "SMOKE_RC": "1"}, capture_output=True, text=True,
+                            timeout=60)
+    assert (failed.returncode, failed.stdout) == (1, "")
+    assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train",
+                                            "electra-doctor --smoke --tpu local --accelerator-type v3-8"]
+    assert not (home / "electra-logs").exists()  # no job, no unit
 
 
 def test_hparams_override_without_a_commit_and_one_records_length(tmp_path):
