@@ -100,9 +100,9 @@ def build_vocab(sample_path: str, config: BeamConfig) -> str:
     return fileio.join(out, "vocab.txt")
 
 
-def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_dir: str, vocab_file: str) -> None:
+def finish_records(shards: list[tuple[int, int, int, int]], config: BeamConfig, out_dir: str, vocab_file: str) -> None:
     """Empty files for shards that no example fell into, then the manifest (written last)."""
-    done = {index: (count, tokens) for index, count, tokens in shards}
+    done = {index: (count, tokens, cut) for index, count, tokens, cut in shards}
     for index in range(config.num_shards):
         if index not in done:
             records.write_shard(fileio.join(out_dir, records.shard_name(index, config.num_shards)), [])
@@ -111,8 +111,9 @@ def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_d
         vocab_size=len(vocab_files.load_vocab(vocab_file)),
         vocab_sha256=records.file_sha256(vocab_file),
         num_shards=config.num_shards,
-        examples_per_shard=tuple(done.get(i, (0, 0))[0] for i in range(config.num_shards)),
-        num_tokens=sum(tokens for _, tokens in done.values()),
+        examples_per_shard=tuple(done.get(i, (0, 0, 0))[0] for i in range(config.num_shards)),
+        num_tokens=sum(tokens for _, tokens, _ in done.values()),
+        cut_tokens=sum(cut for _, _, cut in done.values()),
         seed=config.seed,
         flags={"tool": "electra-beam", **config_flags(config), "vocab_file": vocab_file},
     )
