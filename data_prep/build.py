@@ -25,13 +25,14 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Any, NamedTuple, Sequence
 
 from data_prep import records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, InputFile, auto_num_shards, list_inputs, plan_shards
 from data_prep.records_worker import STATE_DIR, ShardTask, finished_shards, run_shards
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import StageOutput
 
@@ -74,14 +75,16 @@ def prepare_output_dir(cfg: BuildConfig, identity: dict[str, Any]) -> None:
     out = cfg.output_dir
     config_path = _config_path(out)
     shards = fileio.glob(fileio.join(out, records.SHARD_PREFIX + "-*"))
-    manifest = records.read_manifest(out) if fileio.exists(fileio.join(out, records.MANIFEST)) else None
-    if cfg.overwrite:
-        for path in shards + fileio.glob(fileio.join(out, STATE_DIR, "*")):
+    if cfg.overwrite:  # the manifest first (a reader's sign of finished records), unread: it may be damaged
+        state = fileio.glob(fileio.join(out, STATE_DIR, "*"))
+        for path in fileio.glob(fileio.join(out, records.MANIFEST)) + shards + state:
             fileio.remove(path)
-        if manifest is not None:
-            fileio.remove(fileio.join(out, records.MANIFEST))
-        shards, manifest = [], None
+        shards = []
     hint = "pass --overwrite to replace it"
+    try:
+        manifest = records.read_manifest(out)
+    except UserError as exc:
+        raise UserError(f"{exc}; {hint}") from exc
     if fileio.exists(config_path) and fileio.glob(fileio.join(out, STATE_DIR, "shard-*.json")):
         try:
             old = json.loads(fileio.read_text(config_path))
@@ -143,10 +146,11 @@ def build(cfg: BuildConfig) -> BuildSummary:
         return BuildSummary(manifest, time.monotonic() - start, 0, up_to_date=True)
     with out.writing():
         prepare_output_dir(cfg, identity)
-        plan = plan_shards(files, num_shards)
+        plan = plan_shards(files, num_shards, cut_files=cfg.blanks_separate_docs)
         done = finished_shards(cfg.output_dir, num_shards)
         tasks = [ShardTask(i, num_shards, tuple(spans)) for i, spans in enumerate(plan) if i not in done]
-        results = {r.index: r for r in run_shards(cfg, settings, tasks)} if tasks else {}
+        pool = dataclasses.replace(cfg, num_processes=_workers(cfg.num_processes, len(tasks)))
+        results = {r.index: r for r in run_shards(pool, settings, tasks)} if tasks else {}
         results.update(done)
         ordered = [results[i] for i in range(num_shards)]
         if not sum(r.examples for r in ordered):
@@ -160,6 +164,7 @@ def build(cfg: BuildConfig) -> BuildSummary:
             num_tokens=sum(r.tokens for r in ordered),
             seed=cfg.seed,
             flags={**identity, "num_processes": cfg.num_processes, "files_per_process": cfg.files_per_process},
+            cut_tokens=sum(r.cut_tokens for r in ordered),
         )
         records.write_manifest(cfg.output_dir, manifest)
     for path in fileio.glob(fileio.join(cfg.output_dir, STATE_DIR, "*")):
@@ -167,6 +172,16 @@ def build(cfg: BuildConfig) -> BuildSummary:
     if not fileio.is_gcs(cfg.output_dir):
         os.rmdir(os.path.join(cfg.output_dir, STATE_DIR))
     return BuildSummary(manifest, time.monotonic() - start, len(done), up_to_date=False)
+
+
+def _workers(requested: int, tasks: int) -> int:
+    """Worker processes: at most one per task and per CPU (more would only share the CPUs, each
+    with its own memory; the records are the same for any number)."""
+    cpus = os.cpu_count() or 1
+    if min(requested, tasks) > cpus:
+        print(f"warning: --num-processes {requested} is more than the {cpus} CPUs here: using {cpus} "
+              "(the records are the same for any number)", file=sys.stderr)
+    return max(1, min(requested, tasks, cpus))
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -183,7 +198,7 @@ def _bool(text: str) -> bool:
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = console.parser(prog=os.path.basename(sys.argv[0]), description=__doc__.split("\n")[0])
     p.add_argument("--corpus-dir", required=True, help="Text file or directory of .txt/.gz files (local or gs://).")
     p.add_argument("--vocab-file", required=True, help="WordPiece vocab.txt (vocab_settings.json beside it is used).")
     p.add_argument("--output-dir", required=True, help="Where to write the shards and manifest.json.")
@@ -192,11 +207,15 @@ def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
     p.add_argument(
         "--blanks-separate-docs", type=_bool, default=True, help="Whether blank lines end documents (true/false)."
     )
-    p.add_argument("--do-lower-case", dest="do_lower_case", action="store_true", default=None)
-    p.add_argument("--no-lower-case", dest="do_lower_case", action="store_false", help="Default: keep case.")
-    p.add_argument("--do-strip-accents", dest="strip_accents", action="store_true", default=None)
+    p.add_argument("--do-lower-case", dest="do_lower_case", action="store_true", default=None,
+                   help="Lower-case (not for Korean). Default: as vocab_settings.json says.")
+    p.add_argument("--no-lower-case", dest="do_lower_case", action="store_false", default=None,
+                   help="Keep case (default: as vocab_settings.json says).")
+    p.add_argument("--do-strip-accents", dest="strip_accents", action="store_true", default=None,
+                   help="Strip accents (decomposes Hangul). Default: as vocab_settings.json says.")
     p.add_argument(
-        "--no-strip-accents", dest="strip_accents", action="store_false", help="Default: keep accents (Hangul-safe)."
+        "--no-strip-accents", dest="strip_accents", action="store_false", default=None,
+        help="Keep accents, Hangul-safe (default: as vocab_settings.json says)."
     )
     p.add_argument(
         "--max-input-chars-per-word",
@@ -204,7 +223,7 @@ def parse_flags(argv: Sequence[str] | None = None) -> BuildConfig:
         default=None,
         help="Longer words become [UNK]: 100 (default, as transformers) or 200 (as the original FullTokenizer).",
     )
-    p.add_argument("--num-shards", type=int, default=0, help="Output shards; 0 (default): from the data size.")
+    p.add_argument("--num-shards", type=int, default=0, help="Output shards; 0: from the data size.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the packing randomness.")
     p.add_argument("--tokenizer", choices=tokenization.BACKENDS, default="tokenizers", help="Tokeniser back end.")
     p.add_argument(
@@ -227,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {m.num_examples:,} examples ({m.num_tokens:,} tokens) in {m.num_shards} shards to {cfg.output_dir} "
         f"in {summary.seconds:.1f}s, {summary.tokens_per_second:,.0f} tokens/s"
         + (f" (kept {summary.kept_shards} finished shards)" if summary.kept_shards else "")
+        + (f"; packing cut {m.cut_tokens:,} more ({m.cut_tokens / (m.cut_tokens + m.num_tokens):.1%}) from lines "
+           "longer than an example, as the original does" if m.cut_tokens else "")
     )
     return 0
 

@@ -18,7 +18,6 @@ for each input line, in order. That is how parity with KcELECTRA's `clean()` is 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -32,9 +31,9 @@ from data_prep.filters import (
     STATS_FILE, CleanStats, FilterConfig, add_filter_flags, document_too_short, filters_from_flags,
 )
 from data_prep.normalize import PRESETS
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
-from foundation.stage_output import StageOutput, input_fingerprint
+from foundation.stage_output import StageOutput, check_outputs_apart, input_fingerprint
 
 _SHARD_RE = re.compile(r"cleaned-\d{5}-of-\d{5}\.txt$")
 
@@ -96,9 +95,7 @@ class CleanConfig:
 
 # --- the two modes -----------------------------------------------------------------------
 def _progress(unit: str):
-    from tqdm import tqdm
-
-    return tqdm(unit=unit, unit_scale=True, disable=None, file=sys.stderr, mininterval=1.0)
+    return console.progress(desc="clean", unit=unit, unit_scale=True)
 
 
 def run_keep_all(config: CleanConfig) -> CleanStats:
@@ -193,6 +190,22 @@ def _remove_stale_shards(directory: str, keep: list[str]) -> None:
             os.remove(path)
 
 
+def _check_stdio_apart(source: str, output: str) -> None:
+    """`- OUT < OUT` would replace the file being read, `IN - >> IN` read its own output forever."""
+    def same(fd: int, path: str) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            return False
+
+    if source == STDIO and output != STDIO and same(0, output):
+        raise UserError(f"output {output} is the input (stdin reads it): writing it would replace the input; "
+                        "choose another output")
+    if output == STDIO and source != STDIO and same(1, source):
+        raise UserError(f"output (stdout) is the input {source}: it would read its own output; "
+                        "choose another output")
+
+
 # Settings that change how the work is split, not what comes out.
 _NOT_IN_OUTPUT = ("num_processes", "chunk_bytes", "overwrite", "stats_file")
 
@@ -205,6 +218,9 @@ def run(config: CleanConfig) -> CleanStats:
     if config.keep_all:
         if config.inputs[0] != STDIO and fileio.list_text_files(config.inputs[0]) != [config.inputs[0]]:
             raise UserError(f"--keep-all takes one file, not a directory: {config.inputs[0]}")
+        check_outputs_apart([p for p in (config.output, config.stats_file) if p and p != STDIO],
+                            [p for p in config.inputs if p != STDIO])
+        _check_stdio_apart(config.inputs[0], config.output)
         stats = run_keep_all(config)
         stats_file = config.stats_file
         if stats_file:
@@ -231,6 +247,9 @@ def run(config: CleanConfig) -> CleanStats:
     seconds = time.perf_counter() - start
     for location in stats.non_utf8_locations[:10]:
         print(f"warning: not UTF-8: {location}", file=sys.stderr)
+    if stats.dropped.get("too_long"):
+        print(f"warning: dropped {stats.dropped['too_long']:,} line(s) longer than {fileio.MAX_LINE_BYTES:,} bytes "
+              "(too_long in the statistics)", file=sys.stderr)
     rate = stats.lines_in / seconds if seconds else 0.0
     where = config.output if config.output != STDIO else "stdout"
     print(
@@ -243,7 +262,7 @@ def run(config: CleanConfig) -> CleanStats:
 
 
 def parse_args(argv: list[str] | None = None) -> CleanConfig:
-    p = argparse.ArgumentParser(
+    p = console.parser(
         prog="electra-clean",
         description="Normalise and filter raw text (one sentence a line, blank line between documents).",
     )

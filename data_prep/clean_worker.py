@@ -11,7 +11,7 @@ import multiprocessing
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from typing import IO, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import IO, Callable, Collection, Iterable, Iterator, NamedTuple, TypeVar
 
 from data_prep.filters import CleanStats, FilterConfig, dedupe_key, is_document_break, line_drop_reason
 from data_prep.normalize import clean_lines, clean_text
@@ -34,9 +34,15 @@ def _open_input(path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
 
 
 def read_chunks(path: str, chunk_bytes: int) -> Iterator[Chunk]:
-    """Blocks of about `chunk_bytes` ending at a `\\n` (a bare `\\r` stays inside its line)."""
+    """Blocks of about `chunk_bytes` ending at a `\\n` (a bare `\\r` stays inside its line).
+
+    A line longer than `fileio.MAX_LINE_BYTES` is cut to its first `MAX_LINE_BYTES + 1` bytes
+    and the rest skipped unread into memory (a 50 MB line without a newline costs 1 MiB);
+    `clean_chunk` then drops it as `too_long`.
+    """
     line = 1
     carry = b""
+    skipping = False  # inside a line already cut to the limit
     with _open_input(path) as fh:
         while True:
             try:
@@ -45,20 +51,33 @@ def read_chunks(path: str, chunk_bytes: int) -> Iterator[Chunk]:
                 raise UserError(f"unreadable file {path}: {exc}") from exc
             if not block:
                 break
+            if skipping:
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                block, skipping = block[end:], False
             block = carry + block
             cut = block.rfind(b"\n") + 1
-            if not cut:
-                carry = block
-                continue
             data, carry = block[:cut], block[cut:]
-            yield Chunk(path, line, data)
-            line += data.count(b"\n")
+            if data:
+                yield Chunk(path, line, data)
+                line += data.count(b"\n")
+            if len(carry) > fileio.MAX_LINE_BYTES:
+                carry, skipping = carry[: fileio.MAX_LINE_BYTES + 1], True
     if carry:
         yield Chunk(path, line, carry)
 
 
-def decode_lines(chunk: Chunk, stats: CleanStats) -> tuple[list[str], set[int]]:
-    """The chunk's lines, and the indices of lines that were not UTF-8 (noted in `stats`).
+def too_long_lines(data: bytes) -> set[int]:
+    """Indices of the lines of a block longer than `fileio.MAX_LINE_BYTES` (newline not counted)."""
+    if len(data) <= fileio.MAX_LINE_BYTES:
+        return set()
+    return {i for i, raw in enumerate(data.split(b"\n")) if len(raw) > fileio.MAX_LINE_BYTES}
+
+
+def decode_lines(chunk: Chunk, stats: CleanStats, too_long: Collection[int] = ()) -> tuple[list[str], set[int]]:
+    """The chunk's lines, and the indices of lines that were not UTF-8 (noted in `stats`
+    unless `too_long`: those were cut, maybe inside a character).
 
     Bad bytes decode to U+FFFD so that nothing crashes; the caller decides whether such
     a line is dropped.
@@ -74,8 +93,9 @@ def decode_lines(chunk: Chunk, stats: CleanStats) -> tuple[list[str], set[int]]:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
             lines.append(raw.decode("utf-8", "replace"))
-            bad.add(i)
-            stats.note_non_utf8(chunk.path, chunk.first_line + i)
+            if i not in too_long:
+                bad.add(i)
+                stats.note_non_utf8(chunk.path, chunk.first_line + i)
     return lines, bad
 
 
@@ -105,8 +125,11 @@ class ChunkResult(NamedTuple):
 def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
     chunk, preset, filters, keep_all = job
     stats = CleanStats()
-    lines, bad = decode_lines(chunk, stats)
+    too_long = too_long_lines(chunk.data)
+    lines, bad = decode_lines(chunk, stats, too_long)
     if keep_all:
+        if too_long:  # one output line per input line: it cannot be dropped
+            raise fileio.line_too_long(f"{chunk.path}:{chunk.first_line + min(too_long)}")
         text = clean_text("\n".join(lines), preset)
         stats.lines_in = stats.lines_out = len(lines)
         stats.chars_in = sum(map(len, lines))
@@ -118,6 +141,10 @@ def clean_chunk(job: tuple[Chunk, str, FilterConfig, bool]) -> ChunkResult:
             items.append(Mark.BREAK)
             continue
         stats.lines_in += 1
+        if i in too_long:  # counted, its characters (never all read) not
+            stats.drop("too_long")
+            items.append(Mark.DROPPED)
+            continue
         stats.chars_in += len(raw)
         reason = "non_utf8" if i in bad and filters.drop_non_utf8 else line_drop_reason(cleaned, filters)
         if reason:

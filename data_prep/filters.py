@@ -15,7 +15,7 @@ from foundation.errors import UserError
 
 # Why a line left the corpus. `empty` is always applied: an empty line would read as a
 # document break.
-DROP_REASONS = ("non_utf8", "empty", "too_short", "duplicate", "short_document")
+DROP_REASONS = ("non_utf8", "too_long", "empty", "too_short", "duplicate", "short_document")
 STATS_FILE = "clean_stats.json"  # where a cleaned directory keeps its `CleanStats`
 MAX_LOCATIONS = 100  # non-UTF-8 places listed in the statistics (all are counted)
 

@@ -33,10 +33,12 @@ MIN_SEQ_LENGTH = 8  # the shortest `max_seq_length` a stage accepts: room for [C
 
 
 class Example(NamedTuple):
-    """Token ids of the two segments, without `[CLS]`/`[SEP]` (`second` may be empty)."""
+    """Token ids of the two segments, without `[CLS]`/`[SEP]` (`second` may be empty), and how
+    many tokens of its sentences the trim cut off (the original drops them silently; we count)."""
 
     first: list[int]
     second: list[int]
+    cut: int = 0
 
 
 def document_rng(seed: int, first_line: bytes) -> random.Random:
@@ -71,9 +73,10 @@ def split_segments(
             first.extend(sentence)
         else:
             second.extend(sentence)
+    total = len(first) + len(second)
     first = first[: max_seq_length - 2]
     second = second[: max(0, max_seq_length - len(first) - 3)]
-    return Example(first, second)
+    return Example(first, second, total - len(first) - len(second))
 
 
 def pack_document(sentences: Iterable[Sequence[int]], max_seq_length: int, rng: random.Random) -> Iterator[Example]:
@@ -120,9 +123,9 @@ def document_features(
     cls_id: int,
     sep_id: int,
     pad_id: int = 0,
-) -> Iterator[tuple[tuple[list[int], list[int], list[int]], int]]:
-    """One document's examples as (features, real-token count), packed with its own random
-    stream: the single-machine builder and the Beam pipeline both call this."""
+) -> Iterator[tuple[tuple[list[int], list[int], list[int]], int, int]]:
+    """One document's examples as (features, real-token count, tokens cut), packed with its own
+    random stream: the single-machine builder and the Beam pipeline both call this."""
     rng = document_rng(seed, first_line)
     for example in pack_document(sentences, max_seq_length, rng):
-        yield to_features(example, max_seq_length, cls_id, sep_id, pad_id), num_tokens(example)
+        yield to_features(example, max_seq_length, cls_id, sep_id, pad_id), num_tokens(example), example.cut

@@ -54,6 +54,7 @@ class Manifest:
     num_tokens: int  # real (non-padding) tokens, [CLS]/[SEP] included
     seed: int
     flags: dict[str, Any]
+    cut_tokens: int = 0  # tokens of lines longer than an example that packing dropped (the original's trim)
 
     @property
     def num_examples(self) -> int:

@@ -90,11 +90,13 @@ def auto_num_shards(text_bytes: int, num_processes: int) -> int:
     return max(num_processes, min(MAX_AUTO_SHARDS, math.ceil(text_bytes / TEXT_BYTES_PER_SHARD)))
 
 
-def plan_shards(files: Sequence[InputFile], num_shards: int) -> list[list[Span]]:
+def plan_shards(files: Sequence[InputFile], num_shards: int, cut_files: bool = True) -> list[list[Span]]:
     """Cut the concatenated inputs into `num_shards` contiguous ranges of about equal weight.
 
     Plain files are cut at the range boundaries; a `.gz` file goes whole to the range that
-    holds its middle. Pure: the plan depends only on the file list and the shard count.
+    holds its middle, and so does every file without `cut_files` (when a file is one
+    document, a cut would make it two). Pure: the plan depends only on the file list, the
+    shard count and `cut_files`.
     """
     total = sum(f.weight for f in files)
     bounds = [k * total // num_shards for k in range(num_shards + 1)]
@@ -105,7 +107,7 @@ def plan_shards(files: Sequence[InputFile], num_shards: int) -> list[list[Span]]
             continue
         lo, hi = offset, offset + f.weight
         offset = hi
-        if not f.splittable:
+        if not (f.splittable and cut_files):
             middle = (lo + hi) // 2
             plan[max(k for k in range(num_shards) if bounds[k] <= middle)].append(Span(f.path, 0, None))
             continue
@@ -140,29 +142,40 @@ def _decode(raw: bytes, path: str, offset: int) -> str:
                         "run electra-clean first") from exc
 
 
+def _read_line(fh, path: str, offset: int) -> bytes:
+    return fileio.read_line(fh, lambda: f"{path}:{line_number(path, offset)}")
+
+
 def read_span(span: Span, blanks_separate_docs: bool) -> Iterator[tuple[int, bytes, str]]:
     """(document number, document's first line, stripped line) for each non-blank line of a span.
 
-    Splitting rule, the same on both sides of a cut at byte `e`: the range before the cut
-    reads on past `e` up to and including the first blank line that starts at or after `e`;
-    the range after it skips exactly those lines. Without `blanks_separate_docs` a cut
-    falls at the first line start at or after `e`, and each range is one document.
+    A range owns the documents that start inside it: a cut at byte `e` moves to the end of
+    the first blank line that starts at or after `e`, the same point for the ranges on both
+    sides of it. A range whose start and end move to the same point (it lies inside one
+    document) owns nothing, so a document longer than a range is read exactly once. Without
+    `blanks_separate_docs` a cut falls at the first line start at or after `e`, and each
+    range is one document.
     """
     with fileio.open_read(span.path) as fh:
         pos = 0
         try:
             if span.start:
                 fh.seek(span.start - 1)
-                if fh.read(1) != b"\n":
-                    fh.readline()
+                if fh.read(1) != b"\n":  # skip the rest of a line that began before the range
+                    while (piece := fh.readline(fileio.MAX_LINE_BYTES)) and not piece.endswith(b"\n"):
+                        pass
                 pos = fh.tell()
                 while blanks_separate_docs:
-                    raw = fh.readline()
+                    raw = _read_line(fh, span.path, pos)
                     pos += len(raw)
-                    if not raw or not _decode(raw, span.path, pos - len(raw)).strip():
+                    if not raw:
+                        return  # no blank line after the start: the document began in an earlier range
+                    if not _decode(raw, span.path, pos - len(raw)).strip():
+                        if span.end is not None and pos - len(raw) >= span.end:
+                            return  # the blank line ends a later range too: no document starts in this one
                         break
             doc, first, in_doc = 0, b"", False
-            for raw in iter(fh.readline, b""):
+            while raw := _read_line(fh, span.path, pos):
                 line_start = pos
                 pos += len(raw)
                 text = _decode(raw, span.path, line_start).strip()

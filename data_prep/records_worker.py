@@ -7,12 +7,11 @@ import contextlib
 import itertools
 import json
 import multiprocessing
-import sys
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from data_prep import packing, records, tokenization, vocab_files
 from data_prep.records_plan import BuildConfig, Span, read_span
-from foundation import fileio
+from foundation import console, fileio
 
 BATCH_LINES = 2048
 STATE_DIR = "_build"  # progress of a build until its manifest is written
@@ -28,18 +27,20 @@ class ShardResult(NamedTuple):
     index: int
     examples: int
     tokens: int
+    cut_tokens: int = 0  # tokens of lines longer than an example that the packing trim dropped
 
 
 def document_examples(
     tokenizer: tokenization.Tokenizer, sentences: Iterable[Sequence[int]], first_line: bytes, max_seq_length: int,
     seed: int,
-) -> Iterator[tuple[bytes, int]]:
-    """A document's serialised examples and their real-token counts (packed with its own random stream)."""
+) -> Iterator[tuple[bytes, int, int]]:
+    """A document's serialised examples, their real-token counts and the tokens their trim cut
+    (packed with its own random stream)."""
     t = tokenizer
-    for features, tokens in packing.document_features(
+    for features, tokens, cut in packing.document_features(
         sentences, first_line, max_seq_length, seed, t.cls_id, t.sep_id, t.pad_id
     ):
-        yield records.encode_example(*features), tokens
+        yield records.encode_example(*features), tokens, cut
 
 
 def stats_path(output_dir: str, index: int, num_shards: int) -> str:
@@ -48,13 +49,18 @@ def stats_path(output_dir: str, index: int, num_shards: int) -> str:
 
 
 def finished_shards(output_dir: str, num_shards: int) -> dict[int, ShardResult]:
-    """The shards an earlier (interrupted) run finished: the shard file and its result are there."""
+    """The shards an earlier (interrupted) run finished: the shard file and a readable result are
+    there (a damaged result only means that shard is built again)."""
     done = {}
     shards = set(fileio.glob(fileio.join(output_dir, records.SHARD_PREFIX + "-*")))
     for i in range(num_shards):
         stats = stats_path(output_dir, i, num_shards)
         if fileio.join(output_dir, records.shard_name(i, num_shards)) in shards and fileio.exists(stats):
-            done[i] = ShardResult(**json.loads(fileio.read_text(stats)))
+            with fileio.open_read(stats) as fh:
+                try:
+                    done[i] = ShardResult(**json.loads(fh.read()))
+                except (ValueError, TypeError):  # not UTF-8 or not JSON: a ValueError too
+                    continue
     return done
 
 
@@ -78,19 +84,21 @@ class ShardBuilder:
 
     def build(self, task: ShardTask) -> ShardResult:
         cfg = self.cfg
-        tokens = 0
+        tokens = cut_tokens = 0
 
         def serialized() -> Iterator[bytes]:
-            nonlocal tokens
+            nonlocal tokens, cut_tokens
             for (_, first), group in itertools.groupby(self._sentences(task.spans), key=lambda s: s[:2]):
                 sentences = (ids for *_, ids in group)
-                for example, n in document_examples(self.tokenizer, sentences, first, cfg.max_seq_length, cfg.seed):
+                for example, n, cut in document_examples(self.tokenizer, sentences, first, cfg.max_seq_length,
+                                                         cfg.seed):
                     tokens += n
+                    cut_tokens += cut
                     yield example
 
         path = fileio.join(cfg.output_dir, records.shard_name(task.index, task.num_shards))
         count = records.write_shard(path, serialized())
-        result = ShardResult(task.index, count, tokens)
+        result = ShardResult(task.index, count, tokens, cut_tokens)
         fileio.write_text(stats_path(cfg.output_dir, task.index, task.num_shards),
                           json.dumps(result._asdict(), indent=2, sort_keys=True) + "\n")
         return result
@@ -112,16 +120,13 @@ def _build_in_worker(task: ShardTask) -> ShardResult:
 def run_shards(cfg: BuildConfig, settings: vocab_files.VocabSettings, tasks: list[ShardTask]) -> list[ShardResult]:
     """Build the shards, in this process or a pool; the progress bar (input bytes) moves as
     shards finish."""
-    from tqdm import tqdm
-
     def task_bytes(task: ShardTask) -> int:
         return sum((s.end if s.end is not None else fileio.size(s.path)) - s.start for s in task.spans)
 
     sizes = {t.index: task_bytes(t) for t in tasks}
     results: list[ShardResult] = []
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build",
-                                       file=sys.stderr, disable=None))  # None: no bar off a terminal
+        bar = stack.enter_context(console.progress(total=sum(sizes.values()), unit="B", unit_scale=True, desc="build"))
         if cfg.num_processes == 1 or len(tasks) == 1:
             finished: Iterable[ShardResult] = map(ShardBuilder(cfg, settings).build, tasks)
         else:

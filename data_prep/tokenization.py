@@ -19,7 +19,7 @@ With `pretokenizer == "mecab"` in the settings, lines are split into morphemes b
 from __future__ import annotations
 
 import os
-import warnings
+import sys
 from typing import Callable, Sequence
 
 from data_prep import bert_normalizer, vocab_files
@@ -38,8 +38,10 @@ def resolve_settings(
 ) -> VocabSettings:
     """The settings to tokenise with: `vocab_settings.json` beside the vocab, else cased defaults.
 
-    An explicit flag wins; when it contradicts the vocab's saved settings we warn, because the
-    records will then split text differently from how the vocab was built.
+    An explicit flag wins; when it contradicts the vocab's saved settings we warn (one line),
+    because the records will then split text differently from how the vocab was built. The
+    records' manifest keeps the settings used, and a run trained on them exports a tokenizer
+    with those (`pretrain.training.checkpoints.write_run_files`).
     """
     saved = vocab_files.load_settings(vocab_file)
     base = saved or VocabSettings()
@@ -54,11 +56,9 @@ def resolve_settings(
     if saved is not None:
         for key, value in overrides.items():
             if getattr(saved, key) != value:
-                warnings.warn(
-                    f"{key}={value} contradicts {vocab_files.SETTINGS_FILE} beside {vocab_file} "
-                    f"({key}={getattr(saved, key)}); using {value}",
-                    stacklevel=2,
-                )
+                print(f"warning: {key}={value} contradicts {vocab_files.SETTINGS_FILE} beside {vocab_file} "
+                      f"({key}={getattr(saved, key)}); using {value}, recorded in the manifest (a model trained "
+                      "on these records exports a tokenizer that splits as they were built)", file=sys.stderr)
     return VocabSettings(**{**vars(base), **overrides})
 
 

@@ -45,6 +45,8 @@ def load_vocab(path: str) -> list[str]:
     """Tokens of a vocab file in id order; checks the special tokens and duplicates."""
     if not fileio.exists(path):
         raise UserError(f"vocab file not found: {path}")
+    if not fileio.is_gcs(path):
+        fileio.check_regular_file(path, "vocab file")
     try:
         tokens = fileio.read_text(path).split("\n")
     except UserError:
@@ -54,6 +56,9 @@ def load_vocab(path: str) -> list[str]:
     tokens = [t.rstrip("\r") for t in tokens]
     if not tokens:
         raise UserError(f"vocab file is empty: {path}")
+    if tokens[0].startswith("\ufeff"):  # an editor's UTF-8 byte-order mark would glue itself to token 0
+        raise UserError(f"vocab file {path} starts with a UTF-8 byte-order mark: save it without one "
+                        f"(e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
     missing = [t for t in SPECIAL_TOKENS if t not in set(tokens)]
     if missing:
         raise UserError(f"vocab file {path} lacks special token(s) {' '.join(missing)}")

@@ -236,6 +236,16 @@ def run(config: VocabConfig) -> dict[str, Any]:
     return report
 
 
+def _over_size(trained: Sequence[str], vocab_size: int) -> str:
+    """Why a trained vocab can be larger than asked: the trainer keeps the whole alphabet."""
+    if len(trained) <= vocab_size:
+        return ""
+    chars = sum(1 for t in trained if len(t) == 1)
+    suffixes = sum(1 for t in trained if len(t) == 3 and t.startswith("##"))
+    return (f" (more than --vocab-size {vocab_size:,}: the trainer always keeps the alphabet, "
+            f"{chars:,} characters and {suffixes:,} ## forms)")
+
+
 def _train_and_write(config: VocabConfig, files: list[str], other: list[str], pretok: Pretok,
            fingerprint: list) -> tuple[dict[str, Any], str]:
     """Train, merge and write the four files (the report last); returns the report and a summary."""
@@ -274,7 +284,8 @@ def _train_and_write(config: VocabConfig, files: list[str], other: list[str], pr
     fileio.write_text(fileio.join(out, REPORT_FILE), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     held = report["heldout"]
     return report, (
-        f"electra-vocab: trained {len(trained):,} tokens on {split.train_lines:,} lines, merged to "
+        f"electra-vocab: trained {len(trained):,} tokens{_over_size(trained, config.vocab_size)} on "
+        f"{split.train_lines:,} lines, merged to "
         f"{len(merged.tokens):,} ({merged.overlap:,} overlap, {merged.num_added:,} added); "
         f"char coverage {report['alphabet']['char_coverage']:.4%}; held-out UNK rate "
         f"{held.get('unk_rate', 0):.4%}, {held.get('tokens_per_word', 0):.2f} tokens/word; "

@@ -70,7 +70,7 @@ def quiet_tensorflow() -> None:
             sys.stderr.flush()
 
 
-DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # EFBIG: a file-size limit (ulimit -f)
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -110,6 +110,9 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     Disk full anywhere is one line too; what was finished stays, so the same command resumes.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from foundation.console import setup_logging
+
+    setup_logging()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(os.getpid())) if main_thread else None
     try:

@@ -10,16 +10,23 @@ under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob as _glob
 import gzip
 import os
 import re
+import stat as stat_module
+import sys
 import uuid
 from typing import IO, Iterator, NamedTuple
 
-from foundation.errors import UserError
+from foundation.errors import UserError, disk_full
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
+# The longest line a stage reads: lines are read in bounded pieces, so a file without
+# newlines (a 50 MB blob) costs this much memory, not its size. electra-clean drops longer
+# lines and counts them (`too_long`); the records and vocab stages report them.
+MAX_LINE_BYTES = 1 << 20
 TEMPORARY_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # atomic_write's in-progress names
 
 
@@ -101,13 +108,75 @@ def walk(path: str) -> list[str]:
     return [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
 
 
+# Text files that stages write beside their output, never corpus text: a vocab (electra-vocab,
+# the trainer's data and model folders, an export) and, beside `sample_stats.json`,
+# electra-beam's vocab sample and its copy of the merge vocab.
+STAGE_TEXT_FILES = {"vocab.txt": None, "sample.txt": "sample_stats.json", "merge_vocab.txt": "sample_stats.json"}
+
+
+def _stage_written(path: str) -> bool:
+    folder, name = os.path.split(path)
+    if name not in STAGE_TEXT_FILES:
+        return False
+    beside = STAGE_TEXT_FILES[name]
+    return beside is None or os.path.exists(os.path.join(folder, beside))
+
+
+def check_regular_file(path: str, role: str = "corpus entry") -> None:
+    """A local input must be a regular file (a symlink to one is fine): a named pipe would
+    block the reader forever, a dangling or looping link fail in the middle of a run."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if not os.path.islink(path):
+            raise UserError(f"input not found: {path}") from exc
+        what = "a symlink loop" if exc.errno == errno.ELOOP else f"a dangling symlink (to {os.readlink(path)})"
+        raise UserError(f"{role} {path} is {what}: fix or remove it") from exc
+    if not stat_module.S_ISREG(mode):
+        what = "a named pipe" if stat_module.S_ISFIFO(mode) else "not a regular file"
+        raise UserError(f"{role} {path} is {what}: only regular files are read")
+
+
+def _walk_links(path: str) -> list[str]:
+    """`walk` into symlinked folders too, each real folder once (a link loop ends there)."""
+    seen: set[str] = set()
+    found = []
+    for root, dirs, names in os.walk(path, followlinks=True):
+        seen.add(os.path.realpath(root))
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
+        found += [os.path.join(root, name) for name in names]
+    return found
+
+
 def list_text_files(path: str) -> list[str]:
-    """The corpus files under a directory (sorted, recursive), or the file itself."""
-    if not exists(path):
+    """The corpus files under a directory (sorted, recursive), or the file itself.
+
+    Local entries must be regular files (`check_regular_file`); symlinked folders are searched
+    (each real folder once); the text files a stage wrote (`STAGE_TEXT_FILES`) are skipped with
+    a warning.
+    """
+    if is_gcs(path) and not exists(path):
         raise UserError(f"input not found: {path}")
     if not isdir(path):
+        if not is_gcs(path):
+            check_regular_file(path)
         return [path]
-    files = sorted(p for p in walk(path) if _is_text_name(p))
+    files = []
+    for p in sorted(p for p in (walk(path) if is_gcs(path) else _walk_links(path)) if _is_text_name(p)):
+        if is_gcs(p):
+            files.append(p)
+        elif _stage_written(p):
+            print(f"warning: skipping {p}: a file a stage wrote ({os.path.basename(p)}), not corpus text",
+                  file=sys.stderr)
+        else:
+            check_regular_file(p)
+            files.append(p)
     if not files:
         raise UserError(f"no text files (.txt, .gz or without extension) in directory {path}")
     return files
@@ -126,15 +195,32 @@ def open_read(path: str) -> IO[bytes]:
     return raw
 
 
+def line_too_long(location: str) -> UserError:
+    return UserError(f"{location}: line longer than {MAX_LINE_BYTES:,} bytes; split it into lines "
+                     "(electra-clean drops such lines and counts them as too_long)")
+
+
+def read_line(fh: IO[bytes], location) -> bytes:
+    """The next line with its newline (b"" at the end), read with bounded memory; a line
+    longer than `MAX_LINE_BYTES` (its newline not counted) is an error at `location()`
+    (called only then)."""
+    raw = fh.readline(MAX_LINE_BYTES + 1)
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        raise line_too_long(location())
+    return raw
+
+
 def iter_lines(path: str) -> Iterator[bytes]:
     """Lines of a file as bytes without the trailing newline; a line ends at `\\n` only.
 
     A bare `\\r` inside a line stays in it (the NSMC dump has some). A corrupt gzip
-    stream raises `UserError` naming the file.
+    stream, or a line longer than `MAX_LINE_BYTES`, raises `UserError` naming the file.
     """
+    number = 0
     with open_read(path) as fh:
         try:
-            for raw in fh:
+            while raw := read_line(fh, lambda: f"{path}:{number + 1}"):
+                number += 1
                 yield raw[:-1] if raw.endswith(b"\n") else raw
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise UserError(f"unreadable file {path}: {exc}") from exc
@@ -167,9 +253,12 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
         with fh:
             yield fh
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and disk_full(exc):  # no read error has these numbers
+            raise UserError(f"disk full writing {path}: {exc.strerror}; free space and rerun the same command "
+                            "(finished work is kept)") from exc
         raise
 
 

@@ -4,8 +4,10 @@ Every stage that writes a folder (`electra-clean`, `electra-vocab`, `electra-bui
 through `StageOutput`, so the rules hold everywhere and are written once:
 
 - Apart: an output inside an input (`electra-clean d d/clean`) would be read back by the next
-  run, and an input inside the output could be overwritten; both are refused before anything
-  is written.
+  run, an output that is an input (`electra-clean --keep-all in.txt in.txt`, `--stats-file`
+  naming an input) would replace it, and an input inside the output could be overwritten; all
+  are refused before anything is written (`check_outputs_apart`, also for outputs that are
+  single files).
 - Finished: files are written with `fileio.atomic_write` (temporary name, then rename) and the
   marker file last; the marker holds the settings and the input fingerprints, so a rerun
   whose settings and inputs match, with every output file present, is skipped.
@@ -47,12 +49,22 @@ def check_apart(output: str, inputs: Sequence[str]) -> None:
     out = _normal(output)
     for given in inputs:
         path = _normal(given)
+        if out == path and not fileio.isdir(given):
+            raise UserError(f"output {output} is the input {given}: writing it would replace the input; "
+                            "choose another output")
         if _within(out, path):
             raise UserError(f"output {output} is inside the input {given}: the next run would read its own "
                             "output back; choose an output folder outside the input")
         if _within(path, out):
             raise UserError(f"input {given} is inside the output {output}: choose an output folder that "
                             "holds no input")
+
+
+def check_outputs_apart(outputs: Sequence[str], inputs: Sequence[str]) -> None:
+    """`check_apart` for every path a stage writes (its folder, a statistics file elsewhere, a
+    single output file): no output may replace or sit inside what the stage reads."""
+    for output in outputs:
+        check_apart(output, inputs)
 
 
 def _matches(saved: Any, expected: Any) -> bool:
@@ -77,7 +89,7 @@ class StageOutput:
     scratch: tuple[str, ...] = ()  # paths of files that record no finished work (bookkeeping)
 
     def __post_init__(self) -> None:
-        check_apart(self.directory, self.inputs)
+        check_outputs_apart((self.directory, self.marker), self.inputs)
 
     def finished(self, **expected: Any) -> dict[str, Any] | None:
         """The marker's content if it matches `expected` (each key; dicts key by key) and every

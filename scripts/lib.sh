@@ -94,7 +94,7 @@ load_config() {
   [[ "$BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] || die "$CONFIG_FILE: BUCKET=$BUCKET is not a bucket name (no gs://, no slashes)"
   [[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: RUN_NAME=$RUN_NAME may only hold letters, digits, . _ -"
   [[ "$MODEL_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "$CONFIG_FILE: MODEL_NAME=$MODEL_NAME may only hold letters, digits, . _ -"
-  [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.20.0 (one TPU build of TensorFlow, an exact version)"
+  [[ "$TPU_TENSORFLOW" =~ ^tensorflow-tpu==[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$CONFIG_FILE: TPU_TENSORFLOW=$TPU_TENSORFLOW is not like tensorflow-tpu==2.19.1 (one TPU build of TensorFlow, an exact version)"
   case "$CAPACITY" in
     on-demand | spot | reserved | preemptible) ;;
     *) die "$CONFIG_FILE: CAPACITY=$CAPACITY must be on-demand, spot, reserved or preemptible" ;;
@@ -104,23 +104,29 @@ load_config() {
   DATA_DIR="gs://$BUCKET/$RUN_NAME"
   REGION="${ZONE%-*}"
   load_run_options
+  # a dry run of a copied, not yet edited example says whose project and bucket it shows
+  local examples=()
+  if ((DRY_RUN)); then
+    for key in PROJECT BUCKET; do [[ "${!key}" != "$(example_value "$key")" ]] || examples+=("$key=${!key}"); done
+  fi
+  if ((${#examples[@]})); then
+    note "dry run with the example's ${examples[*]} (from $CONFIG_FILE): set your own before running it for real"
+  fi
 }
 
 # check_pod_config: for the scripts that create or use the TPU (not delete/follow/upload):
 # a multi-host slice runs the way Google's Cloud TPU documentation runs TensorFlow on one: a
 # tpu-vm-tf-X.Y.Z-pod image runs the TPU runtime (TensorFlow X.Y.Z) on every host, and ONE
-# client on worker 0 (TPU_NAME=the TPU's name, TPU_LOAD_LIBRARY=0) reaches all of them through
-# TPUClusterResolver(tpu=TPU_NAME); client and runtime must be the same TensorFlow. Only v2/v3
-# slices (8 cores per host, the name counts cores) are accepted.
+# client on worker 0 (TPU_NAME=the TPU's name, TPU_LOAD_LIBRARY=0), the image's own TensorFlow
+# (install path "image", so client and runtime are the same build), reaches all of them through
+# TPUClusterResolver(tpu=TPU_NAME). Only v2/v3 slices (8 cores per host, the name counts cores)
+# are accepted.
 check_pod_config() {
   is_pod || return 0
   [[ "$ACCELERATOR_TYPE" =~ ^v[23]-[0-9]+$ ]] ||
     die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per slice are documented and checked); use a v2/v3 slice or a single host"
-  [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-([0-9]+\.[0-9]+)\.[0-9]+-pod(-[a-z0-9-]+)?$ ]] ||
-    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is a multi-host slice, which TensorFlow drives from one client on worker 0 through the TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=$RUNTIME_VERSION is not such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions list --zone=$ZONE)"
-  local runtime_tf="${BASH_REMATCH[1]}" client_tf="${TPU_TENSORFLOW#*==}"
-  [[ "${client_tf%.*}" == "$runtime_tf" ]] ||
-    die "$CONFIG_FILE: RUNTIME_VERSION=$RUNTIME_VERSION serves TensorFlow $runtime_tf on every host but the client on worker 0 would be TPU_TENSORFLOW=$TPU_TENSORFLOW: they must be the same TensorFlow; use a -pod image of ${client_tf%.*} if your zone lists one (gcloud compute tpus tpu-vm versions list --zone=$ZONE), else a single host (docs/tpu_v3_8.md, Pod slices)"
+  [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-[0-9]+\.[0-9]+\.[0-9]+-pod(-[a-z0-9-]+)?$ ]] ||
+    die "$CONFIG_FILE: ACCELERATOR_TYPE=$ACCELERATOR_TYPE is a multi-host slice, which TensorFlow drives from one client on worker 0 through the TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=$RUNTIME_VERSION is not such an image: set it to tpu-vm-tf-2.18.0-pod-se (docs/tpu_software.md)"
 }
 
 # client_hparams: the hparams layer train.sh and doctor.sh add on a pod slice: the TPU's name
@@ -137,16 +143,57 @@ example_value() {
   sed -n "s/^$1=//p" "$SCRIPTS_DIR/tpu.env.example"
 }
 
+# install_path: how the VM gets its TensorFlow, decided by RUNTIME_VERSION alone (docs/tpu_software.md):
+# "image" on one of Google's TensorFlow images (tpu-vm-tf-X.Y.Z-...), whose TensorFlow and libtpu
+# are used as they are; "pip" on a base image, which gets TPU_TENSORFLOW from the package index.
+install_path() {
+  if [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-[0-9]+\.[0-9]+\.[0-9]+- ]]; then echo image; else echo pip; fi
+}
+
+# tpu_venv_command VENV: the command that creates VENV (python3-venv from apt if the image lacks it).
+# On the image path it sees the system Python's packages (--system-site-packages): there the image
+# installed TensorFlow and libtpu. Rerunning it on an existing VENV keeps what is installed.
+tpu_venv_command() {
+  local flags=""
+  [[ "$(install_path)" == pip ]] || flags="--system-site-packages "
+  echo "(python3 -m venv $flags$1 || (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv" \
+    "&& python3 -m venv $flags$1))"
+}
+
 # tpu_install_command VENV SRC: the pip commands that put the package from SRC into VENV with
-# exactly one TensorFlow, the TPU build $TPU_TENSORFLOW (the `tpu` extra pins the same one and
-# its libtpu; pip refuses a mismatch), then the tensorflow-text of that minor version without
-# its dependencies, which would add the CPU `tensorflow` over the TPU build. `make
-# test-tpu-env` runs the same command here.
+# exactly one TensorFlow, then tensorflow-text of that minor version without its dependencies
+# (they name the CPU `tensorflow`, which would shadow or overwrite the TPU build). On a pod slice
+# (worker 0; only on a -pod image, see check_pod_config) also the `pod` extra: the libraries
+# TPUClusterResolver(tpu=NAME) resolves the slice's name with.
+#  image: the image's TensorFlow and libtpu as they are; the project is installed under
+#    constraints that pin every package of the system Python to the image's version, so pip
+#    replaces or shadows nothing of the image (a conflict stops the install, naming the package).
+#  pip:   the `tpu` extra and $TPU_TENSORFLOW (setup.py pins the same build and its libtpu; pip
+#    refuses a mismatch). `make test-tpu-env` runs this command here.
 tpu_install_command() {
-  local pip="$1/bin/pip" version="${TPU_TENSORFLOW#*==}" wheels=""
+  local pip="$1/bin/pip" src="$2" extras="" minor wheels=""
+  if [[ "$(install_path)" == image ]]; then
+    [[ "$RUNTIME_VERSION" =~ ^tpu-vm-tf-([0-9]+\.[0-9]+)\. ]] && minor="${BASH_REMATCH[1]}"
+    if is_pod; then extras="[pod]"; fi
+    echo "$pip install -q --upgrade pip" \
+      "&& python3 -m pip list --format=freeze --exclude-editable >\$HOME/electra-image-packages.txt" \
+      "&& $pip install -q -c \$HOME/electra-image-packages.txt -e \"$src$extras\"" \
+      "&& $pip install -q --no-deps $(printf %q "tensorflow-text==$minor.*")"
+    return
+  fi
+  minor="${TPU_TENSORFLOW#*==}"
   [[ -z "$TPU_WHEELS" ]] || wheels=" -f $(printf %q "$TPU_WHEELS")"
-  echo "$pip install -q --upgrade pip && $pip install -q -e \"$2[tpu]\" $TPU_TENSORFLOW$wheels" \
-    "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${version%.*}.*")"
+  echo "$pip install -q --upgrade pip && $pip install -q -e \"${src}[tpu]\" $TPU_TENSORFLOW$wheels" \
+    "&& $pip install -q --no-deps $(printf %q "tensorflow-text==${minor%.*}.*")"
+}
+
+# smoke_command: the doctor's smoke test as a remote command (docs/tpu_software.md): the installed
+# versions, then the TPU's cores, a bfloat16 matmul and an all-reduce across all of them, in
+# seconds; on a pod slice from worker 0 through the TPU's name. Run it before a long job.
+smoke_command() {
+  local tpu=local
+  if is_pod; then tpu="$TPU_NAME"; fi
+  echo "${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor --smoke --tpu $(printf %q "$tpu") --accelerator-type $ACCELERATOR_TYPE"
 }
 
 # is_pod: true for a multi-host slice (more than one host's 8 cores/chips, e.g. v3-32).

@@ -28,6 +28,19 @@ start_time() {
   echo "${fields[19]}"
 }
 
+# wait_for_group PID: return once PID leads its own process group (setsid runs after nohup's exec,
+# so right after the fork it may not yet; a `kill -- -PID` before then would miss the job).
+wait_for_group() {
+  local stat fields tries=0
+  while ((tries++ < 100)); do
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0  # already gone: nothing to wait for
+    stat="${stat##*) }"
+    read -r -a fields <<<"$stat"
+    [[ "${fields[2]}" == "$1" ]] && return 0
+    sleep 0.05
+  done
+}
+
 # running_pid NAME: the job's PID if the pidfile's process (PID and start time: a PID reused after
 # a reboot does not match) still runs.
 running_pid() {
@@ -88,6 +101,7 @@ main() {
       # its own process group (setsid), so `kill -- -PID` stops the whole job
       nohup setsid bash "$0" --inner "$name" "$dest" "$@" >/dev/null 2>&1 &
       pid=$!
+      wait_for_group "$pid"
       echo "$pid $(start_time "$pid")" >"$LOGS/$name.pid"
       echo "started $name (pid $pid, its process group); log: $LOGS/$name.log, copied to $dest/$name-$(hostname).log"
       ;;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Step 4: put the package on the TPU VM in ~/electra-venv with exactly one TensorFlow, the TPU
-# build (`tpu` extra, TPU_TENSORFLOW), and check the installed versions against each other.
-# On a pod slice only worker 0 gets it: it runs the one client; the other hosts run the
-# image's TPU runtime and need nothing. Safe to rerun: it updates in place.
+# Step 4: put the package on the TPU VM in ~/electra-venv with exactly one TensorFlow, and check
+# the installed versions against each other. Two install paths, chosen by RUNTIME_VERSION
+# (docs/tpu_software.md): on Google's TensorFlow image (tpu-vm-tf-2.18.0-pjrt, the default) the
+# image's TensorFlow and libtpu as they are; on a base image the TPU build from the package index
+# (`tpu` extra, TPU_TENSORFLOW). On a pod slice only worker 0 gets it, with the libraries that
+# resolve the TPU by name: it runs the one client; the other hosts run the image's TPU runtime
+# and need nothing. Safe to rerun: it updates in place.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "${BASH_SOURCE[0]%/*}/lib.sh"
@@ -29,8 +32,8 @@ else
   run "${GCLOUD_TPU[@]}" scp "$tarball" "$TPU_NAME:electra-src.tar.gz" --project="$PROJECT" --zone="$ZONE" --worker=0
   fetch="rm -rf $REMOTE_SRC && mkdir -p $REMOTE_SRC && tar -xzf \$HOME/electra-src.tar.gz -C $REMOTE_SRC"
 fi
-venv="(test -x $REMOTE_VENV/bin/python || python3 -m venv $REMOTE_VENV"
-venv+=" || (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv && python3 -m venv $REMOTE_VENV))"
+note "install path: $(install_path) (RUNTIME_VERSION=$RUNTIME_VERSION; docs/tpu_software.md)"
+venv="$(tpu_venv_command "$REMOTE_VENV")"
 install="$(tpu_install_command "$REMOTE_VENV" "$REMOTE_SRC")"
 verify="${CLIENT_ENV}$REMOTE_VENV/bin/electra-doctor --versions-only --tpu local"
 on_tpu "$fetch && $venv && $install && $verify"

@@ -5,6 +5,8 @@
 # 0), on a user error (exit 2) or after the same failure three times, and ships its log and a
 # heartbeat to gs://BUCKET/RUN_NAME/logs/ (scripts/status.sh reads them). ON_FINISH=export or
 # export-delete exports the model (and deletes the TPU) when training ends.
+# It first runs the doctor's smoke test (lib.sh: smoke_command), so a TPU or install that cannot work
+# fails in seconds, before the service exists; a running service's busy TPU is never tested.
 # Rerunning while it runs does nothing; after scripts/stop.sh or the end it starts a new
 # supervised run, which resumes from the last checkpoint in gs://BUCKET/RUN_NAME/models/MODEL_NAME/.
 # On a pod slice the one client runs on worker 0 with TPU_NAME and TPU_LOAD_LIBRARY=0 and an
@@ -33,6 +35,6 @@ if [[ -n "$finish" ]]; then prepare+=" --on-success '${finish//\'/\'\\\'\'}'"; f
 install="sudo cp $REMOTE_STATE/$UNIT.service /etc/systemd/system/ && sudo systemctl daemon-reload"
 install+=" && sudo systemctl enable --now --quiet $UNIT"
 running="echo '$UNIT is already running; not started again (scripts/stop.sh stops it)'"
-start="$prepare -- $train && $install && echo 'started $UNIT (systemd: restarts after crashes, hangs and reboots)'"
+start="$(smoke_command) && $prepare -- $train && $install && echo 'started $UNIT (systemd: restarts after crashes, hangs and reboots)'"
 on_tpu "cd $REMOTE_SRC && if systemctl is-active --quiet $UNIT; then $running; else $start; fi"
 note "next: scripts/status.sh (no ssh), scripts/follow.sh (log tail) or scripts/follow.sh --tensorboard"

@@ -14,7 +14,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 
 # Panel name -> the summary tag the trainer (pretrain/training/trainer.py) writes for it.
@@ -130,10 +130,10 @@ def plot_curves(curves: Mapping[str, Series], png_path: str, title: str = "") ->
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m workflow.curves", description="Plot a run's learning curves.")
+    p = console.parser(prog="python -m workflow.curves", description="Plot a run's learning curves.")
     p.add_argument("log_dir", help="the run's model directory (holds the TensorBoard event files)")
     p.add_argument("--output", default="curves.png", help="PNG to write")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="the plot's title")
     return p.parse_args(argv)
 
 

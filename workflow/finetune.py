@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from foundation import console
 from foundation.errors import UserError
 
 
@@ -103,7 +104,6 @@ def _train(model, ids: list[list[int]], labels: list[int], pad_id: int, groups: 
            desc: str) -> float:
     """`epochs` over the rows updating only `groups` (each at its own peak rate); the last epoch's mean loss."""
     import torch
-    from tqdm import tqdm
 
     batches = batch_order(len(ids), config.batch_size, epochs, config.seed)
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
@@ -118,7 +118,7 @@ def _train(model, ids: list[list[int]], labels: list[int], pad_id: int, groups: 
     label_tensor = torch.tensor(labels, dtype=torch.long)
     model.train()
     last_epoch: list[float] = []
-    with tqdm(batches, desc=desc, unit="step", leave=False) as bar:
+    with console.progress(batches, desc=desc, unit="step", leave=False) as bar:
         for step, rows in enumerate(bar):
             input_ids, mask = collate([ids[r] for r in rows], pad_id)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=label_tensor[rows]).loss

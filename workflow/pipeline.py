@@ -22,7 +22,7 @@ import time
 from typing import Any, NamedTuple, Sequence
 
 import electra_data
-from foundation import fileio, lease
+from foundation import console, fileio, lease
 from foundation.errors import UserError, run_cli
 from workflow.probe import ProbeConfig
 from workflow.stages import Stage, run_stages
@@ -277,7 +277,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     paths = layout(cfg.out_dir)
     pretrain_config(cfg, cfg.vocab_size)  # every hparam checked before any stage writes (the vocab size is a stand-in)
     figures: dict[str, dict[str, Any]] = {}
-    stages = build_stages(cfg, paths, figures)
+    stages = build_stages(cfg, paths, figures)  # a missing corpus is refused here, before any folder exists
     if not cfg.run_probe:
         stages = [s for s in stages if s.name != "probe"]
     with lease.hold(cfg.out_dir):  # one demo per folder: a second is refused naming the first
@@ -329,16 +329,16 @@ def final_lines(summary: dict[str, Any], out_dir: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
     d = DemoConfig()
     pd = ProbeConfig()
-    p = argparse.ArgumentParser(prog="electra-demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out-dir", default=d.out_dir)
+    p = console.parser(prog="electra-demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out-dir", default=d.out_dir, help="every stage's output and summary.json")
     p.add_argument("--corpus", nargs="+", default=list(d.corpus),
-                   help="raw text files or folders (.txt/.gz; one sentence a line, blank line between documents)")
+                   help="raw text files or folders (.txt/.gz; one sentence a line, blank line between documents) "
+                        "(default: the bundled NSMC sample, data/corpus/nsmc_reviews_sample.txt)")
     p.add_argument("--preset", choices=PRESETS, default=d.preset,
                    help="pretraining hparams configs/<preset>.json (demo: a few CPU minutes; small/base: real runs)")
     p.add_argument("--hparams", default=None, help="JSON string or file of hparams over the preset's")
     p.add_argument("--train-steps", type=int, default=None, help="num_train_steps (default: the preset's)")
-    p.add_argument("--clean-preset", default=d.clean_preset, help="electra-clean preset (default or kcelectra)")
+    p.add_argument("--clean-preset", default=d.clean_preset, help="electra-clean preset: default or kcelectra")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="size of the vocab trained on the corpus (default: 8,000 for the demo preset, else 30,000)")
     p.add_argument("--merge-vocab", action=argparse.BooleanOptionalAction, default=None,
@@ -348,7 +348,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the record packing")
     p.add_argument("--probe", action=argparse.BooleanOptionalAction, default=d.run_probe,
                    help="score the model on NSMC sentiment against random init")
-    p.add_argument("--probe-epochs", type=int, default=pd.epochs)
+    p.add_argument("--probe-epochs", type=int, default=pd.epochs, help="the probe's fine-tuning epochs")
     p.add_argument("--probe-train-rows", type=int, default=pd.max_train_rows, help="0 = all")
     p.add_argument("--force", action="store_true", help="redo every stage")
     a = p.parse_args(argv)

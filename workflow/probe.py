@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 import electra_data
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 from workflow import finetune, intrinsic
 from workflow.labelled_rows import Split, read_split, split_train_dev
@@ -345,24 +345,27 @@ def summary_lines(result: ProbeResult) -> list[str]:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     d = ProbeConfig()
-    p = argparse.ArgumentParser(
+    p = console.parser(
         prog="electra-probe",
         description="Fine-tune an exported ELECTRA folder on NSMC sentiment; compare with random init.",
     )
     p.add_argument("model_dir", help="exported Hugging Face folder (e.g. runs/demo/hf/discriminator)")
     p.add_argument("--generator-dir", default=None,
                    help="generator folder for the intrinsic metrics (default: generator/ beside MODEL_DIR)")
-    p.add_argument("--train-tsv", default=DEFAULT_TRAIN, help="id<TAB>document<TAB>label with a header line")
-    p.add_argument("--test-tsv", default=DEFAULT_TEST)
+    p.add_argument("--train-tsv", default=DEFAULT_TRAIN,
+                   help="id<TAB>document<TAB>label with a header line (default: the bundled 4,000 rows, "
+                        "data/nsmc_sentiment/train.tsv)")
+    p.add_argument("--test-tsv", default=DEFAULT_TEST,
+                   help="scored rows, as --train-tsv (default: the bundled data/nsmc_sentiment/test.tsv)")
     p.add_argument("--fair", action="store_true",
                    help=f"the protocol: lr chosen per arm from {', '.join(f'{r:g}' for r in FAIR_LR_GRID)} on 1,000 "
                         "dev rows carved from the train file, 3 seeds (--lr-grid/--dev-rows/--seeds override)")
     p.add_argument("--max-train-rows", type=int, default=d.max_train_rows, help="0 = all")
     p.add_argument("--dev-rows", type=int, default=None, help="rows after the train rows that choose the rate")
     p.add_argument("--max-test-rows", type=int, default=d.max_test_rows, help="0 = all")
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length, help="tokens per review")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="fine-tuning batch")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="without a grid")
     p.add_argument("--lr-grid", type=float, nargs="+", default=None, help="rates to choose from on the dev rows")
     p.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds per arm")
@@ -371,8 +374,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "(layer-wise rate decay), lpft (linear probe, then fine-tune), reinit (top layer "
                         "re-initialised); default plain")
     p.add_argument("--layer-decay", type=float, default=d.layer_decay, help="llrd's per-layer rate factor")
-    p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction, help="share of the steps warming up")
+    p.add_argument("--seed", type=int, default=d.seed, help="fine-tuning seed (the first, with --seeds)")
     p.add_argument("--num-threads", type=int, default=d.num_threads, help="PyTorch intra-op threads")
     p.add_argument("--frozen", action=argparse.BooleanOptionalAction, default=d.frozen,
                    help="linear probe on frozen features")

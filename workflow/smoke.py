@@ -10,7 +10,6 @@ Nothing here imports TensorFlow: on a TPU VM that would take the TPU from the tr
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -19,7 +18,7 @@ import sys
 from typing import Sequence
 
 from cloudops.restarts import parse_progress
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import UserError, run_cli
 
 UTILISATION = 0.40  # share of the bfloat16 peak the estimates assume (docs/tpu_v3_8.md, BENCHMARKS.md)
@@ -77,7 +76,7 @@ def _empty(directory: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workflow.smoke", description=__doc__.split("\n\n")[0])
+    p = console.parser(prog="python -m workflow.smoke", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--vocab-file", required=True)
     p.add_argument("--model-name", required=True, help="the real run's name; the smoke run writes NAME-smoke")

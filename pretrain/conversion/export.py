@@ -11,7 +11,6 @@ leaves nothing under the final name; an existing output is refused unless `--ove
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import json
@@ -24,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
-from foundation import fileio
+from foundation import console, fileio
 from data_prep import vocab_files
 from foundation.errors import UserError, run_cli
 from foundation.stage_output import check_apart
@@ -270,13 +269,12 @@ def _save_safetensors(state: Mapping[str, np.ndarray], path: str, part: str, ste
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="electra-export", description=__doc__.split("\n\n")[0])
+    parser = console.parser(prog="electra-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, help="training run folder (local or gs://)")
     parser.add_argument("--output-dir", required=True, help="where discriminator/ and generator/ go")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     summary = export(ExportConfig(model_dir=args.model_dir, output_dir=args.output_dir, step=args.step,
                                   overwrite=args.overwrite))
     print(summary)

@@ -86,7 +86,9 @@ def check_model_dir(model_dir: str, cfg: PretrainConfig, vocab_path: str) -> Non
 
 def write_run_files(model_dir: str, cfg: PretrainConfig, vocab_path: str,
                     manifest: records.Manifest | None) -> None:
-    """Create the model dir (clear error if unwritable), write run_config.json, copy the vocab.
+    """Create the model dir (clear error if unwritable), write run_config.json, copy the vocab
+    and the tokenisation settings the export uses: those the records were built with (their
+    manifest says), else the vocab's.
 
     Called once the inputs, the checkpoint to resume and the init checkpoint are validated.
     """
@@ -95,7 +97,9 @@ def write_run_files(model_dir: str, cfg: PretrainConfig, vocab_path: str,
     fileio.write_text(fileio.join(model_dir, RUN_CONFIG),
                       json.dumps(run_config(cfg, sha, manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     fileio.write_text(fileio.join(model_dir, VOCAB), fileio.read_text(vocab_path))
-    settings = vocab_files.load_settings(vocab_path) or vocab_files.VocabSettings(do_lower_case=cfg.do_lower_case)
+    built = manifest.flags.get("settings") if manifest is not None else None  # how the records split text
+    settings = (vocab_files.VocabSettings.from_dict(built, records.MANIFEST) if built else
+                vocab_files.load_settings(vocab_path) or vocab_files.VocabSettings(do_lower_case=cfg.do_lower_case))
     fileio.write_text(fileio.join(model_dir, vocab_files.SETTINGS_FILE), settings.to_json())
 
 

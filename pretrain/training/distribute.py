@@ -45,7 +45,8 @@ def set_logical_cpu_devices(n: int) -> None:
 def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str | None, num_tpu_cores: int):
     """TPUStrategy on `tpu_name` ("local": this TPU VM's own TPU), after refusing, before the TPU system
     is initialised, what cannot work on this host (foundation/tpu_host.py)."""
-    name = tpu_host.resolver_name(tpu_name, num_tpu_cores, tpu_host.read_tpu_host(), os.environ.get("TPU_LOAD_LIBRARY"))
+    host = tpu_host.read_tpu_host()
+    name = tpu_host.resolver_name(tpu_name, num_tpu_cores, host, os.environ.get("TPU_LOAD_LIBRARY"))
     tf = _tf()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
@@ -57,6 +58,9 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
         fix = ("run on the TPU VM itself, or set tpu_name to the name of a TPU node" if name == "local" else
                "check that the TPU is READY (`gcloud compute tpus tpu-vm list`) and that tpu_name, tpu_zone "
                "and gcp_project name it, or set tpu_name to 'local' when running on the TPU VM")
+        if name == "local" and host is None:  # e.g. `electra-demo --preset small` on a laptop
+            fix = ("this machine is not a TPU VM: to train on its CPU or GPU set \"use_tpu\": false (--hparams "
+                   "'{\"use_tpu\": false}'); or run on the TPU VM, or set tpu_name to the name of a TPU node")
         if name == "local" and tpu_lock_taken():
             fix = (f"another process holds this VM's TPU (libtpu's lock {LIBTPU_LOCKFILE}): a run started by "
                    "scripts/train.sh (scripts/stop.sh stops it) or any Python that imported TensorFlow's TPU build; "

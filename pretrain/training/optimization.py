@@ -45,6 +45,10 @@ from foundation.errors import UserError
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 OPTIMIZERS = ("adamw", "lamb")
 PRECISIONS = ("float32", "bfloat16", "float16")
+# Keras 3.10 moved the step count (`_iterations += 1`) from `_backend_apply_gradients`, which
+# the optimisers below replace, to `apply`; before it (Keras 3.6 on TensorFlow 2.18's TPU
+# images) the replacement must count the step itself.
+COUNTS_OWN_STEPS = tuple(int(p) for p in keras.version().split(".")[:2]) < (3, 10)
 
 
 class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -166,7 +170,12 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(variables)
-        self._m, self._v = self.add_optimizer_variables(variables, ["m", "v"])
+        # m then v for each variable, the order Keras' own Adam creates them in (its
+        # `add_optimizer_variables` does the same but is missing from Keras 3.6, which
+        # Google's TensorFlow 2.18 TPU images carry).
+        slots = [(self.add_variable_from_reference(v, "m"), self.add_variable_from_reference(v, "v"))
+                 for v in variables]
+        self._m, self._v = [m for m, _ in slots], [v for _, v in slots]
         self._decays = [uses_weight_decay(_path(v)) for v in variables]
 
     def _get_current_learning_rate(self):
@@ -197,10 +206,14 @@ class _ElectraOptimizer(keras.optimizers.Optimizer):
             totals, is_update = grads, tf.constant(True)
         if self.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
-        variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
+        # the tf.Variable (the distributed one under a strategy) behind each Keras variable; not
+        # `isinstance(v, keras.Variable)`: in Keras 3.6 that class is not the backend's variable
+        variables = [v if isinstance(v, tf.Variable) else v.value for v in trainable_variables]
         tf.__internal__.distribute.interim.maybe_merge_call(
             self._distributed_apply, self._distribution_strategy,
             variables, grads, totals, self.learning_rate, is_update, finite)
+        if COUNTS_OWN_STEPS:
+            self._iterations.assign_add(1)
 
     def _distributed_apply(self, distribution, variables, grads, totals, learning_rate, is_update, finite):
         for variable, grad, total in zip(variables, grads, totals):

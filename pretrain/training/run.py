@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
-from foundation import fileio
+from foundation import console, fileio
 from foundation.errors import run_cli
 from foundation.tpu_host import check_tpu_paths
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
+    p = console.parser(prog=os.path.basename(sys.argv[0]),
+                       description="Pretrain an ELECTRA generator + discriminator (replaced token detection).")
     p.add_argument("--data-dir", required=True, help="holds pretrain_tfrecords/, vocab.txt and models/ (local or gs://)")
     p.add_argument("--model-name", required=True, help="the run's name: checkpoints go to DATA_DIR/models/NAME")
     p.add_argument("--hparams", action="append", default=None,
@@ -44,15 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scale max_seq_length down for the CPU (default: the run's)")
     p.add_argument("--rehearse-layers", type=int, default=None,
                    help="scale num_hidden_layers down for the CPU's XLA compiler (default: the run's)")
-    p.add_argument("--rehearse-steps", type=int, default=2, help="steps per host call to run (default 2)")
+    p.add_argument("--rehearse-steps", type=int, default=2, help="steps per host call to run")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from absl import logging
-
-    logging.set_verbosity(logging.INFO)
-    logging.use_absl_handler()
     args = parse_args(argv)
     from pretrain.config import fill_from_data, from_hparams, layer_hparams
 

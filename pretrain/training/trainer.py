@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from foundation import fileio, lease
+from foundation import console, fileio, lease
 from data_prep import records, vocab_files
 from foundation.errors import Interrupted, Terminated, UserError, disk_full
 from pretrain.training import checkpoints, data, metrics, multiworker
@@ -376,12 +376,16 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
     num_examples = run.manifest.num_examples if run.manifest is not None else None
     ceiling = metrics.divergence_ceiling(cfg.vocab_size, cfg.gen_weight, cfg.disc_weight)
     summary: dict[str, float] = {}
+    warned: set[str] = set()
+    heartbeat = console.Heartbeat(lambda: f"training: step {progress['step']} done, running the next "
+                                          f"{cfg.iterations_per_loop} (iterations_per_loop; a line after them)")
 
     def stop(why: str) -> UserError:
         return UserError(f"{why}; training stopped, last good checkpoint: {last_good or 'none (nothing was saved)'}. "
                          "Lower learning_rate, check the data, or use precision float32")
 
     try:
+        heartbeat.start()
         with writer.as_default(), data.named_input_errors(run.files, cfg.vocab_size):
             step = start
             last_save = time.monotonic()  # the resumed checkpoint (or none) is this run's starting point
@@ -400,6 +404,7 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
                 watchdog = watchdog or _watchdog(cfg, progress)
                 if watchdog is not None:
                     watchdog.beat()
+                heartbeat.beat()
                 if not call.finite:  # that step's update was not applied
                     raise stop(f"non-finite loss at step {step + 1}")
                 worst = float(call.per_step[:, STEP_SCALARS.index("loss/total")].max())
@@ -408,7 +413,7 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
                                f"({metrics.DIVERGENCE_FACTOR:g}x the loss of a uniform guess)")
                 summary = metrics.summarize(_to_numpy(call.outputs), cfg.gen_weight, cfg.disc_weight)
                 rate = len(call.per_step) * cfg.train_batch_size / max(time.perf_counter() - t0, 1e-9)
-                _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples)
+                _log_progress(cfg, step, summary, float(trainer.learning_rate()), rate, num_examples, warned)
                 tf.summary.scalar("discriminator/auc", summary["discriminator_auc"], step=step)
                 tf.summary.scalar("examples_per_second", rate, step=step)
                 writer.flush()
@@ -436,6 +441,7 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
                         f"{last_good or 'none (nothing was saved)'}; free space and rerun the same command to resume "
                         "from it") from None
     finally:
+        heartbeat.stop()
         if watchdog is not None:
             watchdog.stop()
     logging.info("trained %d steps to step %d; checkpoints in %s", step - start, step, model_dir)
@@ -482,26 +488,46 @@ def _write_step_summaries(per_step: np.ndarray, first_step: int, every: int) -> 
 
 
 def _log_progress(cfg: PretrainConfig, step: int, m: dict[str, float], lr: float, rate: float,
-                  num_examples: int | None) -> None:
+                  num_examples: int | None, warned: set[str] | None = None) -> None:
+    """The step's line, and a warning when a run enters a degenerate state.
+
+    `warned` (the states warned about so far, kept by the caller for the run) makes each warning
+    one line when the state starts and one INFO line when it ends, not a line per log line.
+    """
+    warned = set() if warned is None else warned
     epochs = f"{step * cfg.train_batch_size / num_examples:.2f}" if num_examples else "?"
     logging.info("step %d/%d (epoch %s): loss %.4f gen %.4f disc %.4f gen_acc %.3f disc_auc %.3f lr %.2e %.1f ex/s",
                  step, cfg.num_train_steps, epochs, m["loss"], m["generator_loss"], m["discriminator_loss"],
                  m["generator_accuracy"], m["discriminator_auc"], lr, rate)
-    if step > cfg.num_warmup_steps:
-        if cfg.disc_weight > 0 and m["discriminator_loss"] < DEGENERATE_DISC_LOSS:
-            logging.warning("discriminator loss %.4g is ~0 after warm-up: the generator is too weak to fool it "
-                            "(raise generator_hidden_size)", m["discriminator_loss"])
-        if m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY:
-            logging.warning("generator accuracy %.4g is ~0 after warm-up: the generator is not learning "
-                            "(check the data and learning_rate)", m["generator_accuracy"])
-        base = m["discriminator_base_rate_loss"]  # 0 when MLM only: no replaced tokens
-        if base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base:
-            hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
-                "; on a short schedule set adam_bias_correction")
-            logging.warning("discriminator loss %.4f is at the base rate %.4f (%.1f%% of tokens replaced): it "
-                            "predicts that share everywhere and uses no context yet; normal early on, but a model "
-                            "exported in this state fine-tunes no better than random init%s (docs/pretraining.md)",
-                            m["discriminator_loss"], base, 100 * m["replaced_fraction"], hint)
+    if step <= cfg.num_warmup_steps:
+        return
+    base = m["discriminator_base_rate_loss"]  # 0 when MLM only: no replaced tokens
+    hint = "" if cfg.adam_bias_correction or cfg.optimizer != "adamw" else (
+        "; on a short schedule set adam_bias_correction")
+    states = {  # cause: (holds now, the warning, the line when it no longer holds)
+        "collapse": (cfg.disc_weight > 0 and m["discriminator_loss"] < DEGENERATE_DISC_LOSS,
+                     f"discriminator loss {m['discriminator_loss']:.4g} is ~0 after warm-up: the generator is too weak "
+                     "to fool it (raise generator_hidden_size)",
+                     f"discriminator loss {m['discriminator_loss']:.4g} is above ~0 again"),
+        "generator": (m["generator_accuracy"] < DEGENERATE_GEN_ACCURACY,
+                      f"generator accuracy {m['generator_accuracy']:.4g} is ~0 after warm-up: the generator is not "
+                      "learning (check the data and learning_rate)",
+                      f"generator accuracy {m['generator_accuracy']:.4g}: the generator is learning"),
+        "base_rate": (base > 0 and m["discriminator_loss"] > BASE_RATE_MARGIN * base,
+                      f"discriminator loss {m['discriminator_loss']:.4f} is at the base rate {base:.4f} "
+                      f"({100 * m['replaced_fraction']:.1f}% of tokens replaced): it predicts that share everywhere and "
+                      "uses no context yet; normal early on, but a model exported in this state fine-tunes no better "
+                      f"than random init{hint} (docs/pretraining.md)",
+                      f"discriminator loss {m['discriminator_loss']:.4f} is below its base rate {base:.4f}: it uses "
+                      "context"),
+    }
+    for cause, (holds, warning, cleared) in states.items():
+        if holds and cause not in warned:
+            warned.add(cause)
+            logging.warning("%s", warning)
+        elif not holds and cause in warned:
+            warned.discard(cause)
+            logging.info("step %d: %s now", step, cleared)
 
 
 def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):

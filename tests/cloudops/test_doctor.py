@@ -1,5 +1,6 @@
 """electra-doctor: the pure checks on hand-made cases, then the whole run on a real GCS emulator."""
 import os
+import re
 import subprocess
 import sys
 
@@ -133,7 +134,7 @@ def test_run_checks_on_the_emulator(store, bucket, tmp_path, root):
                                 "europe-west4-a", "v3-8", "none", emit=seen.append)
     assert seen == results
     # first this environment's TensorFlow build and libraries (+ libtpu with the TPU build), all ok
-    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False)
+    versions = doctor.check_versions(doctor.installed_dists(), doctor.libtpu_requirement(), on_tpu=False)
     assert results[:len(versions)] == versions and all(c.ok for c in versions)
     results = results[len(versions):]
     lines = [c.line() for c in results]
@@ -210,11 +211,13 @@ def test_cli_on_cpu_reports_the_missing_tpu(emulator_host, store, bucket, tmp_pa
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1, proc.stderr
     # first the installed build: the CPU one fails here (`make test`), the TPU one passes (`make test-tpu-env`)
-    versions = doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=True)
+    versions = doctor.check_versions(doctor.installed_dists(), doctor.libtpu_requirement(), on_tpu=True)
     assert lines[:len(versions)] == [c.line() for c in versions]
-    cpu_build = "tensorflow-tpu" not in doctor.installed_versions()
-    assert lines[0].startswith("FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU" if cpu_build else
-                               "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build")
+    (tf,) = [d for d in doctor.installed_dists() if d.name in doctor.TF_BUILDS]
+    cpu_build = tf.name != "tensorflow-tpu"
+    assert lines[0] == "ok   install path: pip: TensorFlow installed in this venv"
+    assert lines[1].startswith(f"FAIL tensorflow: tensorflow {tf.version} cannot drive a TPU" if cpu_build else
+                               f"ok   tensorflow: tensorflow-tpu {tf.version}, the only TensorFlow build")
     assert lines[-3] == "ok   tpu client: TPU 'local' (this TPU VM's own)"
     assert lines[-2].startswith("FAIL tpu: no TPU reachable (")  # the real TF TPU resolver, on a CPU machine
     assert lines[-1] == f"{len(lines) - 1} checks, {1 + cpu_build} failed"
@@ -230,52 +233,146 @@ def test_cli_without_credentials(tmp_path, root):
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    versions = len(doctor.check_versions(doctor.installed_versions(), doctor.libtpu_requirement(), on_tpu=False))
+    versions = len(doctor.check_versions(doctor.installed_dists(), doctor.libtpu_requirement(), on_tpu=False))
     assert [line.split(":")[0] for line in lines[versions:-1]] == ["ok   hparams", "FAIL credentials"]
     assert lines[versions + 1].startswith(
         "FAIL credentials: no Google Cloud credentials found: run `gcloud auth application-default login`")
     assert lines[-1] == f"{versions + 2} checks, 1 failed"
 
 
-TPU_VM = {"tensorflow-tpu": "2.20.0", "tensorflow-text": "2.20.1", "keras": "3.15.1", "libtpu": "0.0.14"}
+Dist = doctor.Dist
+# The pip path: tensorflow-tpu from PyPI with its pinned libtpu, in the venv.
+TPU_VM = {"tensorflow-tpu": "2.19.1", "tensorflow-text": "2.19.0", "keras": "3.9.2", "libtpu": "0.0.10"}
+
+
+def dists(versions: dict, image: tuple = ()) -> list:
+    return [Dist(name, version, name in image) for name, version in versions.items() if version is not None]
 
 
 def test_versions_of_a_tpu_vm_install():
-    assert [c.line() for c in doctor.check_versions(TPU_VM, "libtpu~=0.0.14", on_tpu=True)] == [
-        "ok   tensorflow: tensorflow-tpu 2.20.0, the only TensorFlow build",
-        "ok   tensorflow-text: 2.20.1, matches TensorFlow 2.20",
-        "ok   keras: 3.15.1",
-        "ok   libtpu: 0.0.14, as tensorflow-tpu 2.20.0 requires (libtpu~=0.0.14)",
+    assert [c.line() for c in doctor.check_versions(dists(TPU_VM), "libtpu==0.0.10", on_tpu=True)] == [
+        "ok   install path: pip: TensorFlow installed in this venv",
+        "ok   tensorflow: tensorflow-tpu 2.19.1, the only TensorFlow build",
+        "ok   tensorflow-text: 2.19.0, matches TensorFlow 2.19",
+        "ok   keras: 3.9.2",
+        "ok   libtpu: 0.0.10, as tensorflow-tpu 2.19.1 requires (libtpu==0.0.10)",
     ]
 
 
+@pytest.mark.parametrize("tf_name, libtpu, line, both", [
+    ("tensorflow", None, "ok   libtpu: the image's own (no pip package: its version shows only when the TPU starts)",
+     "tensorflow 2.18.0 (the image's), tensorflow 2.21.0"),
+    ("tensorflow-tpu", "0.0.4", "ok   libtpu: 0.0.4, as tensorflow-tpu 2.18.0 requires (libtpu==0.0.4)",
+     "tensorflow 2.21.0, tensorflow-tpu 2.18.0 (the image's)"),
+])
+def test_versions_on_a_tensorflow_image(tf_name, libtpu, line, both):
+    """Google's tpu-vm-tf-2.18.0 image: its TensorFlow and libtpu in the system Python (whatever the build's
+    name), the project's venv sees them; tensorflow-text 2.18 was added to the venv with --no-deps."""
+    image = {tf_name: "2.18.0", "keras": "3.6.0", "libtpu": libtpu}
+    found = dists(image | {"tensorflow-text": "2.18.1"}, image=tuple(image))
+    assert [c.line() for c in doctor.check_versions(found, "libtpu==0.0.4", on_tpu=True)] == [
+        "ok   install path: image: TensorFlow and libtpu as the TPU image installed them",
+        f"ok   tensorflow: {tf_name} 2.18.0 (the image's), the only TensorFlow build",
+        "ok   tensorflow-text: 2.18.1, matches TensorFlow 2.18",
+        "ok   keras: 3.6.0",
+        line,
+    ]
+    # a pip install of the CPU build over the image's TensorFlow: two builds, the venv's named to remove
+    twice = [*found, Dist("tensorflow", "2.21.0")]
+    assert [c.line() for c in doctor.check_versions(twice, None, on_tpu=True)] == [
+        f"FAIL tensorflow: 2 TensorFlow builds installed ({both}): they "
+        "overwrite or shadow each other; fix: pip uninstall -y tensorflow, then scripts/setup_tpu.sh"]
+
+
+FIX_KERAS = "fix: pip install 'keras==3.6.0' (tested with TensorFlow 2.18) or 'keras>=3.8,<4'"
+
+
 @pytest.mark.parametrize("change, line", [
-    ({"tensorflow": "2.20.0"}, "FAIL tensorflow: 2 TensorFlow builds installed (tensorflow 2.20.0, tensorflow-tpu "
-                               "2.20.0): they overwrite each other's files; fix: pip uninstall -y tensorflow "
+    ({"tensorflow": "2.19.0"}, "FAIL tensorflow: 2 TensorFlow builds installed (tensorflow 2.19.0, tensorflow-tpu "
+                               "2.19.1): they overwrite or shadow each other; fix: pip uninstall -y tensorflow "
                                "tensorflow-tpu, then scripts/setup_tpu.sh"),
     ({"tensorflow-tpu": None, "tensorflow": "2.21.0"},
      "FAIL tensorflow: tensorflow 2.21.0 cannot drive a TPU; fix: pip uninstall -y tensorflow, then "
-     "scripts/setup_tpu.sh (installs tensorflow-tpu)"),
-    ({"tensorflow-tpu": "2.18.0"}, "FAIL tensorflow: tensorflow-tpu 2.18.0 is not a supported version (2.20, 2.21); "
-                                   "fix: scripts/setup_tpu.sh"),
+     "scripts/setup_tpu.sh (the image's TensorFlow or tensorflow-tpu)"),
+    ({"tensorflow-tpu": "2.17.1"}, "FAIL tensorflow: tensorflow-tpu 2.17.1 is not a supported version "
+                                   "(2.18, 2.19, 2.20, 2.21); fix: scripts/setup_tpu.sh"),
     ({"tensorflow-text": "2.21.1"}, "FAIL tensorflow-text: tensorflow-text 2.21.1 is built for TensorFlow 2.21, "
-                                    "TensorFlow is 2.20.0; fix: pip install --no-deps 'tensorflow-text==2.20.*'"),
-    ({"libtpu": "0.0.10"}, "FAIL libtpu: 0.0.10, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+                                    "TensorFlow is 2.19.1; fix: pip install --no-deps 'tensorflow-text==2.19.*'"),
+    ({"libtpu": "0.0.14"}, "FAIL libtpu: 0.0.14, tensorflow-tpu 2.19.1 requires libtpu==0.0.10; fix: "
                            "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
-    ({"libtpu": None}, "FAIL libtpu: not installed, tensorflow-tpu 2.20.0 requires libtpu~=0.0.14; fix: "
+    ({"libtpu": None}, "FAIL libtpu: not installed, tensorflow-tpu 2.19.1 requires libtpu==0.0.10; fix: "
                        "scripts/setup_tpu.sh (the `tpu` extra pins the tested libtpu)"),
-    ({"keras": "2.15.0"}, "FAIL keras: 2.15.0, the model needs Keras 3; fix: pip install 'keras>=3.10,<4'"),
+    ({"keras": "2.15.0"}, f"FAIL keras: 2.15.0, the model needs Keras 3; {FIX_KERAS}"),
+    ({"keras": "3.5.0"}, f"FAIL keras: 3.5.0 is older than the oldest tested Keras 3.6; {FIX_KERAS}"),
+    ({"keras": "3.7.0"}, "FAIL keras: 3.7.0 makes Keras variables MEAN-aggregated by default, and TensorFlow refuses a "
+                         "distributed non-float variable with MEAN aggregation ('creating distributed tf.Variable "
+                         "with aggregation=MEAN and a non-floating dtype is not supported'): keras issue 20700, on a "
+                         f"TPU; fixed in 3.8; {FIX_KERAS}"),
 ])
 def test_mismatched_versions_are_named_with_the_fix(change, line):
-    installed = {k: v for k, v in (TPU_VM | change).items() if v is not None}
-    failed = [c.line() for c in doctor.check_versions(installed, "libtpu~=0.0.14", on_tpu=True) if not c.ok]
+    failed = [c.line() for c in doctor.check_versions(dists(TPU_VM | change), "libtpu==0.0.10", on_tpu=True)
+              if not c.ok]
     assert failed == [line]
 
 
 def test_versions_only_cli_reads_this_environment():
     proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--versions-only"], capture_output=True,
                           text=True, timeout=120)
-    build = doctor.installed_versions()
-    expected_tf = next(f"{n} {build[n]}" for n in doctor.TF_BUILDS if n in build)
-    assert proc.stdout.splitlines()[0] == f"ok   tensorflow: {expected_tf}, the only TensorFlow build"
-    assert proc.stdout.splitlines()[-1] == f"{3 + ('libtpu' in build)} checks, 0 failed" and proc.returncode == 0
+    (tf,) = [d for d in doctor.installed_dists() if d.name in doctor.TF_BUILDS]
+    assert proc.stdout.splitlines()[:2] == ["ok   install path: pip: TensorFlow installed in this venv",
+                                            f"ok   tensorflow: {tf.name} {tf.version}, the only TensorFlow build"]
+    libtpu = tf.name == "tensorflow-tpu"
+    assert proc.stdout.splitlines()[-1] == f"{4 + libtpu} checks, 0 failed" and proc.returncode == 0
+
+
+def test_a_tensorflow_outside_the_venv_is_the_images(tmp_path):
+    """What a venv made with --system-site-packages sees on a TPU image: a TensorFlow installed outside the
+    venv (here: a distribution's metadata on PYTHONPATH) is labelled the image's, and counts as a second build."""
+    info = tmp_path / "tf_nightly-2.18.0.dist-info"  # the name early TPU VM images installed TensorFlow under
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tf-nightly\nVersion: 2.18.0\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--versions-only"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    (tf,) = [d for d in doctor.installed_dists() if d.name in doctor.TF_BUILDS]
+    assert proc.stdout.splitlines() == [
+        f"FAIL tensorflow: 2 TensorFlow builds installed ({tf.name} {tf.version}, tf-nightly 2.18.0 (the "
+        f"image's)): they overwrite or shadow each other; fix: pip uninstall -y {tf.name}, then pip install -e "
+        ".[cpu] (or .[gpu])", "1 checks, 1 failed"]
+
+
+def test_smoke_cli_on_the_cpu_stand_in():
+    """`electra-doctor --smoke`: the versions, then the bfloat16 matmul and the all-reduce that a TPU VM runs
+    under TPUStrategy, here on its CPU stand-in (MirroredStrategy over 2 logical CPUs)."""
+    proc = subprocess.run([sys.executable, "-m", "cloudops.doctor", "--smoke"], capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert lines[-3].startswith("ok   bfloat16 matmul: [128, 128] @ [128, 128] on 2 of 2 replicas: [128.0] "
+                                "(expected [128.0]), compiled and run in ")
+    assert lines[-2:] == ["ok   all-reduce: sum of 1..2 over the 2 replicas: [3.0] on each (expected [3.0])",
+                          f"{len(lines) - 1} checks, 0 failed"]
+
+
+def test_smoke_test_fails_with_one_line_where_the_step_cannot_run():
+    """A strategy on a device that does not exist: the compile or the run fails, and that is the finding."""
+    import tensorflow as tf
+
+    (check,) = doctor.smoke_test(tf.distribute.OneDeviceStrategy("/job:nowhere/device:TPU:0"))
+    assert check.line().startswith("FAIL smoke test: a bfloat16 matmul and an all-reduce on 1 replicas failed (")
+
+
+def test_every_supported_minor_is_tested_on_the_cpu(root):
+    """SUPPORTED_TF is what `make test` (requirements/cpu.txt) and the matrix (TF_MINORS, requirements/tfX.Y.txt,
+    each pinning that TensorFlow and a Keras the doctor accepts) install, no more, no less."""
+    minors = re.search(r"^TF_MINORS := (.*)$", (root / "Makefile").read_text(), re.M).group(1).split()
+    assert sorted(minors) == sorted(p.name[2:-len(".txt")] for p in (root / "requirements").glob("tf*.txt"))
+    newest = re.search(r"^tensorflow==(\d+\.\d+)\.\*$", (root / "requirements" / "cpu.txt").read_text(), re.M).group(1)
+    assert (*minors, newest) == doctor.SUPPORTED_TF
+    for minor in minors:
+        text = (root / "requirements" / f"tf{minor}.txt").read_text()
+        assert re.search(rf"^tensorflow=={re.escape(minor)}\.\d+$", text, re.M)
+        assert re.search(rf"^tensorflow-text=={re.escape(minor)}\.\d+$", text, re.M)
+        keras = re.search(r"^keras==(\S+)$", text, re.M).group(1)
+        assert doctor._keras_check(keras).ok, keras
+

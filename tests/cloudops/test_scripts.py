@@ -29,7 +29,7 @@ WHERE = ["--project=proj-1", "--zone=europe-west4-a"]
 DESCRIBE = [*TPU, "describe", "tpu-1", *WHERE, "--format=value(state,acceleratorType)"]
 QR_DESCRIBE = [*QR, "describe", "tpu-1", *WHERE, "--format=value(state.state)"]
 QR_CREATE = [*QR, "create", "tpu-1", *WHERE, "--node-id=tpu-1", "--accelerator-type=v3-8",
-             "--runtime-version=tpu-ubuntu2204-base", "--valid-until-duration=6h"]
+             "--runtime-version=tpu-vm-tf-2.18.0-pjrt", "--valid-until-duration=6h"]
 
 
 @pytest.fixture(scope="session")
@@ -111,12 +111,12 @@ def test_create_tpu_through_a_queued_resource(env_file, tmp_path):
         DESCRIBE, QR_DESCRIBE, QR_CREATE, QR_DESCRIBE]
     spot = write_env(tmp_path / "spot.env", CAPACITY="spot", QUEUE_WAIT="2d", **POD)
     assert dry_run("create_tpu", spot)[3][-4:] == [
-        "--accelerator-type=v3-32", "--runtime-version=tpu-vm-tf-2.20.0-pod-pjrt", "--spot", "--valid-until-duration=2d"]
+        "--accelerator-type=v3-32", "--runtime-version=tpu-vm-tf-2.18.0-pod-se", "--spot", "--valid-until-duration=2d"]
     reserved = write_env(tmp_path / "reserved.env", CAPACITY="reserved")
     assert dry_run("create_tpu", reserved)[3] == [*QR_CREATE[:-1], "--reserved", "--valid-until-duration=6h"]
     preemptible = write_env(tmp_path / "pre.env", CAPACITY="preemptible")  # no queued form
     assert dry_run("create_tpu", preemptible)[2:] == [
-        [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-ubuntu2204-base", "--preemptible"]]
+        [*TPU, "create", "tpu-1", *WHERE, "--accelerator-type=v3-8", "--version=tpu-vm-tf-2.18.0-pjrt", "--preemptible"]]
     for key, value, message in (("QUEUE_WAIT", "6 hours", "QUEUE_WAIT=6 hours is not a duration like 90m, 6h or 2d"),
                                 ("ON_FINISH", "delete", "ON_FINISH=delete must be keep, export or export-delete"),
                                 ("CAPACITY", "cheap", "CAPACITY=cheap must be on-demand, spot, reserved or preemptible")):
@@ -125,19 +125,46 @@ def test_create_tpu_through_a_queued_resource(env_file, tmp_path):
         assert (proc.returncode, proc.stderr) == (2, f"error: {bad}: {message}\n")
 
 
-def test_setup_ships_this_checkout_and_installs_the_tpu_extra(env_file):
+VENV = "$HOME/electra-venv"
+PIP = f"{VENV}/bin/pip"
+BASE_IMAGE = {"RUNTIME_VERSION": "tpu-ubuntu2204-base"}
+
+
+def test_setup_on_the_tensorflow_image_keeps_its_tensorflow(env_file):
+    """The default path (RUNTIME_VERSION=tpu-vm-tf-2.18.0-pjrt): a venv that sees the image's TensorFlow and
+    libtpu, the project installed under constraints that pin every package of the image, tensorflow-text
+    2.18 without its dependencies; no TensorFlow, libtpu or Keras named anywhere."""
     archive, scp, ssh = dry_run("setup_tpu", env_file)
     tarball = archive[-2].split("=", 1)[1]
     assert archive == ["git", "-C", str(ROOT), "archive", "--format=tar.gz", f"--output={tarball}", "HEAD"]
     assert scp == [*TPU, "scp", tarball, "tpu-1:electra-src.tar.gz", *WHERE, "--worker=0"]
     assert ssh[:6] == [*TPU, "ssh", "tpu-1"] and "--worker=0" in ssh
+    text = ssh[-1][len("--command="):]
+    assert " && (python3 -m venv --system-site-packages $HOME/electra-venv || (sudo apt-get update -qq && sudo " \
+           "apt-get install -y -qq python3-venv && python3 -m venv --system-site-packages $HOME/electra-venv)) && " in text
     words = remote(ssh)
-    assert words[words.index("$HOME/electra[tpu]") - 3:][:5] == [
-        "install", "-q", "-e", "$HOME/electra[tpu]", "tensorflow-tpu==2.20.0"]
-    assert words[words.index("--no-deps") - 4:][:6] == [
-        "&&", "$HOME/electra-venv/bin/pip", "install", "-q", "--no-deps", "tensorflow-text==2.20.*"]
-    # then the versions are checked against each other before anything else runs
-    assert words[-5:] == ["&&", "$HOME/electra-venv/bin/electra-doctor", "--versions-only", "--tpu", "local"]
+    start = words.index("--upgrade") - 3
+    assert words[start:] == [
+        PIP, "install", "-q", "--upgrade", "pip",
+        "&&", "python3", "-m", "pip", "list", "--format=freeze", "--exclude-editable",
+        ">$HOME/electra-image-packages.txt",
+        "&&", PIP, "install", "-q", "-c", "$HOME/electra-image-packages.txt", "-e", "$HOME/electra",
+        "&&", PIP, "install", "-q", "--no-deps", "tensorflow-text==2.18.*",
+        # then the versions are checked against each other before anything else runs
+        "&&", f"{VENV}/bin/electra-doctor", "--versions-only", "--tpu", "local"]
+    assert tensorflow_builds(words) == [] and not [w for w in words if w.startswith(("libtpu", "keras"))]
+
+
+def test_setup_on_a_base_image_installs_the_tpu_extra(tmp_path):
+    (*_, ssh) = dry_run("setup_tpu", write_env(tmp_path / "base.env", **BASE_IMAGE))
+    assert " && (python3 -m venv $HOME/electra-venv || (sudo apt-get" in ssh[-1]
+    words = remote(ssh)
+    start = words.index("--upgrade") - 3
+    assert words[start:] == [
+        PIP, "install", "-q", "--upgrade", "pip",
+        "&&", PIP, "install", "-q", "-e", "$HOME/electra[tpu]", "tensorflow-tpu==2.19.1",
+        "&&", PIP, "install", "-q", "--no-deps", "tensorflow-text==2.19.*",
+        "&&", f"{VENV}/bin/electra-doctor", "--versions-only", "--tpu", "local"]
 
 
 def tensorflow_builds(words: list[str]) -> list[str]:
@@ -146,37 +173,37 @@ def tensorflow_builds(words: list[str]) -> list[str]:
                                              r"(\[[\w,-]+\])?([=<>~!].*)?", w)]
 
 
-def test_setup_installs_exactly_one_tensorflow_the_one_make_test_tpu_env_tested(env_file):
-    """The printed install names one TensorFlow build: the example's TPU_TENSORFLOW, which is what
-    `make test-tpu-env` installs with the same lib.sh command, and what setup.py's `tpu` extra pins;
+def test_setup_installs_exactly_one_tensorflow_the_one_make_test_tpu_env_tested(tmp_path):
+    """On a base image the printed install names one TensorFlow build: the example's TPU_TENSORFLOW, which is
+    what `make test-tpu-env` installs with the same lib.sh command, and what setup.py's `tpu` extra pins;
     tensorflow-text comes without its dependencies (they are the CPU build)."""
-    *_, ssh = dry_run("setup_tpu", env_file)
+    *_, ssh = dry_run("setup_tpu", write_env(tmp_path / "base.env", **BASE_IMAGE))
     words = remote(ssh)
     example = re.search(r"^TPU_TENSORFLOW=(.*)$", (SCRIPTS / "tpu.env.example").read_text(), re.M).group(1)
-    assert example == "tensorflow-tpu==2.20.0"
+    assert example == "tensorflow-tpu==2.19.1"
     assert tensorflow_builds(words) == [example]
     assert f'"{example}"' in (ROOT / "setup.py").read_text()  # the `tpu` extra pins the same build
     assert "$(TPU_TENSORFLOW)" in (ROOT / "Makefile").read_text().split("test-tpu-env:")[0]
-    text = words.index("tensorflow-text==2.20.*")
+    text = words.index("tensorflow-text==2.19.*")
     assert words[text - 1] == "--no-deps"
 
 
 def test_setup_from_git(tmp_path):
     cfg = write_env(tmp_path / "git.env", SOURCE="https://github.com/example/electra.git", SOURCE_REF="v1.0",
-                    TPU_TENSORFLOW="")
+                    TPU_TENSORFLOW="", **BASE_IMAGE)
     (ssh,) = dry_run("setup_tpu", cfg)
     text = ssh[-1]
     assert "git clone --quiet https://github.com/example/electra.git $HOME/electra" in text
     assert "git -C $HOME/electra fetch --quiet origin v1.0 && git -C $HOME/electra checkout --quiet --force FETCH_HEAD" in text
-    assert tensorflow_builds(remote(ssh)) == ["tensorflow-tpu==2.20.0"]  # empty = the example's default
+    assert tensorflow_builds(remote(ssh)) == ["tensorflow-tpu==2.19.1"]  # empty = the example's default
     two = write_env(tmp_path / "two.env", TPU_TENSORFLOW="tensorflow==2.21.0")
     proc = run_script("setup_tpu", "--config", str(two), "--dry-run")
     assert proc.returncode == 2 and proc.stderr == (
-        f"error: {two}: TPU_TENSORFLOW=tensorflow==2.21.0 is not like tensorflow-tpu==2.20.0 "
+        f"error: {two}: TPU_TENSORFLOW=tensorflow==2.21.0 is not like tensorflow-tpu==2.19.1 "
         "(one TPU build of TensorFlow, an exact version)\n")
 
 
-POD = {"ACCELERATOR_TYPE": "v3-32", "RUNTIME_VERSION": "tpu-vm-tf-2.20.0-pod-pjrt"}
+POD = {"ACCELERATOR_TYPE": "v3-32", "RUNTIME_VERSION": "tpu-vm-tf-2.18.0-pod-se"}
 # the hparams layer train.sh and doctor.sh add on a pod slice, as the VM's shell passes it on
 POD_LAYER = '{"tpu_name": "tpu-1", "num_tpu_cores": 32, "tpu_zone": "europe-west4-a", "gcp_project": "proj-1"}'
 CLIENT_ENV = ["TPU_NAME=tpu-1", "TPU_LOAD_LIBRARY=0"]
@@ -189,6 +216,9 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
     cfg = write_env(tmp_path / "pod.env", **POD)
     archive, scp, setup = dry_run("setup_tpu", cfg)
     assert scp[-1] == "--worker=0" and setup[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"]
+    # worker 0 gets the libraries that resolve the slice by its name (setup.py's `pod` extra)
+    assert [PIP, "install", "-q", "-c", "$HOME/electra-image-packages.txt", "-e", "$HOME/electra[pod]"] == \
+        remote(setup)[remote(setup).index("-c") - 3:][:7]
     assert remote(setup)[-7:] == ["&&", *CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--versions-only",
                                   "--tpu", "local"]
     (train,) = dry_run("train", cfg)
@@ -215,6 +245,37 @@ def test_pod_slice_is_driven_by_one_client_on_worker_0(tmp_path):
         assert "--worker=all" not in proc.stdout
 
 
+SMOKE_CASES = pytest.mark.parametrize("values, words", [
+    ({}, ["$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "local", "--accelerator-type", "v3-8"]),
+    (POD, [*CLIENT_ENV, "$HOME/electra-venv/bin/electra-doctor", "--smoke", "--tpu", "tpu-1", "--accelerator-type",
+           "v3-32"]),
+])
+
+
+@SMOKE_CASES
+def test_smoke_command_for_a_host_and_a_slice(values, words, tmp_path):
+    """What train.sh runs first on the VM: the doctor's smoke test, on a slice from worker 0 by the TPU's name."""
+    cfg = write_env(tmp_path / "smoke.env", **values)
+    proc = subprocess.run([BASH, "-c", 'source "$0" && CONFIG_FILE="$1" && load_config && smoke_command',
+                           str(SCRIPTS / "lib.sh"), str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert shlex.split(proc.stdout) == words
+
+
+@SMOKE_CASES
+def test_train_runs_the_smoke_test_before_the_trainer(values, words, tmp_path):
+    """train.sh on worker 0 (a v3-32 on the -pod-se image: by the TPU's name): when the service is not running,
+    the smoke test first, and only if it passes the supervisor's job and the service; a running service's busy
+    TPU is never tested."""
+    (train,) = dry_run("train", write_env(tmp_path / "t.env", **values))
+    assert train[:9] == [*TPU, "ssh", "tpu-1", *WHERE, "--worker=0"]
+    command = remote(train)
+    running, start = command[:command.index("else")], command[command.index("else") + 1:]
+    assert start[:len(words) + 5] == [*words, "&&", "$HOME/electra-venv/bin/python", "-m", "cloudops.supervisor",
+                                      "prepare"]
+    assert "--smoke" not in running and start.count("--smoke") == 1
+
+
 def test_single_host_commands_are_unchanged(env_file):
     """v3-8: the presets' tpu_name "local", no client environment, no hparams layer."""
     (train,) = dry_run("train", env_file)
@@ -231,18 +292,11 @@ def test_single_host_commands_are_unchanged(env_file):
     ({"RUNTIME_VERSION": "tpu-ubuntu2204-base"},
      "ACCELERATOR_TYPE=v3-32 is a multi-host slice, which TensorFlow drives from one client on worker 0 through the "
      "TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=tpu-ubuntu2204-base is not "
-     "such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions "
-     "list --zone=europe-west4-a)"),
-    ({"RUNTIME_VERSION": "tpu-vm-tf-2.20.0-pjrt"},  # the single-host image
+     "such an image: set it to tpu-vm-tf-2.18.0-pod-se (docs/tpu_software.md)"),
+    ({"RUNTIME_VERSION": "tpu-vm-tf-2.18.0-pjrt"},  # the single-host image
      "ACCELERATOR_TYPE=v3-32 is a multi-host slice, which TensorFlow drives from one client on worker 0 through the "
-     "TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=tpu-vm-tf-2.20.0-pjrt is not "
-     "such an image: set it to the -pod-pjrt image of TPU_TENSORFLOW's version (gcloud compute tpus tpu-vm versions "
-     "list --zone=europe-west4-a)"),
-    ({"RUNTIME_VERSION": "tpu-vm-tf-2.18.0-pod-pjrt"},  # the newest -pod image in Google's list, as docs/tpu_v3_8.md records it
-     "RUNTIME_VERSION=tpu-vm-tf-2.18.0-pod-pjrt serves TensorFlow 2.18 on every host but the client on worker 0 would "
-     "be TPU_TENSORFLOW=tensorflow-tpu==2.20.0: they must be the same TensorFlow; use a -pod image of 2.20 if your "
-     "zone lists one (gcloud compute tpus tpu-vm versions list --zone=europe-west4-a), else a single host "
-     "(docs/tpu_v3_8.md, Pod slices)"),
+     "TPU runtime that a tpu-vm-tf-X.Y.Z-pod image runs on every host, but RUNTIME_VERSION=tpu-vm-tf-2.18.0-pjrt is not "
+     "such an image: set it to tpu-vm-tf-2.18.0-pod-se (docs/tpu_software.md)"),
     ({"ACCELERATOR_TYPE": "v4-32"},
      "ACCELERATOR_TYPE=v4-32: multi-host slices are supported for TPU v2 and v3 only (their cores per host and per "
      "slice are documented and checked); use a v2/v3 slice or a single host"),
@@ -412,7 +466,7 @@ def fake_gcloud(tmp_path):
 G_DESCRIBE = "compute tpus tpu-vm describe tpu-1 --project=proj-1 --zone=europe-west4-a --format=value(state,acceleratorType)"
 G_QR_DESCRIBE = "compute tpus queued-resources describe tpu-1 --project=proj-1 --zone=europe-west4-a --format=value(state.state)"
 G_QR_CREATE = ("compute tpus queued-resources create tpu-1 --project=proj-1 --zone=europe-west4-a --node-id=tpu-1 "
-               "--accelerator-type=v3-8 --runtime-version=tpu-ubuntu2204-base --valid-until-duration=6h")
+               "--accelerator-type=v3-8 --runtime-version=tpu-vm-tf-2.18.0-pjrt --valid-until-duration=6h")
 G_QR_DELETE = "compute tpus queued-resources delete tpu-1 --project=proj-1 --zone=europe-west4-a --force --quiet"
 G_ENABLE = "services enable tpu.googleapis.com --project=proj-1"
 
@@ -465,7 +519,7 @@ def test_a_stockout_is_one_line(fake_gcloud):
     proc, calls = fake_gcloud("create_tpu", env_values={"CAPACITY": "preemptible"}, CREATE_ERROR=STOCKOUT)
     assert proc.returncode == 2
     assert calls[-1] == ("compute tpus tpu-vm create tpu-1 --project=proj-1 --zone=europe-west4-a "
-                         "--accelerator-type=v3-8 --version=tpu-ubuntu2204-base --preemptible")
+                         "--accelerator-type=v3-8 --version=tpu-vm-tf-2.18.0-pjrt --preemptible")
     assert proc.stderr.splitlines()[-1] == (
         'error: no v3-8 capacity in europe-west4-a for CAPACITY=preemptible right now (ERROR: '
         '(gcloud.compute.tpus.tpu-vm.create) { "code": 8, "message": "There is no more capacity in the zone '
@@ -588,9 +642,10 @@ def test_remote_job_log_reaches_the_bucket(emulator_host, store, bucket, tmp_pat
 
 def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     """train.sh's remote command run by bash as the VM runs it: HOME holds the checkout and the venv, `sudo`
-    and `systemctl` are stand-ins that record. The supervisor's job is the trainer's command word for word
-    (HPARAMS_OVERRIDE last, quotes intact), ON_FINISH's command; the unit is installed and started; while it
-    is active a rerun does nothing."""
+    and `systemctl` are stand-ins that record, and so is the doctor (its smoke test needs a TPU). The smoke test
+    runs first; the supervisor's job is the trainer's command word for word (HPARAMS_OVERRIDE last, quotes
+    intact), ON_FINISH's command; the unit is installed and started; while it is active a rerun does nothing
+    (no smoke test on a busy TPU); a failed smoke test starts nothing."""
     override = '{"learning_rate": 1e-4, "_why": "it\'s late"}'
     cfg = write_env(tmp_path / "o.env", HPARAMS_OVERRIDE=override, ON_FINISH="export")
     (train,) = dry_run("train", cfg)
@@ -600,12 +655,14 @@ def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     (home / "electra").symlink_to(ROOT)
     vm_bin.mkdir()
     for name, text in ((home / "electra-venv" / "bin" / "python", f'exec {sys.executable} "$@"'),
+                       (home / "electra-venv" / "bin" / "electra-doctor",
+                        'echo "electra-doctor $*" >> "$VM_LOG"; exit "$SMOKE_RC"'),
                        (vm_bin / "sudo", 'echo "sudo $*" >> "$VM_LOG"'),
                        (vm_bin / "systemctl", 'echo "systemctl $*" >> "$VM_LOG"; exit "$ACTIVE_RC"')):
         name.write_text(f"#!/bin/sh\n{text}\n")
         name.chmod(0o755)
     env = dict(os.environ, PATH=f"{vm_bin}:{os.environ['PATH']}", HOME=str(home), PYTHONPATH=str(ROOT),
-               VM_LOG=str(log), ACTIVE_RC="3")
+               VM_LOG=str(log), ACTIVE_RC="3", SMOKE_RC="0")
     proc = subprocess.run([BASH, "-c", command], env=env, capture_output=True, text=True, timeout=60)
     unit = home / "electra-logs" / "train" / "electra-train.service"
     assert (proc.returncode, proc.stdout) == (0, f"{unit}\nstarted electra-train (systemd: restarts after crashes, "
@@ -622,13 +679,22 @@ def test_the_train_command_installs_the_supervised_run_on_the_vm(tmp_path):
     assert (job["log_dir"], job["stall_seconds"], job["env"]) == ("gs://bkt-1/run-1/logs", 10800, {})
     assert f"--state-dir {home}/electra-logs/train\n" in unit.read_text()
     assert log.read_text().splitlines() == [
-        "systemctl is-active --quiet electra-train", f"sudo cp {unit} /etc/systemd/system/",
+        "systemctl is-active --quiet electra-train", "electra-doctor --smoke --tpu local --accelerator-type v3-8",
+        f"sudo cp {unit} /etc/systemd/system/",
         "sudo systemctl daemon-reload", "sudo systemctl enable --now --quiet electra-train"]
     log.unlink()
     again = subprocess.run([BASH, "-c", command], env={**env, "ACTIVE_RC": "0"}, capture_output=True, text=True,
                            timeout=60)
     assert again.stdout == "electra-train is already running; not started again (scripts/stop.sh stops it)\n"
     assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train"]
+    log.unlink()
+    shutil.rmtree(home / "electra-logs")
+    failed = subprocess.run([BASH, "-c", command], env={**env, "SMOKE_RC": "1"}, capture_output=True, text=True,
+                            timeout=60)
+    assert (failed.returncode, failed.stdout) == (1, "")
+    assert log.read_text().splitlines() == ["systemctl is-active --quiet electra-train",
+                                            "electra-doctor --smoke --tpu local --accelerator-type v3-8"]
+    assert not (home / "electra-logs").exists()  # no job, no unit
 
 
 def test_hparams_override_without_a_commit_and_one_records_length(tmp_path):
@@ -694,3 +760,12 @@ def test_another_create_failure_is_one_line_with_the_command(fake_gcloud):
     assert proc.stderr.splitlines()[-1] == (
         "error: ERROR: (gcloud.compute.tpus.queued-resources.create) PERMISSION_DENIED: tpu.queuedResources.create "
         "denied (exit status 1 from: gcloud " + G_QR_CREATE + ")")
+
+
+def test_a_dry_run_of_the_unedited_example_says_whose_project_it_shows(tmp_path):
+    example = run_script("create_bucket", "--config", str(SCRIPTS / "tpu.env.example"), "--dry-run")
+    assert example.returncode == 0 and "--project=my-project" in example.stdout
+    assert example.stderr == (f"dry run with the example's PROJECT=my-project BUCKET=my-electra-bucket (from "
+                              f"{SCRIPTS / 'tpu.env.example'}): set your own before running it for real\n")
+    own = run_script("create_bucket", "--config", str(write_env(tmp_path / "tpu.env")), "--dry-run")
+    assert (own.returncode, own.stderr) == (0, "")

@@ -79,6 +79,7 @@ def test_same_examples_and_manifest_counts_as_the_local_builder(beam_run, local_
     assert m == records.read_manifest(beam_dir)
     assert m.num_examples == lm.num_examples > 100
     assert m.num_tokens == lm.num_tokens
+    assert m.cut_tokens == lm.cut_tokens > 0
     assert (m.vocab_sha256, m.vocab_size, m.max_seq_length, m.seed) == (
         lm.vocab_sha256, lm.vocab_size, lm.max_seq_length, lm.seed)
     assert m.num_shards == 3 and lm.num_shards == 2  # shard counts differ, contents do not

@@ -96,7 +96,7 @@ def test_filtered_run_counts_every_drop_and_writes_documents(tmp_path, corpus_pa
     assert stats.documents_out == len(kept)
     assert stats.lines_in == sum(map(len, docs)) == 15_235
     assert stats.lines_out == sum(map(len, kept))
-    assert {k: v for k, v in stats.dropped.items() if k != "non_utf8"} == counts
+    assert {k: v for k, v in stats.dropped.items() if k not in ("non_utf8", "too_long")} == counts
     assert all(counts.values())  # the real corpus hits every filter
     assert stats.lines_in == stats.lines_out + sum(stats.dropped.values())
     # Documents dealt round-robin to the shards, a blank line between documents.
@@ -138,13 +138,13 @@ def test_each_filter_switchable_and_non_utf8_located(tmp_path):
     )
     out = tmp_path / "o"
     stats = clean.run(clean.CleanConfig(inputs=(str(src),), output=str(out), filters=FilterConfig(min_document_lines=2)))
-    assert stats.dropped == {"non_utf8": 1, "empty": 0, "too_short": 2, "duplicate": 1, "short_document": 3}
+    assert stats.dropped == {"non_utf8": 1, "too_long": 0, "empty": 0, "too_short": 2, "duplicate": 1, "short_document": 3}
     assert (stats.documents_in, stats.documents_out, stats.documents_dropped) == (3, 0, 3)
     assert stats.non_utf8_locations == [f"{src}:9"]
     # All filters off: every line that is not empty after cleaning stays, bad bytes as U+FFFD.
     off = FilterConfig(min_line_chars=0, dedupe=False, min_document_lines=0, drop_non_utf8=False)
     stats = clean.run(clean.CleanConfig(inputs=(str(src),), output=str(out), filters=off))
-    assert stats.dropped == {"non_utf8": 0, "empty": 0, "too_short": 0, "duplicate": 0, "short_document": 0}
+    assert stats.dropped == {"non_utf8": 0, "too_long": 0, "empty": 0, "too_short": 0, "duplicate": 0, "short_document": 0}
     assert stats.non_utf8_lines == 1
     assert read_shards(out, 1)[0] == (
         "영화가 정말 재미있었어요 최고\n짧다\n영화가 정말 재미있었어요 최고\n👍👍👍\n\n"

@@ -39,12 +39,12 @@ def test_split_coin_puts_overshooting_sentence_in_a():
 def test_split_single_segment_and_trim():
     # draw < 0.1: one segment; A is cut to max_seq_length - 2 = 30
     ex = packing.split_segments([[7] * 20, [8] * 20], 32, 32, ScriptedRng([0.05]))
-    assert ex == packing.Example([7] * 20 + [8] * 10, [])
+    assert ex == packing.Example([7] * 20 + [8] * 10, [], cut=10)
 
 
 def test_split_trims_b_to_what_is_left():
     ex = packing.split_segments([[1] * 10, [2] * 40], 32, 32, ScriptedRng([0.5, 0.9]))
-    assert ex.first == [1] * 10 and ex.second == [2] * (32 - 10 - 3)
+    assert ex.first == [1] * 10 and ex.second == [2] * (32 - 10 - 3) and ex.cut == 40 - (32 - 10 - 3)
 
 
 def test_to_features_layout():

@@ -171,3 +171,10 @@ def test_vocab_defaults_depend_on_the_preset():
         (30_000, True)
     given = pipeline.DemoConfig(vocab_size=5000, merge_vocab=True)
     assert (given.vocab_size, given.merge_vocab) == (5000, True)
+
+
+def test_a_missing_corpus_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "runs" / "x"
+    with pytest.raises(UserError, match="input not found: .*nonexistent"):
+        pipeline.run_demo(pipeline.DemoConfig(out_dir=str(out), corpus=(str(tmp_path / "nonexistent"),)))
+    assert not (tmp_path / "runs").exists()  # no empty runs/x/stages/ to puzzle over

@@ -171,3 +171,15 @@ def test_precision_names():
         resolve_precision("fp8", tf.distribute.get_strategy())
     assert [keras_policy(p) for p in ("float32", "bfloat16", "float16")] == [
         "float32", "mixed_bfloat16", "mixed_float16"]
+
+
+def test_use_tpu_off_a_tpu_vm_says_use_tpu_false_is_the_fix(tpu_calls, monkeypatch):
+    """`electra-demo --preset small` on a CPU: the preset's use_tpu, no TPU VM, no TPU named."""
+    monkeypatch.setenv("GCE_METADATA_IP", nothing_listening())
+    with pytest.raises(UserError) as info:
+        make_strategy(use_tpu=True, tpu_name=None, tpu_zone=None, gcp_project=None, num_tpu_cores=8)
+    message = str(info.value)
+    assert message.startswith("cannot reach TPU 'local' (zone=None, project=None): ") and "\n" not in message
+    assert message.endswith("; this machine is not a TPU VM: to train on its CPU or GPU set \"use_tpu\": false "
+                            "(--hparams '{\"use_tpu\": false}'); or run on the TPU VM, or set tpu_name to the name of "
+                            "a TPU node")

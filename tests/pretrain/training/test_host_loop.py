@@ -7,7 +7,6 @@ a non-finite step ends the loop on the device without its update.
 """
 import re
 
-import keras
 import numpy as np
 import pytest
 
@@ -45,7 +44,7 @@ def loop_body(trainer, iterator):
     body = {f.signature.name: f for f in graph.library.function}[whiles[0].attr["body"].func.name]
     variables = [*trainer.model.variables, *trainer.optimizer.variables, trainer.step]
     handles = {id(c.handle): getattr(v, "path", v.name.split(":")[0])
-               for v in variables for c in (v.value if isinstance(v, keras.Variable) else v).values}
+               for v in variables for c in (v if isinstance(v, tf.Variable) else v.value).values}
     assert len(handles) == 2 * len(variables)  # a copy per replica of each
     captured = {internal.op.name: handles[id(external)] for external, internal in concrete.graph.captures
                 if id(external) in handles}

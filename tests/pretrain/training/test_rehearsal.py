@@ -121,6 +121,6 @@ def test_the_tpu_build_says_it_cannot_rehearse_on_the_cpu(vocab):
     with pytest.raises(UserError) as info:
         rehearsal.run(rehearsal.build(p, vocab), p, vocab)
     assert str(info.value) == (
-        "this TensorFlow 2.20.0 has no XLA compiler for the CPU (the TPU build, tensorflow-tpu, has none), so the "
-        "rehearsal cannot run here; fix: rehearse in an environment with the CPU build (pip install -e .[cpu], "
-        "as `make test` sets up)")
+        f"this TensorFlow {importlib.metadata.version('tensorflow-tpu')} has no XLA compiler for the CPU (the TPU "
+        "build, tensorflow-tpu, has none), so the rehearsal cannot run here; fix: rehearse in an environment with "
+        "the CPU build (pip install -e .[cpu], as `make test` sets up)")

@@ -367,3 +367,43 @@ def test_a_decay_branch_continues_a_long_runs_checkpoint_and_anneals_to_zero(dat
     assert [lrs[s] for s in (4, 5, 6, 7)] == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])
     saved = json.loads((branch_dir / "run_config.json").read_text())["hparams"]
     assert saved["branch_from"] == f"{long_dir}/ckpt-3" and saved["lr_schedule"] == "wsd"
+
+
+def test_each_training_warning_is_said_once_in_a_run(caplog):
+    import logging
+
+    from pretrain.training import trainer as training
+    from pretrain.config import from_hparams
+
+    cfg = from_hparams(hp(num_warmup_steps=2))
+    m = {"loss": 20.0, "generator_loss": 7.0, "discriminator_loss": 0.395, "generator_accuracy": 0.0,
+         "discriminator_auc": 0.55, "replaced_fraction": 0.135, "discriminator_base_rate_loss": 0.3958}
+    warned: set[str] = set()
+    with caplog.at_level(logging.INFO):
+        for step in (3, 4, 5):
+            training._log_progress(cfg, step, m, 1e-4, 10.0, None, warned)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("step " in t and "/6" in t for t in messages) == 3  # every step line
+    assert sum("at the base rate" in t for t in messages) == 1
+    assert sum("generator accuracy 0 is ~0" in t for t in messages) == 1
+    assert warned == {"base_rate", "generator"}
+
+
+def test_a_warned_state_that_ends_is_said_once_more_as_info(caplog):
+    import logging
+
+    from pretrain.training import trainer as training
+    from pretrain.config import from_hparams
+
+    cfg = from_hparams(hp(num_warmup_steps=2))
+    m = {"loss": 20.0, "generator_loss": 7.0, "discriminator_loss": 0.395, "generator_accuracy": 0.08,
+         "discriminator_auc": 0.55, "replaced_fraction": 0.135, "discriminator_base_rate_loss": 0.3958}
+    warned: set[str] = set()
+    with caplog.at_level(logging.INFO):
+        training._log_progress(cfg, 3, m, 1e-4, 10.0, None, warned)
+        training._log_progress(cfg, 4, dict(m, discriminator_loss=0.33), 1e-4, 10.0, None, warned)
+        training._log_progress(cfg, 5, dict(m, discriminator_loss=0.33), 1e-4, 10.0, None, warned)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "/6 (epoch" not in r.getMessage()]
+    assert [level for level, _ in said] == ["WARNING", "INFO"]
+    assert said[1][1] == "step 4: discriminator loss 0.3300 is below its base rate 0.3958: it uses context now"
+    assert warned == set()
