@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import IO, Iterator, NamedTuple
 
-from foundation.errors import UserError
+from foundation.errors import UserError, disk_full
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
 # The longest line a stage reads: lines are read in bounded pieces, so a file without
@@ -28,9 +28,6 @@ TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
 # lines and counts them (`too_long`); the records and vocab stages report them.
 MAX_LINE_BYTES = 1 << 20
 TEMPORARY_RE = re.compile(r"\.tmp-[0-9a-f]{8}$")  # atomic_write's in-progress names
-
-
-DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # EFBIG: a file-size limit (ulimit -f)
 
 
 def is_gcs(path: str) -> bool:
@@ -259,7 +256,7 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # no read error has these numbers
+        if isinstance(exc, OSError) and disk_full(exc):  # no read error has these numbers
             raise UserError(f"disk full writing {path}: {exc.strerror}; free space and rerun the same command "
                             "(finished work is kept)") from exc
         raise

@@ -11,6 +11,8 @@ through `StageOutput`, so the rules hold everywhere and are written once:
 - Finished: files are written with `fileio.atomic_write` (temporary name, then rename) and the
   marker file last; the marker holds the settings and the input fingerprints, so a rerun
   whose settings and inputs match, with every output file present, is skipped.
+- One writer: the folder is written under its lease (`foundation.lease`); a second writer is
+  refused with one line naming the holder, before it touches anything.
 - Clean: temporaries that a killed run left (`*.tmp-XXXXXXXX`) are removed when the next run
   starts; a failed run that finished nothing removes its scratch files and the folder it
   created, so the corrected command runs without manual clean-up.
@@ -23,7 +25,7 @@ import json
 import os
 from typing import Any, Iterator, Sequence
 
-from foundation import fileio
+from foundation import fileio, lease
 from foundation.errors import UserError
 
 Fingerprint = list  # [[path, size, mtime_ns], ...]
@@ -111,25 +113,27 @@ class StageOutput:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Create the folder for the block's writes; if the block fails having finished nothing
-        (only scratch files written), remove those and the folder if this run created it."""
-        created = not fileio.exists(self.directory)
-        fileio.makedirs(self.directory)
-        self.remove_temporaries()
-        try:
-            yield
-        except BaseException:
-            self._clean_after_failure(created)
-            raise
+        """Hold the folder's lease (creating the folder) for the block's writes; if the block fails
+        having finished nothing (only scratch files written), remove those, and the folder if this
+        run created it. A refused lease touches nothing."""
+        with lease.hold(self.directory):
+            self.remove_temporaries()
+            try:
+                yield
+            except BaseException:
+                self._clean_after_failure()
+                raise
 
-    def _clean_after_failure(self, created: bool) -> None:
+    def _clean_after_failure(self) -> None:
+        """Remove the scratch files and emptied sub-folders; the lease (released next) removes the folder."""
         with contextlib.suppress(OSError, UserError):
             self.remove_temporaries()
-            left = fileio.walk(self.directory)
+            left = [p for p in fileio.walk(self.directory) if not lease.is_lease_file(p)]
             if not all(any(_same(p, s) for s in self.scratch) for p in left):
                 return  # finished work (or files that are not ours): keep it for a resume
             for path in left:
                 fileio.remove(path)
-            if created and not fileio.is_gcs(self.directory):
+            if not fileio.is_gcs(self.directory):
                 for root, _, _ in os.walk(self.directory, topdown=False):
-                    os.rmdir(root)
+                    if root != self.directory:
+                        os.rmdir(root)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import electra_data
 from foundation import fileio
@@ -213,6 +214,9 @@ def load_hparams(source: str | Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise UserError(f"hparams {where} must be a JSON object, got {type(raw).__name__}")
     overrides = raw.pop("model_hparam_overrides", None) or {}
+    if not isinstance(overrides, dict):
+        raise UserError(f"hparam 'model_hparam_overrides' in {where} must be a JSON object of encoder keys, "
+                        f"got {overrides!r}")
     for key, value in overrides.items():
         if key not in MODEL_OVERRIDE_KEYS:
             raise UserError(f"unknown key 'model_hparam_overrides.{key}' in {where}")
@@ -244,14 +248,16 @@ def from_hparams(source: str | Mapping[str, Any] | None, base: str | Mapping[str
             raise UserError(f"hparam '{key}' is derived (from mask_prob and max_seq_length); remove it")
         if key not in _FIELDS:
             raise UserError(f"unknown hparam '{key}'")
+    given = {k: _coerce(k, v) for k, v in given.items()}  # types first: the defaults below compute with them
     size = given.get("model_size", PretrainConfig.model_size)
     if size not in PRESETS:
         raise UserError(f"hparam 'model_size' must be one of {', '.join(PRESETS)}, got {size!r}")
     values: dict[str, Any] = dict(PRESETS[size])
     values.update(given)
     hidden = values["hidden_size"]
-    values.setdefault("num_attention_heads", default_heads(hidden))
-    values.setdefault("intermediate_size", 4 * hidden)
+    if hidden >= 1:  # else validate() names hidden_size, not a derived key
+        values.setdefault("num_attention_heads", default_heads(hidden))
+        values.setdefault("intermediate_size", 4 * hidden)
     return validate(PretrainConfig(**{k: _coerce(k, v) for k, v in values.items()}))
 
 
@@ -270,38 +276,90 @@ def _coerce(key: str, value: Any) -> Any:
     raise UserError(f"hparam '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
 
+INT64_MAX = 2**63 - 1  # TensorFlow's step and counters
+
+
+class Range(NamedTuple):
+    """An interval of allowed values; `open_low`/`open_high` exclude that end."""
+
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+    why: str = ""  # said after the range
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
+        if self.high >= INT64_MAX:
+            text = f"greater than {low}" if self.open_low else f"at least {low}"
+        else:
+            text = f"in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+        return f"{text}: {self.why}" if self.why else text
+
+
+# The range of every numeric hparam. A numeric field not listed here must be finite, >= 0 and (an
+# int) fit TensorFlow's int64 (`hparam_range`), so a field added later is range-checked too.
+AT_LEAST_1 = ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop", "save_checkpoints_steps",
+              "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps", "num_eval_steps", "embedding_size",
+              "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings")
+RANGES: dict[str, Range] = {
+    **{key: Range(1) for key in AT_LEAST_1},
+    "hidden_dropout_prob": Range(0.0, 1.0, open_high=True, why="1 drops every activation"),
+    "attention_probs_dropout_prob": Range(0.0, 1.0, open_high=True, why="1 drops every attention weight"),
+    "mask_prob": Range(0.0, 1.0, open_low=True, open_high=True),
+    "generator_hidden_size": Range(0.0, 1.0, open_low=True, why="a fraction of hidden_size"),
+    "generator_layers": Range(0.0, 1.0, open_low=True, why="a fraction of num_hidden_layers"),
+    "learning_rate": Range(0.0, open_low=True),
+    "temperature": Range(0.0, open_low=True),
+    "type_vocab_size": Range(2, why="the records' segment ids are 0 and 1"),
+    "vocab_size": Range(5, why="it must hold the 5 special tokens"),
+    "max_seq_length": Range(4),
+    "shuffle_buffer": Range(2, why="it holds two windows of half of it"),
+    "seed": Range(0, 2**31 - 1, why="what numpy's seed, which Keras sets, accepts"),
+    "save_checkpoints_secs": Range(0, why="0 = by steps only"),
+    "profile_host_call": Range(0, why="0 = no profile"),
+    "decay_fraction": Range(0.0, 1.0),
+    "decay_steps": Range(0, why="0: decay_fraction of num_train_steps"),
+}
+
+
+def hparam_range(key: str) -> Range | None:
+    """The allowed values of numeric hparam `key` (None: not numeric)."""
+    kind = next(t for t in typing.get_args(_TYPES[key]) or (_TYPES[key],) if t is not type(None))
+    if kind not in (int, float):
+        return None
+    allowed = RANGES.get(key, Range(0))
+    return allowed._replace(high=min(allowed.high, INT64_MAX)) if kind is int else allowed
+
+
 def validate(cfg: PretrainConfig) -> PretrainConfig:
-    """All cross-field checks in one place; the message names the key and value."""
+    """All range and cross-field checks in one place; the message names the key and value."""
     def need(cond: bool, key: str, why: str) -> None:
         if not cond:
             raise UserError(f"hparam '{key}' = {getattr(cfg, key)!r}: {why}")
 
+    for key in _FIELDS:  # every numeric field, before any check that computes with them
+        allowed, value = hparam_range(key), getattr(cfg, key)
+        if allowed is not None and value is not None:
+            need(value in allowed, key, f"must be {allowed}")
     need(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     need(cfg.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
     need(cfg.jit_compile in (True, False, "auto"), "jit_compile", 'must be true, false or "auto"')
-    need(0.0 < cfg.mask_prob < 1.0, "mask_prob", "must be in (0, 1)")
     need(cfg.max_predictions_per_seq >= 1, "mask_prob", "gives max_predictions_per_seq < 1 at this max_seq_length")
-    need(cfg.max_seq_length >= 4, "max_seq_length", "must be at least 4")
     need(cfg.max_seq_length <= cfg.max_position_embeddings, "max_seq_length",
          f"exceeds max_position_embeddings {cfg.max_position_embeddings}")
     need(cfg.hidden_size % cfg.num_attention_heads == 0, "hidden_size",
          f"must be divisible by num_attention_heads {cfg.num_attention_heads}")
-    need(cfg.vocab_size >= 5, "vocab_size", "must hold at least the 5 special tokens")
-    need(0.0 < cfg.generator_hidden_size <= 1.0, "generator_hidden_size", "is a fraction of hidden_size in (0, 1]")
     need(cfg.generator_dims().hidden_size >= 1, "generator_hidden_size", "gives a generator hidden size < 1")
     need(cfg.generator_dims().num_hidden_layers >= 1, "generator_layers", "gives a generator with no layers")
-    need(cfg.temperature > 0, "temperature", "must be positive")
-    for key in ("num_train_steps", "train_batch_size", "eval_batch_size", "iterations_per_loop",
-                "save_checkpoints_steps", "gradient_accumulation_steps", "num_tpu_cores", "log_every_steps"):
-        need(getattr(cfg, key) >= 1, key, "must be at least 1")
-    need(cfg.save_checkpoints_secs >= 0, "save_checkpoints_secs", "must be >= 0 (0 = by steps only)")
-    need(cfg.profile_host_call >= 0, "profile_host_call", "must be >= 0 (0 = no profile)")
-    need(cfg.shuffle_buffer >= 2, "shuffle_buffer", "must be at least 2: it holds two windows of half of it")
-    need(0 <= cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
-    need(cfg.learning_rate > 0, "learning_rate", "must be positive")
+    need(cfg.num_warmup_steps <= cfg.num_train_steps, "num_warmup_steps", "must be in [0, num_train_steps]")
     need(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
-    need(0.0 <= cfg.decay_fraction <= 1.0, "decay_fraction", "must be in [0, 1]")
-    need(cfg.decay_steps >= 0, "decay_steps", "must be >= 0 (0: decay_fraction of num_train_steps)")
     if cfg.lr_schedule == "wsd":
         need(cfg.num_warmup_steps + cfg.lr_decay_steps <= cfg.num_train_steps,
              "decay_steps" if cfg.decay_steps else "decay_fraction",

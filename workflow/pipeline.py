@@ -22,7 +22,7 @@ import time
 from typing import Any, NamedTuple, Sequence
 
 import electra_data
-from foundation import console, fileio
+from foundation import console, fileio, lease
 from foundation.errors import UserError, run_cli
 from workflow.probe import ProbeConfig
 from workflow.stages import Stage, run_stages
@@ -275,22 +275,25 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (skipping finished ones); writes and returns the summary."""
     start = time.time()
     paths = layout(cfg.out_dir)
+    pretrain_config(cfg, cfg.vocab_size)  # every hparam checked before any stage writes (the vocab size is a stand-in)
     figures: dict[str, dict[str, Any]] = {}
     stages = build_stages(cfg, paths, figures)  # a missing corpus is refused here, before any folder exists
     if not cfg.run_probe:
         stages = [s for s in stages if s.name != "probe"]
-    run_stages(stages, paths.stages, cfg.force, figures)
-    summary: dict[str, Any] = {
-        "corpus": list(cfg.corpus),
-        "preset": cfg.preset,
-        "model": {"discriminator": paths.discriminator, "generator": paths.generator},
-        "curves": paths.curves,
-        "stages": figures,
-        "seconds": round(time.time() - start, 1),
-    }
-    if "probe" in figures:
-        summary.update(headline_figures(figures["probe"]))
-    fileio.write_text(paths.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    with lease.hold(cfg.out_dir):  # one demo per folder: a second is refused naming the first
+        fileio.makedirs(paths.stages)
+        run_stages(stages, paths.stages, cfg.force, figures)
+        summary: dict[str, Any] = {
+            "corpus": list(cfg.corpus),
+            "preset": cfg.preset,
+            "model": {"discriminator": paths.discriminator, "generator": paths.generator},
+            "curves": paths.curves,
+            "stages": figures,
+            "seconds": round(time.time() - start, 1),
+        }
+        if "probe" in figures:
+            summary.update(headline_figures(figures["probe"]))
+        fileio.write_text(paths.summary, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 
 

@@ -253,10 +253,19 @@ def write_export(model, train_cfg: PretrainConfig, step: int, tokens: list[str],
 
 
 def _save_safetensors(state: Mapping[str, np.ndarray], path: str, part: str, step: int) -> None:
-    """Straight to the local staging folder (no in-memory copy of the file)."""
+    """Straight to the local staging folder (no in-memory copy of the file), byte-identical for the
+    same weights: safetensors orders the tensors by name but writes the metadata in hash order,
+    which changes from process to process, so its header is rewritten with the keys sorted."""
     from safetensors.numpy import save_file
 
     save_file(dict(state), path, metadata={"format": "pt", "electra_part": part, "step": str(step)})
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")  # same keys and values: same length
+        fh.seek(8)
+        fh.write(text.ljust(size))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,10 @@ explicitly chosen one (`--step`, `--init-checkpoint`) is a `UserError` naming it
 from __future__ import annotations
 
 import json
+import logging as logging_std
 import os
-from typing import Any
+import re
+from typing import Any, Callable, NamedTuple
 
 import tensorflow as tf
 from absl import logging
@@ -26,6 +28,9 @@ from pretrain.model import rtd
 from pretrain.config import PretrainConfig, from_hparams
 
 RUN_CONFIG = "run_config.json"
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's index of the checkpoints (a hint, see list_checkpoints)
+CHECKPOINT_NAME = "ckpt"  # tf.train.CheckpointManager's default prefix: ckpt-<step>
+_INDEX_RE = re.compile(rf"{CHECKPOINT_NAME}-(\d+)\.index")
 VOCAB = "vocab.txt"
 # hparams that fix the shapes of the checkpoint's variables or the meaning of its ids
 STRUCTURAL = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -75,7 +80,7 @@ def check_model_dir(model_dir: str, cfg: PretrainConfig, vocab_path: str) -> Non
     its first save trained nothing), so the corrected command is not refused by it.
     """
     saved = read_run_config(model_dir)
-    if saved is not None and tf.train.get_checkpoint_state(model_dir) is not None:
+    if saved is not None and list_checkpoints(model_dir):
         check_compatible(saved, cfg, records.file_sha256(vocab_path), fileio.join(model_dir, RUN_CONFIG))
 
 
@@ -111,21 +116,91 @@ def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, keep: int) -> 
     return tf.train.CheckpointManager(checkpoint, model_dir, max_to_keep=keep or None)
 
 
-def checkpoint_paths(model_dir: str) -> list[str]:
-    """The checkpoints of a model dir that its `checkpoint` file lists, newest first."""
-    state = tf.train.get_checkpoint_state(model_dir)
-    return list(reversed(state.all_model_checkpoint_paths)) if state is not None else []
+def list_checkpoints(model_dir: str) -> list[str]:
+    """Prefixes of the `ckpt-N` checkpoints in `model_dir` (local or gs://), newest (highest N) first.
+
+    Found by listing the index files: what is on disk is the truth. The `checkpoint` state file
+    is only TensorFlow's index of it and may be missing, garbage, or behind the folder.
+    """
+    found = []
+    for index in fileio.glob(fileio.join(model_dir, f"{CHECKPOINT_NAME}-*.index")):
+        match = _INDEX_RE.fullmatch(os.path.basename(index))
+        if match:
+            found.append((int(match.group(1)), index[:-len(".index")]))
+    return [prefix for _, prefix in sorted(found, reverse=True)]
 
 
 def checkpoint_path(model_dir: str, step: int | None = None) -> str:
-    """The latest checkpoint of a model dir, or the one saved at `step`."""
-    paths = checkpoint_paths(model_dir)
+    """The newest checkpoint on disk in a model dir, or the one saved at `step`."""
+    paths = list_checkpoints(model_dir)
     if not paths:
         raise UserError(f"no checkpoint in {model_dir}")
     for path in paths:
         if step is None or path.endswith(f"-{step}"):
             return path
     raise UserError(f"no checkpoint for step {step} in {model_dir}")
+
+
+def _state_file_problem(model_dir: str) -> str | None:
+    """'missing' or 'unreadable' for a `checkpoint` state file that cannot serve as the index; None if it can.
+
+    One that names another checkpoint than the newest listed is no fault: beside a running
+    training the listing and the state file are read at different instants.
+    """
+    if not fileio.exists(fileio.join(model_dir, STATE_FILE)):
+        return "missing"
+    try:
+        state = tf.train.get_checkpoint_state(model_dir)  # None (and TF's own warning) when unparseable
+    except (ValueError, tf.errors.OpError):
+        state = None
+    return None if state is not None and state.model_checkpoint_path else "unreadable"
+
+
+def sync_state_file(model_dir: str, paths: list[str]) -> None:
+    """Rewrite the state file from the listing (`paths`, newest first) where it disagrees: the
+    `CheckpointManager` reads it to know the checkpoints its keep-limit rotation counts."""
+    names = [os.path.basename(p) for p in reversed(paths)]  # oldest first, relative, as the manager writes
+    if not names:
+        return
+    try:
+        state = tf.train.get_checkpoint_state(model_dir)
+    except (ValueError, tf.errors.OpError):
+        state = None
+    if state is not None and [os.path.basename(p) for p in state.all_model_checkpoint_paths] == names:
+        return
+    # the manager rotates only checkpoints with a timestamp (their index file's time) after the last preserved one (0)
+    times = [fileio.stat(p + ".index").mtime_ns / 1e9 for p in reversed(paths)]
+    lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+             + [f"all_model_checkpoint_timestamps: {t!r}" for t in times])
+    fileio.write_text(fileio.join(model_dir, STATE_FILE), "\n".join(lines) + "\n")
+
+
+def save(manager: tf.train.CheckpointManager, step: int, replaceable: tuple[str, ...] = ()) -> str:
+    """Save `ckpt-<step>`; a checkpoint already on disk is never overwritten (one that resume
+    found damaged, `replaceable`, excepted). A resumed run starts from the newest on disk, so
+    its saves are newer; a collision means something else wrote into the folder."""
+    prefix = fileio.join(manager.directory, f"{CHECKPOINT_NAME}-{step}")
+    if prefix not in replaceable and fileio.exists(prefix + ".index"):
+        raise UserError(f"checkpoint {prefix} is already on disk; not overwriting it (was it written by another "
+                        "run into this folder?)")
+    try:
+        return manager.save(checkpoint_number=step)
+    except OSError as exc:
+        raise UserError(f"cannot save checkpoint {prefix}: {exc.strerror or exc}") from exc
+
+
+class _DroppedRestoreFilter(logging_std.Filter):
+    """TensorFlow warns, value by value (hundreds of lines), when the objects of a restore that failed
+    half-way are garbage-collected; `find_and_restore` drops such attempts on purpose and says so."""
+
+    NOISE = ("Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values",
+             "Value in checkpoint could not be found in the restored object")
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+logging_std.getLogger("tensorflow").addFilter(_DroppedRestoreFilter())
 
 
 @tf.function(reduce_retracing=True)
@@ -163,23 +238,64 @@ def restore_problem(checkpoint: tf.train.Checkpoint, path: str, variables: dict[
     return None
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint, model_dir: str, variables: dict[str, Any],
-                   partial: bool = False) -> str | None:
-    """Restore the newest usable checkpoint of `model_dir` (None: there is none yet).
+class Target(NamedTuple):
+    """What a checkpoint is restored into: the checkpoint object and the variables that must come out finite."""
 
-    A damaged or non-finite checkpoint is skipped with a warning naming it, and the one
-    before it is tried; when every listed checkpoint is unusable that is a `UserError`.
+    checkpoint: tf.train.Checkpoint
+    variables: dict[str, Any]
+    result: Any = None  # what the caller wants back (the restored model)
+
+
+class Found(NamedTuple):
+    """What `find_and_restore` restored."""
+
+    path: str | None  # the checkpoint restored; None: the folder holds none
+    damaged: tuple[str, ...]  # checkpoints newer than `path` that are unusable (a resumed run saves them again)
+    on_disk: tuple[str, ...]  # every checkpoint listed when `path` was restored, newest first
+    target: Target | None = None  # the one `path` was restored into
+
+
+def find_and_restore(target: Callable[[], Target], model_dir: str, partial: bool = False) -> Found:
+    """Restore the newest usable checkpoint on disk in `model_dir`; the rule resume, eval and export share.
+
+    A damaged or non-finite checkpoint is skipped with a warning naming it, and the one before
+    it is tried. One that vanished while it was read (a running training's keep-limit rotation
+    removed it) is no fault: the folder is listed again and its newest untried checkpoint read.
+    `target()` is called for each try: a reader beside a training builds a fresh one, since a
+    restore that failed half-way leaves its pending values on the objects it touched (and the
+    next restore then reads the vanished files). A state file that is missing or disagrees with
+    the listing is a warning naming the one used. When every checkpoint is unusable that is a
+    `UserError`, which never advises deleting any.
     """
-    paths = checkpoint_paths(model_dir)
-    for path in paths:
-        problem = restore_problem(checkpoint, path, variables, partial)
+    paths, tried, damaged, rotated = list_checkpoints(model_dir), set(), [], []
+    while True:
+        todo = [p for p in paths if p not in tried]
+        if not todo:
+            break
+        path = todo[0]
+        tried.add(path)
+        into = target()
+        problem = restore_problem(into.checkpoint, path, into.variables, partial)
         if problem is None:
-            return path
+            if rotated:
+                logging.info("%d newer checkpoint(s) were rotated away by the running training while read (%s); "
+                             "used %s", len(rotated), ", ".join(os.path.basename(p) for p in rotated), path)
+            note = _state_file_problem(model_dir)
+            if note is not None:
+                logging.warning("the checkpoint state file %s is %s; using %s, the newest usable checkpoint found "
+                                "by listing the folder", fileio.join(model_dir, STATE_FILE), note, path)
+            return Found(path, tuple(damaged), tuple(paths), into)
+        before, paths = paths, list_checkpoints(model_dir)
+        if path not in paths or paths[:1] != before[:1]:  # removed, or superseded, while read: not damaged
+            rotated.append(path)
+            continue
         logging.warning("checkpoint %s is %s; falling back to the one before it", path, problem)
-    if paths:
-        raise UserError(f"no usable checkpoint in {model_dir}: all {len(paths)} are damaged or hold NaN/Inf "
-                        f"(newest {paths[0]}); remove them to start afresh, or use a new --model-name")
-    return None
+        damaged.append(path)
+    if damaged:
+        raise UserError(f"no usable checkpoint in {model_dir}: all {len(damaged)} are damaged or hold NaN/Inf "
+                        f"(newest {damaged[0]}); export or resume from a copy of an earlier run, or train under a "
+                        "new --model-name")
+    return Found(None, (), ())
 
 
 def restore_model(model_dir: str, step: int | None = None):
@@ -192,25 +308,32 @@ def restore_model(model_dir: str, step: int | None = None):
     if saved is None:
         raise UserError(f"{model_dir} has no {RUN_CONFIG}: not a model directory of this trainer")
     cfg = from_hparams(saved["hparams"])
-    vocab = vocab_files.load_vocab(fileio.join(model_dir, VOCAB))
-    model = rtd.build_model(cfg, rtd.special_ids(vocab))
-    step_var = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(model=model_checkpoint(model), step=step_var)
-    variables = rtd.checkpoint_variables(model)
+    special = rtd.special_ids(vocab_files.load_vocab(fileio.join(model_dir, VOCAB)))
+
+    def target() -> Target:  # a fresh model for every try (see find_and_restore)
+        model = rtd.build_model(cfg, special)
+        step_var = tf.Variable(0, dtype=tf.int64)
+        return Target(tf.train.Checkpoint(model=model_checkpoint(model), step=step_var),
+                      rtd.checkpoint_variables(model), (model, step_var))
+
     if step is None:
-        if restore_latest(checkpoint, model_dir, variables, partial=True) is None:
+        found = find_and_restore(target, model_dir, partial=True)
+        if found.target is None:
             raise UserError(f"no checkpoint in {model_dir}")
+        into = found.target
     else:
         path = checkpoint_path(model_dir, step)
-        problem = restore_problem(checkpoint, path, variables, partial=True)
+        into = target()
+        problem = restore_problem(into.checkpoint, path, into.variables, partial=True)
         if problem is not None:
             raise UserError(f"checkpoint {path} is {problem}; choose another --step")
+    model, step_var = into.result
     return model, cfg, int(step_var.numpy())
 
 
 def is_own_checkpoint(path: str) -> bool:
     """Whether `path` (a run dir or checkpoint prefix) is a checkpoint of this trainer (`model/...` names)."""
-    prefix = tf.train.latest_checkpoint(path) if fileio.isdir(path) else path
+    prefix = (list_checkpoints(path) or [None])[0] if fileio.isdir(path) else path
     if not prefix or not fileio.exists(prefix + ".index"):
         return False
     try:

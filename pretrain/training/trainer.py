@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from foundation import console, fileio
+from foundation import console, fileio, lease
 from data_prep import records, vocab_files
-from foundation.errors import UserError
+from foundation.errors import Interrupted, Terminated, UserError, disk_full
 from pretrain.training import checkpoints, data, metrics, multiworker
 from pretrain.config import PretrainConfig
 from pretrain.model.rtd import (AUC_BINS, RtdModel, RtdOutputs, build_model, checkpoint_variables, rtd_loss, special_ids,
@@ -331,18 +331,23 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
     writes there; the others save into a scratch directory, since saving is collective.
     """
     info = multiworker.worker_info()
-    with multiworker.checkpoint_dir(model_dir, info) as save_dir:
-        return _train(run, model_dir, save_dir, info is None or info.is_chief, init_checkpoint, strategy,
-                      stop_at_step)
+    is_chief = info is None or info.is_chief
+    # the chief (the one writer of model_dir) holds its lease: a second run into it is refused
+    with lease.hold(model_dir) if is_chief else contextlib.nullcontext() as held, \
+            multiworker.checkpoint_dir(model_dir, info) as save_dir:
+        return _train(run, model_dir, save_dir, held, init_checkpoint, strategy, stop_at_step)
 
 
-def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpoint: str | None,
+def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, init_checkpoint: str | None,
            strategy, stop_at_step: int | None = None) -> TrainResult:
     cfg = run.cfg
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
     # Everything that can refuse the start is read before anything is written into model_dir.
-    last_good = checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables())
+    # the one writer of model_dir: nothing vanishes under it, so the trainer's own objects are restored into
+    found = checkpoints.find_and_restore(lambda: checkpoints.Target(trainer.checkpoint, trainer.checked_variables()),
+                                         model_dir)
+    last_good = found.path
     if last_good:
         logging.info("resumed from %s at step %d", last_good, int(trainer.step))
     elif cfg.branch_from:
@@ -354,8 +359,10 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
         logging.info("branched from %s at step %d", source, int(trainer.step))
     elif init_checkpoint:
         logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
-    if is_chief:
+    if held is not None:
         checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
+        # the manager's keep-limit rotation counts the checkpoints on disk, less the damaged newer ones it redoes
+        checkpoints.sync_state_file(model_dir, [p for p in found.on_disk if p not in found.damaged])
     manager = checkpoints.make_manager(trainer.checkpoint, save_dir, cfg.keep_checkpoint_max)
     start = int(trainer.step.numpy())
     end = cfg.num_train_steps if stop_at_step is None else min(stop_at_step, cfg.num_train_steps)
@@ -418,8 +425,21 @@ def _train(run: Run, model_dir: str, save_dir: str, is_chief: bool, init_checkpo
                     if bad:
                         raise stop(f"after step {step} {len(bad)} variables hold NaN/Inf (e.g. {bad[0]}), so "
                                    "they were not saved")
-                    last_good = manager.save(checkpoint_number=step)
+                    if held is not None:
+                        held.check()
+                    last_good = checkpoints.save(manager, step, found.damaged if save_dir == model_dir else ())
                     last_save = time.monotonic()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (run_cli raises `Terminated` for it)
+        raise Interrupted(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} at step "
+                          f"{progress['step']}; last checkpoint: {last_good or 'none (nothing was saved)'}; rerun the "
+                          "same command to resume from it", exc) from None
+    except (OSError, tf.errors.OpError) as exc:
+        if not disk_full(exc):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) else exc.message.splitlines()[0][:300]
+        raise UserError(f"disk full writing {save_dir} at step {progress['step']} ({reason}); last checkpoint: "
+                        f"{last_good or 'none (nothing was saved)'}; free space and rerun the same command to resume "
+                        "from it") from None
     finally:
         heartbeat.stop()
         if watchdog is not None:
@@ -532,9 +552,16 @@ def _watchdog(cfg: PretrainConfig, progress: dict[str, int]):
 
 def evaluate(run: Run, model_dir: str, *, strategy=None) -> dict[str, float]:
     """Metrics of the latest checkpoint on `run.files`; printed and saved as eval_results.json."""
-    trainer = make_trainer(run, strategy)
-    if checkpoints.restore_latest(trainer.checkpoint, model_dir, trainer.checked_variables(), partial=True) is None:
+    strategy = strategy or _make_strategy(run.cfg)
+
+    def target() -> checkpoints.Target:  # beside a running training: a fresh trainer per try (find_and_restore)
+        fresh = make_trainer(run, strategy)
+        return checkpoints.Target(fresh.checkpoint, fresh.checked_variables(), fresh)
+
+    found = checkpoints.find_and_restore(target, model_dir, partial=True)
+    if found.target is None:
         raise UserError(f"no checkpoint in {model_dir}")
+    trainer = found.target.result
     with data.named_input_errors(run.files, run.cfg.vocab_size):
         result = trainer.evaluate(run.files, run.cfg.num_eval_steps)
     result["step"] = int(trainer.step.numpy())

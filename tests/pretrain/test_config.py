@@ -136,5 +136,5 @@ def test_tpu_presets_checkpoint_hourly_and_watch_for_hangs(name, watchdog):
     """Spot and preemptible TPUs lose at most an hour (Google's advice); a hang exits 75 for the supervisor."""
     cfg = from_hparams(config_path(name))
     assert (cfg.save_checkpoints_secs, cfg.watchdog_seconds, cfg.use_tpu) == (3600.0, watchdog, True)
-    with pytest.raises(UserError, match=r"hparam 'save_checkpoints_secs' = -1.0: must be >= 0"):
+    with pytest.raises(UserError, match=r"hparam 'save_checkpoints_secs' = -1.0: must be at least 0: 0 = by steps only"):
         from_hparams({"save_checkpoints_secs": -1})
