@@ -28,17 +28,11 @@ start_time() {
   echo "${fields[19]}"
 }
 
-# wait_for_group PID: return once PID leads its own process group (setsid runs after nohup's exec,
-# so right after the fork it may not yet; a `kill -- -PID` before then would miss the job).
-wait_for_group() {
-  local stat fields tries=0
-  while ((tries++ < 100)); do
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0  # already gone: nothing to wait for
-    stat="${stat##*) }"
-    read -r -a fields <<<"$stat"
-    [[ "${fields[2]}" == "$1" ]] && return 0
-    sleep 0.05
-  done
+# wait_for_pidfile PID NAME: return once the job has written its pidfile (it leads its own process
+# group by then: setsid runs before its bash starts) or has already ended.
+wait_for_pidfile() {
+  local tries=0
+  while ((tries++ < 200)) && [[ ! -f "$LOGS/$2.pid" ]] && [[ -e "/proc/$1" ]]; do sleep 0.05; done
 }
 
 # running_pid NAME: the job's PID if the pidfile's process (PID and start time: a PID reused after
@@ -65,6 +59,9 @@ inner() {
   local log="$LOGS/$name.log" shipped status=0
   shipped="$LOGS/ship/$name-$(hostname).log"
   mkdir -p "$LOGS/ship"
+  # the job writes its own pidfile (PID and start time) and removes it when it ends: written by the
+  # launcher, a job faster than the launcher would leave it behind
+  echo "$$ $(start_time $$)" >"$LOGS/$name.pid"
   echo "started $(date -u +%FT%TZ): $*" >>"$log"
   (while sleep "$SYNC_SECONDS"; do cp "$log" "$shipped" && copy_log "$shipped" "$dest"; done) &
   local syncer=$!
@@ -98,11 +95,11 @@ main() {
         echo "$name is already running (pid $pid); not started again. Log: $LOGS/$name.log"
         return 0
       fi
+      rm -f "$LOGS/$name.pid"  # a stale one (its PID reused or gone): the job writes its own
       # its own process group (setsid), so `kill -- -PID` stops the whole job
       nohup setsid bash "$0" --inner "$name" "$dest" "$@" >/dev/null 2>&1 &
       pid=$!
-      wait_for_group "$pid"
-      echo "$pid $(start_time "$pid")" >"$LOGS/$name.pid"
+      wait_for_pidfile "$pid" "$name"
       echo "started $name (pid $pid, its process group); log: $LOGS/$name.log, copied to $dest/$name-$(hostname).log"
       ;;
   esac

@@ -317,7 +317,7 @@ def test_what_the_docs_have_a_user_create_is_ignored_by_git():
 def test_make_test_with_its_own_quiet_flag_keeps_the_summary_line():
     """`make test ARGS=-q` must not become `pytest -q -q`, which drops pytest's summary line."""
     for args, expected in (("-q", 1), ("-x", 1), ("", 1)):
-        proc = subprocess.run(["make", "-n", "test", f"ARGS={args}"], cwd=ROOT, capture_output=True, text=True,
+        proc = subprocess.run(["make", "--no-print-directory", "-n", "test", f"ARGS={args}"], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "MAKEFLAGS": ""})
         line = proc.stdout.strip().splitlines()[-1]
         assert line.split().count("-q") == expected, line
