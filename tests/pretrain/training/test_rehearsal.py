@@ -88,6 +88,7 @@ def test_an_op_xla_cannot_compile_is_named(vocab):
     assert int(trainer.step.numpy()) == 0  # nothing ran
 
 
+@pytest.mark.slow  # 24 s; the TPU step's rehearsal stays in the default run
 @needs_xla_cpu
 def test_gpu_step_under_float16_loss_scaling_and_xla(vocab):
     cfg = tiny_config(vocab_size=len(vocab), train_batch_size=16)

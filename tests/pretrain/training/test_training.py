@@ -124,6 +124,7 @@ def test_do_eval_on_heldout_shards_writes_metrics_json(data_dir, capsys):
     assert result["masked_tokens"] > 0 and json.loads(capsys.readouterr().out) == result
 
 
+@pytest.mark.slow  # 15 s; LAMB's update is checked by value in test_optimization
 def test_lamb_with_gradient_accumulation_under_bfloat16(data_dir):
     res = _train(data_dir, "lamb", optimizer="lamb", gradient_accumulation_steps=2, num_train_steps=2,
                  save_checkpoints_steps=2, precision="bfloat16")
