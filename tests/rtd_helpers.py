@@ -6,6 +6,8 @@ import os
 import pathlib
 import shutil
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus" / "nsmc_reviews_sample.txt"
 VOCAB = ROOT / "data" / "vocab" / "koelectra_v1_vocab.txt"
@@ -101,3 +103,32 @@ def write_tf1_checkpoint(model, prefix: str, *, generator: bool = True,
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
             saver.save(session, prefix, global_step=1000)
+
+
+# The fault suites run entry points as their console scripts do.
+def cli(capsys, main, argv) -> tuple[int, list[str], str]:
+    """(exit code, the `error:` lines, all of stderr) of an entry point run as the console script runs it."""
+    from foundation.errors import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        run_cli(lambda: main(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return done.value.code, [line for line in err.splitlines() if line.startswith("error:")], err
+
+
+def pretrain(capsys, data_dir, name, hparams, *extra):
+    from pretrain.training.run import main
+
+    return cli(capsys, main, ["--data-dir", str(data_dir), "--model-name", name, "--hparams", hparams, *extra])
+
+
+def export(capsys, model_dir, out, *extra):
+    from pretrain.conversion.export import main
+
+    return cli(capsys, main, ["--model-dir", str(model_dir), "--output-dir", str(out), *extra])
+
+
+def files(directory) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}

@@ -19,43 +19,15 @@ import time
 import numpy as np
 import pytest
 
-from rtd_helpers import ROOT, write_nsmc_records
+from rtd_helpers import ROOT, cli, export, files, pretrain, write_nsmc_records
 from rtd_helpers import tiny_run_hparams as hp
 
 PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def cli(capsys, main, argv) -> tuple[int, list[str], str]:
-    """(exit code, the `error:` lines, all of stderr) of an entry point run as the console script runs it."""
-    from foundation.errors import run_cli
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as done:
-        run_cli(lambda: main(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return done.value.code, [line for line in err.splitlines() if line.startswith("error:")], err
-
-
-def pretrain(capsys, data_dir, name, hparams, *extra):
-    from pretrain.training.run import main
-
-    return cli(capsys, main, ["--data-dir", str(data_dir), "--model-name", name, "--hparams", hparams, *extra])
-
-
-def export(capsys, model_dir, out, *extra):
-    from pretrain.conversion.export import main
-
-    return cli(capsys, main, ["--model-dir", str(model_dir), "--output-dir", str(out), *extra])
-
-
 def script(*argv) -> list[str]:
     return [sys.executable, "-c", "import sys; from foundation.errors import run_cli; "
             f"from {argv[0]} import main; run_cli(lambda: main(sys.argv[1:]))", *argv[1:]]
-
-
-def files(directory) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 def ckpt_files(directory) -> dict[str, bytes]:

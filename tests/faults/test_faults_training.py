@@ -17,38 +17,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rtd_helpers import ROOT, TINY_RUN, VOCAB, tiny_config, write_nsmc_records, write_tf1_checkpoint
+from rtd_helpers import (ROOT, TINY_RUN, VOCAB, cli, export, files, pretrain, tiny_config, write_nsmc_records,
+                         write_tf1_checkpoint)
 from rtd_helpers import tiny_run_hparams as hp
 
 DATA_LOSS = "Read less bytes than requested"
-
-
-def cli(capsys, main, argv) -> tuple[int, list[str], str]:
-    """(exit code, the `error:` lines, all of stderr) of an entry point run as the console script runs it."""
-    from foundation.errors import run_cli
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as done:
-        run_cli(lambda: main(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return done.value.code, [line for line in err.splitlines() if line.startswith("error:")], err
-
-
-def pretrain(capsys, data_dir, name, hparams, *extra):
-    from pretrain.training.run import main
-
-    return cli(capsys, main, ["--data-dir", str(data_dir), "--model-name", name, "--hparams", hparams, *extra])
-
-
-def export(capsys, model_dir, out, *extra):
-    from pretrain.conversion.export import main
-
-    return cli(capsys, main, ["--model-dir", str(model_dir), "--output-dir", str(out), *extra])
-
-
-def files(directory) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
 def truncate(path) -> None:
