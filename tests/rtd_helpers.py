@@ -132,3 +132,13 @@ def export(capsys, model_dir, out, *extra):
 
 def files(directory) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def copy_run(trained, data_dir, name):
+    """A copy of a finished run under another name, for a test that changes or damages it."""
+    dst = data_dir / "models" / name
+    shutil.copytree(trained, dst)
+    # the `checkpoint` file holds absolute paths of the original run
+    state = (dst / "checkpoint").read_text().replace(str(trained), str(dst))
+    (dst / "checkpoint").write_text(state)
+    return dst

@@ -11,7 +11,8 @@ at it (`client_env`); every request is recorded in `requests`.
 import contextlib
 import http.server
 import json
-import threading
+
+from tpu_metadata import serve
 
 TOKEN = "stand-in-token"
 META = "/computeMetadata/v1/"
@@ -88,14 +89,8 @@ def tpu_api(project: str, zone: str, nodes: list[dict]):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as address:
+        yield address, requests
 
 
 def client_env(address: str, config_dir: str) -> dict[str, str]:

@@ -38,9 +38,15 @@ def metadata_server(attributes: dict[str, str], flavor: str = "Google"):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with serve(Handler) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def serve(handler: type[http.server.BaseHTTPRequestHandler]):
+    """`handler` answering on 127.0.0.1 in a thread; yields its address ("127.0.0.1:PORT")."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:

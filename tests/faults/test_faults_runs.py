@@ -9,7 +9,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from rtd_helpers import ROOT, cli, export, files, pretrain, write_nsmc_records
+from rtd_helpers import ROOT, cli, copy_run, export, files, pretrain, write_nsmc_records
 from rtd_helpers import tiny_run_hparams as hp
 
 PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -55,14 +54,6 @@ def trained(data_dir):
 
     assert main(["--data-dir", str(data_dir), "--model-name", "trained", "--hparams", hp()]) == 0
     return data_dir / "models" / "trained"
-
-
-def copy_run(trained, data_dir, name):
-    dst = data_dir / "models" / name
-    shutil.copytree(trained, dst)
-    state = (dst / "checkpoint").read_text().replace(str(trained), str(dst))
-    (dst / "checkpoint").write_text(state)
-    return dst
 
 
 # ---- (2) checkpoints found from the files ------------------------------------------------------

@@ -9,7 +9,6 @@ left on disk.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -17,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rtd_helpers import (ROOT, TINY_RUN, VOCAB, cli, export, files, pretrain, tiny_config, write_nsmc_records,
-                         write_tf1_checkpoint)
+from rtd_helpers import (ROOT, TINY_RUN, VOCAB, cli, copy_run, export, files, pretrain, tiny_config,
+                         write_nsmc_records, write_tf1_checkpoint)
 from rtd_helpers import tiny_run_hparams as hp
 
 DATA_LOSS = "Read less bytes than requested"
@@ -57,15 +56,6 @@ def trained(data_dir, tmp_path_factory):
 
     assert main(["--data-dir", str(data_dir), "--model-name", "trained", "--hparams", hp()]) == 0
     return data_dir / "models" / "trained"
-
-
-def copy_run(trained, data_dir, name):
-    dst = data_dir / "models" / name
-    shutil.copytree(trained, dst)
-    # the `checkpoint` file holds absolute paths of the original run
-    state = (dst / "checkpoint").read_text().replace(str(trained), str(dst))
-    (dst / "checkpoint").write_text(state)
-    return dst
 
 
 # ---- (2) NaN and exploding runs -------------------------------------------------------------
