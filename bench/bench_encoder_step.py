@@ -34,7 +34,7 @@ BATCH, SEQ, EMBED, HIDDEN, LAYERS, HEADS, FFN = 16, 128, 128, 256, 12, 4, 1024
 
 def time_tf(steps: int, jit: bool) -> float:
     """CPU seconds per forward + backward of `pretrain.model.encoder.Encoder`."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -85,7 +85,7 @@ ARMS = [(side, precision) for precision in PRECISIONS for side in ("ours", "peer
 def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, threads: int = 1,
               precision: str = "float32") -> tuple[float, float, str]:
     """Best wall and CPU seconds per step of `Trainer`'s host loop over `steps` steps (after a warm-up)."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -112,7 +112,7 @@ def time_ours(cfg, vocab, examples, batch: int, steps: int, repeats: int, thread
 def time_matmul(threads: int, size: int = 1024, calls: int = 10, repeats: int = 3) -> dict[str, float]:
     """Best CPU seconds of one size x size matmul on `threads` threads, per framework and dtype, and in
     TensorFlow compiled by XLA (`jit_compile`), whose CPU bfloat16 matmul may not use the bfloat16 instructions."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
     import torch
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

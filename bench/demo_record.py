@@ -97,9 +97,7 @@ def main() -> int:
     parser.add_argument("demo_args", nargs="*", help="more electra-demo flags (after --)")
     args = parser.parse_args()
     os.chdir(ROOT)
-    from foundation.errors import quiet_tensorflow
-
-    quiet_tensorflow()
+    import foundation.quiet_tf  # noqa: F401  (TensorFlow without its start-up notices, before the demo imports it)
     from workflow import pipeline
 
     argv = ["--out-dir", args.out_dir, *([] if args.reuse else ["--force"]), *args.demo_args]

@@ -44,7 +44,7 @@ TAIL = 20  # steps averaged for the final losses
 
 def read_examples(record_dir: str, seq: int) -> dict[str, np.ndarray]:
     """Every example of the run's shards, through the project's own parser."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     ds = tf.data.TFRecordDataset(records.list_shards(record_dir)).batch(4096)
     parts: dict[str, list] = {k: [] for k in FEATURES}

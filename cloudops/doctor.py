@@ -274,7 +274,7 @@ def tpu_strategy(tpu: str):
     """TPUStrategy on `tpu` ('local' on a TPU VM, else the TPU's name), or the error: the TPU system
     is initialised here, so this fails in seconds where training would."""
     try:
-        import tensorflow as tf
+        from foundation.quiet_tf import tf
 
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -289,7 +289,7 @@ def cpu_stand_in(replicas: int = 2):
     stand-in the tests use for TPUStrategy (same replica context, same all-reduce API)."""
     from pretrain.training.distribute import set_logical_cpu_devices
 
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     set_logical_cpu_devices(replicas)
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
@@ -309,7 +309,7 @@ def smoke_test(strategy) -> list[Check]:
     contributes i + 1 to the sum, so a replica missing from it shows."""
     import time
 
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     n = strategy.num_replicas_in_sync
 

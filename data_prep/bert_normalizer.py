@@ -55,7 +55,7 @@ def hf_normalizer(settings: Any, *, prenormalized: bool = False) -> Any:
 
 def tf_normalize(lines: Any, settings: Any) -> Any:
     """The same steps as TensorFlow ops on a [B] string tensor (usable inside `tf.data`)."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
     import tensorflow_text as tf_text
 
     text = tf_text.normalize_utf8(lines, "NFC")

@@ -194,7 +194,7 @@ def iter_records(path: str) -> Iterator[bytes]:
 
 
 def feature_spec(max_seq_length: int) -> dict:
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     return {name: tf.io.FixedLenFeature([max_seq_length], tf.int64) for name in FEATURES}
 
@@ -205,7 +205,7 @@ def parse_example(serialized, max_seq_length: int) -> dict:
     int32 because TPUs do not take int64; the names are `FEATURES`. A record of another
     length fails inside TF, so call `check_record_dir` first for a clear message.
     """
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     serialized = tf.convert_to_tensor(serialized, tf.string)
     spec = feature_spec(max_seq_length)
@@ -218,7 +218,7 @@ def parse_example(serialized, max_seq_length: int) -> dict:
 
 def decode_example(data: bytes, source: str = "record") -> dict[str, list[int]]:
     """The three features of one serialised example as Python lists (for checks and tests)."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     try:
         example = tf.train.Example.FromString(data)

@@ -128,7 +128,7 @@ class TFTextTokenizer(Tokenizer):
 
     def __init__(self, tokens: list[str], settings: VocabSettings):
         super().__init__(tokens, settings)
-        import tensorflow as tf
+        from foundation.quiet_tf import tf
         import tensorflow_text as tf_text
 
         table = tf.lookup.StaticHashTable(
@@ -146,7 +146,7 @@ class TFTextTokenizer(Tokenizer):
 
     def _tokenize(self, lines):
         """[B] strings -> ragged [B, (tokens)] int64 ids, no `[CLS]`/`[SEP]`."""
-        import tensorflow as tf
+        from foundation.quiet_tf import tf
         import tensorflow_text as tf_text
 
         s = self.settings

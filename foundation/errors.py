@@ -10,7 +10,6 @@ import errno
 import os
 import signal
 import sys
-import tempfile
 import threading
 from typing import Callable, NoReturn
 
@@ -34,40 +33,6 @@ class Interrupted(UserError):
     def __init__(self, message: str, by: KeyboardInterrupt):
         super().__init__(message)
         self.exit_code = by.exit_code if isinstance(by, Terminated) else 2
-
-
-_NOTICES = (b"absl::InitializeLog", b"oneDNN custom operations", b"cudart_stub", b"cuda drivers",
-            b"computation placer", b"cuFFT", b"cuDNN", b"cuBLAS", b"TF-TRT", b"rebuild TensorFlow",
-            b"This TensorFlow binary is optimized", b"Unable to register", b"failed call to cuInit")
-
-
-def quiet_tensorflow() -> None:
-    """Import TensorFlow without its oneDNN/CUDA start-up notices.
-
-    TF 2.21 prints those through absl before its log level applies, so
-    `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: stderr is captured while TF is
-    imported and its devices initialised (a machine without a GPU driver logs a `cuInit`
-    error there), and everything but the known notices is written back.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().splitlines(keepends=True):
-                if not any(n in line for n in _NOTICES):
-                    sys.stderr.buffer.write(line)
-            sys.stderr.flush()
 
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # EFBIG: a file-size limit (ulimit -f)

@@ -60,10 +60,7 @@ def event_files(log_dir: str) -> list[str]:
 def read_scalars(paths: Sequence[str]) -> dict[str, Series]:
     """Every scalar tag in the event files. A step written twice (a resumed run) keeps the
     value written last, so a restart's repeated steps do not zig-zag the curve."""
-    from foundation.errors import quiet_tensorflow
-
-    quiet_tensorflow()
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     by_tag: dict[str, dict[int, float]] = {}
     for path in paths:  # sorted by name = by creation time

@@ -163,7 +163,7 @@ def _load_hf(model, folders: Mapping[hf_format.Part, str]) -> str:
 
 def _tf1_checkpoint(path: str) -> str | None:
     """The checkpoint prefix for `path` (a prefix or a directory with a `checkpoint` file), or None."""
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     if fileio.isdir(path):
         return tf.train.latest_checkpoint(path)
@@ -214,7 +214,7 @@ def tf1_size_differences(stored: Mapping[str, list[int]], cfg: PretrainConfig) -
 
 
 def _load_tf1(model, prefix: str) -> str:
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     unreadable = (tf.errors.OpError, ValueError, IndexError)
     try:

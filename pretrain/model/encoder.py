@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 
-import keras
-import tensorflow as tf
+from foundation.quiet_tf import keras, tf
 
 from pretrain.model import fused
 from pretrain.config import EncoderDims

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
+from foundation.quiet_tf import tf
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

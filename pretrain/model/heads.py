@@ -6,8 +6,7 @@ Discriminator: dense(H -> H) -> GELU -> dense(1), one logit per token.
 """
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
+from foundation.quiet_tf import keras, tf
 
 from pretrain.model.encoder import dense, gelu, layer_norm
 

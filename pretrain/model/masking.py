@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-import tensorflow as tf
+from foundation.quiet_tf import tf
 
 MASK_FRACTION = 0.85  # the original: 85% of chosen tokens become [MASK], the rest stay as they are
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import keras
-import tensorflow as tf
+from foundation.quiet_tf import keras, tf
 
 from pretrain.model import fused, masking, sampling
 from pretrain.config import PretrainConfig

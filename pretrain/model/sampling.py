@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import tensorflow as tf
+from foundation.quiet_tf import tf
 
 _M1 = 0x85EBCA6B  # murmur3 finaliser constants
 _M2 = 0xC2B2AE35

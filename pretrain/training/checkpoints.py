@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any, Callable, NamedTuple
 
-import tensorflow as tf
+from foundation.quiet_tf import tf
 from absl import logging
 
 from foundation import fileio

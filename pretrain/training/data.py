@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
-import tensorflow as tf
+from foundation.quiet_tf import tf
 from absl import logging
 
 from data_prep import records

@@ -11,18 +11,11 @@ import fcntl
 import os
 from typing import NamedTuple
 
-from foundation.errors import UserError, quiet_tensorflow
+from foundation.errors import UserError
 from foundation import tpu_host
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 LIBTPU_LOCKFILE = "/tmp/libtpu_lockfile"  # libtpu's lock on this VM's TPU (OpenXLA TryAcquireTpuLock, lockf)
-
-
-def _tf():
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    return tf
 
 
 def set_logical_cpu_devices(n: int) -> None:
@@ -30,7 +23,7 @@ def set_logical_cpu_devices(n: int) -> None:
 
     A no-op when at least `n` logical CPUs already exist (e.g. a second test module).
     """
-    tf = _tf()
+    from foundation.quiet_tf import tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     if len(tf.config.get_logical_device_configuration(cpu) or []) >= n:
         return
@@ -47,7 +40,7 @@ def _tpu_strategy(tpu_name: str | None, tpu_zone: str | None, gcp_project: str |
     is initialised, what cannot work on this host (foundation/tpu_host.py)."""
     host = tpu_host.read_tpu_host()
     name = tpu_host.resolver_name(tpu_name, num_tpu_cores, host, os.environ.get("TPU_LOAD_LIBRARY"))
-    tf = _tf()
+    from foundation.quiet_tf import tf
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=tpu_zone, project=gcp_project)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -101,7 +94,7 @@ def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, 
     """
     from pretrain.training import multiworker
 
-    tf = _tf()
+    from foundation.quiet_tf import tf
     if use_tpu:
         return _tpu_strategy(tpu_name, tpu_zone, gcp_project, num_tpu_cores)
     if multiworker.worker_info() is not None:  # before any device query initialises the runtime
@@ -118,7 +111,7 @@ def make_strategy(*, use_tpu: bool, tpu_name: str | None, tpu_zone: str | None, 
 
 def device_kind(strategy) -> str:
     """"tpu", "gpu" or "cpu": where the strategy's replicas run."""
-    tf = _tf()
+    from foundation.quiet_tf import tf
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "tpu"
     if strategy is tf.distribute.get_strategy():  # the default strategy places ops on a GPU if any

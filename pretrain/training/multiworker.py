@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from typing import Iterator, NamedTuple
 
-from foundation.errors import UserError, quiet_tensorflow
+from foundation.errors import UserError
 
 TASK_TYPES = ("chief", "worker")
 
@@ -37,8 +37,7 @@ class WorkerInfo(NamedTuple):
 def worker_info(resolver=None) -> WorkerInfo | None:
     """This process's place in the cluster `TF_CONFIG` names, read by TensorFlow's own
     `TFConfigClusterResolver` (or `resolver`); None when unset or a single worker (one host)."""
-    quiet_tensorflow()
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     try:
         resolver = resolver or tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -69,8 +68,7 @@ def worker_info(resolver=None) -> WorkerInfo | None:
 
 def make_multiworker_strategy():
     """`MultiWorkerMirroredStrategy` for the cluster in `TF_CONFIG` (ring all-reduce, any device)."""
-    quiet_tensorflow()
-    import tensorflow as tf
+    from foundation.quiet_tf import tf
 
     return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import re
 
-import keras
-import tensorflow as tf
+from foundation.quiet_tf import keras, tf
 
 from foundation.errors import UserError
 

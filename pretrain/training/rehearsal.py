@@ -26,7 +26,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
+from foundation.quiet_tf import tf
 
 from foundation.errors import UserError
 from pretrain.training import data

@@ -16,12 +16,11 @@ import math
 import time
 from typing import NamedTuple, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from foundation import console, fileio, lease
+from foundation.quiet_tf import keras, tf
 from data_prep import records, vocab_files
 from foundation.errors import Interrupted, Terminated, UserError, disk_full
 from pretrain.training import checkpoints, data, metrics, multiworker
