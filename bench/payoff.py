@@ -24,7 +24,6 @@ import math
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -222,7 +221,8 @@ def probe(folder: Path, rows: int, out: Path, random_init: bool, settings: dict,
     cmd = [command("electra-probe"), str(folder), "--train-tsv", str(settings["train_tsv"]), "--test-tsv",
            str(settings["test_tsv"]), "--max-train-rows", str(rows), "--dev-rows", str(settings["dev_rows"]),
            "--max-test-rows", str(settings["test_rows"]), "--lr-grid", *settings["lr_grid"], "--seeds",
-           str(settings["seeds"]), "--protocols", *settings["protocols"], "--output-json", str(out) + ".tmp",
+           str(settings["seeds"]), "--protocols", *settings["protocols"], "--jobs", str(settings["jobs"]),
+           "--output-json", str(out) + ".tmp",
            "--random-init" if random_init else "--no-random-init"]
     try:
         run(cmd)
@@ -230,6 +230,12 @@ def probe(folder: Path, rows: int, out: Path, random_init: bool, settings: dict,
     finally:
         lock.unlink()
     return json.loads(out.read_text())
+
+
+def atomic_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def export(work: Path, name: str, objective: str, step: int) -> Path:
@@ -242,7 +248,7 @@ def export(work: Path, name: str, objective: str, step: int) -> Path:
 
 
 def score_point(work: Path, objective: str, name: str, budget: Budget, per_step: float, settings: dict,
-                jobs: int, run_missing: bool = True) -> list[dict]:
+                run_missing: bool = True) -> list[dict]:
     """The point's rows (one per train-row count), probing what is missing; [] while any part is elsewhere."""
     if not run_missing and not (work / "exports" / f"{name}-{budget.end_step}").exists():
         return []
@@ -251,12 +257,15 @@ def score_point(work: Path, objective: str, name: str, budget: Budget, per_step:
     scores.mkdir(parents=True, exist_ok=True)
 
     def both(rows):  # the random-init arm is the same architecture at every point: fine-tuned once per row count
-        base = probe(folder, rows, scores / f"random-init-{rows}.json", True, settings, run_missing)
-        return base, probe(folder, rows, scores / f"{name}-{budget.end_step}-{rows}.json", False, settings,
-                           run_missing)
+        base, point = scores / f"random-init-{rows}.json", scores / f"{name}-{budget.end_step}-{rows}.json"
+        if run_missing and not base.exists():  # the first point scores both arms in one probe
+            first = probe(folder, rows, point, True, settings)
+            if first is not None and first.get("random_init_accuracy") is not None:
+                atomic_json(base, first)
+        return (probe(folder, rows, base, True, settings, run_missing),
+                probe(folder, rows, point, False, settings, run_missing))
 
-    with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(both, settings["train_rows"]))
+    results = [both(rows) for rows in settings["train_rows"]]  # one probe at a time, its fine-tunes in parallel
     points = []
     for rows, (base, r) in zip(settings["train_rows"], results):
         if r is None or base is None:
@@ -300,8 +309,7 @@ def walk(work: Path, args, train: bool) -> list[dict]:
                 _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
                 pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
             pretrain(work, name, run_hparams, extra)
-        points += score_point(work, objective, name, budgets[index], per_step, settings, args.jobs,
-                              run_missing=train)
+        points += score_point(work, objective, name, budgets[index], per_step, settings, run_missing=train)
         if train:
             record(work, points, settings)
     return points
@@ -310,7 +318,8 @@ def walk(work: Path, args, train: bool) -> list[dict]:
 def probe_settings(args) -> dict:
     return {"train_tsv": args.train_tsv, "test_tsv": args.test_tsv, "train_rows": tuple(args.train_rows),
             "dev_rows": args.dev_rows, "test_rows": args.test_rows, "lr_grid": tuple(args.lr_grid),
-            "seeds": args.seeds, "protocols": tuple(args.protocols), "results_dir": args.results_dir}
+            "seeds": args.seeds, "protocols": tuple(args.protocols), "jobs": args.jobs,
+            "results_dir": args.results_dir}
 
 
 def record(work: Path, points: list[dict], settings: dict) -> None:
@@ -319,9 +328,7 @@ def record(work: Path, points: list[dict], settings: dict) -> None:
     excluded = json.loads(exclusion.read_text()) if exclusion.exists() else None
     results = Path(settings["results_dir"])
     results.mkdir(parents=True, exist_ok=True)
-    tmp = results / "payoff.json.tmp"
-    tmp.write_text(json.dumps({"corpus_exclusion": excluded, "points": points}, indent=2) + "\n")
-    os.replace(tmp, results / "payoff.json")
+    atomic_json(results / "payoff.json", {"corpus_exclusion": excluded, "points": points})
     plot(points, results / "payoff.png")
     write_fragment(results / "payoff.md", report(points, settings, excluded))
 
@@ -407,7 +414,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--num-processes", type=int, default=2)
     p.add_argument("--results-dir", default=str(RESULTS), help="where payoff.json/md/png go (a toy run: elsewhere)")
-    p.add_argument("--jobs", type=int, default=2, help="probes at once (after each run; never beside training)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count(),
+                   help="fine-tunes at once inside each probe (probes run after a run, one at a time, never beside "
+                        "training)")
     args = p.parse_args()
     if args.budgets != sorted(args.budgets):
         raise SystemExit("--budgets must be increasing")

@@ -32,6 +32,7 @@ BENCHES = [
     ("demo_record.py", "demo.md"),
     ("demo_reference.py", "demo_reference.md"),
     (None, "payoff.md"),  # hours of pretraining: run by hand, `bench/payoff.py` (docs/payoff.md)
+    (None, "payoff_2h.md"),  # the earlier, undecayed 2-hour curve, kept for comparison
 ]
 
 

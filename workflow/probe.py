@@ -13,11 +13,14 @@ MLM-only run, a generator.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import time
-from typing import Any, NamedTuple, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -62,13 +65,16 @@ class ProbeConfig:
     # Models this small gain little from intra-op threads, and on a shared machine OpenMP
     # threads wait on each other: 1 thread ran 6x faster than 2 under load here.
     num_threads: int = 1
+    # fine-tunes at once, each in its own process with `num_threads` threads: the protocol's runs (rates x
+    # protocols, then seeds) are independent, so 2 on 2 cores take half the time of one after another
+    jobs: int = 1
     frozen: bool = True  # linear probe on frozen mean-pooled features
     intrinsic: bool = True  # held-out generator top-1 / discriminator AUC against their baselines
     # off: score only the pretrained arm (many checkpoints of one architecture against one random-init run)
     random_init: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "num_threads", "seeds"):
+        for name in ("epochs", "batch_size", "num_threads", "seeds", "jobs"):
             if getattr(self, name) < 1:
                 raise UserError(f"probe {name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_train_rows", "max_test_rows", "dev_rows"):
@@ -178,36 +184,92 @@ def dev_key(protocol: str, rate: float, config: ProbeConfig) -> str:
     return f"{rate:g}" if len(config.protocols) == 1 else f"{protocol} {rate:g}"
 
 
-def _arm(make_model, ids: dict[str, list], labels: dict[str, list[int]], pad_id: int, config: ProbeConfig) -> Arm:
+class ModelSource(NamedTuple):
+    """How one arm's classifier is built (picklable: a fine-tune may run in a worker process)."""
+
+    model_dir: str
+    config: Any  # transformers ElectraConfig with num_labels
+    pretrained: bool  # False: the same architecture from random weights
+
+    def make(self, seed: int):
+        import torch
+        from transformers import ElectraForSequenceClassification
+
+        torch.manual_seed(seed)  # the classifier head starts the same in both arms
+        if self.pretrained:
+            return ElectraForSequenceClassification.from_pretrained(self.model_dir, config=self.config)
+        return ElectraForSequenceClassification(self.config)
+
+
+class Rows(NamedTuple):
+    """The token ids and labels of each split ("train", "dev", "test"), shared by every fine-tune."""
+
+    ids: dict[str, list]
+    labels: dict[str, list[int]]
+    pad_id: int
+
+
+_ROWS: Rows | None = None  # this process's rows: set once per worker (or in-process) by `_use_rows`
+
+
+def _use_rows(rows: Rows, threads: int) -> None:
+    global _ROWS
+    import torch
+    import transformers
+
+    _ROWS = rows
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity_error()
+
+
+def _accuracy(model, split: str, batch_size: int) -> float:
+    predictions = finetune.predict(model, _ROWS.ids[split], _ROWS.pad_id, batch_size)
+    return float(np.mean(predictions == np.asarray(_ROWS.labels[split])))
+
+
+def _fine_tune(task: tuple) -> tuple[float, float, dict | None]:
+    """One fine-tune: (accuracy on `split`, last epoch's loss, the weights if `keep`)."""
+    source, protocol, rate, seed, config, split, keep = task
+    model = source.make(seed)
+    cfg = dataclasses.replace(config, learning_rate=rate, seed=seed)
+    loss = finetune.fine_tune(model, _ROWS.ids["train"], _ROWS.labels["train"], _ROWS.pad_id, cfg, protocol)
+    return _accuracy(model, split, config.batch_size), loss, (model.state_dict() if keep else None)
+
+
+@contextlib.contextmanager
+def _runner(rows: Rows, config: ProbeConfig) -> Iterator[Callable]:
+    """A `map` over fine-tune tasks: in this process, or `config.jobs` worker processes (spawned: a forked
+    PyTorch can hang on its thread pool)."""
+    if config.jobs == 1:
+        _use_rows(rows, config.num_threads)
+        yield map
+        return
+    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_use_rows,
+                             initargs=(rows, config.num_threads)) as pool:
+        _use_rows(rows, config.num_threads)  # the chosen model's test accuracy is taken here
+        yield pool.map
+
+
+def _arm(source: ModelSource, run: Callable, config: ProbeConfig) -> Arm:
     """Choose the protocol and rate on dev with the first seed, then fine-tune the other seeds with them."""
-    def run(protocol: str, rate: float, seed: int):
-        cfg = dataclasses.replace(config, learning_rate=rate, seed=seed)
-        model = make_model(seed)
-        return model, finetune.fine_tune(model, ids["train"], labels["train"], pad_id, cfg, protocol)
-
-    def accuracy(model, split: str) -> float:
-        predictions = finetune.predict(model, ids[split], pad_id, config.batch_size)
-        return float(np.mean(predictions == np.asarray(labels[split])))
-
+    grid = [(protocol, rate) for protocol in config.protocols for rate in config.lr_grid or (config.learning_rate,)]
     dev_accuracy: dict[str, float] = {}
-    best = None  # (dev accuracy, protocol, rate, model, loss)
-    chosen_on_dev = bool(config.lr_grid) or len(config.protocols) > 1
-    for protocol in config.protocols:
-        for rate in config.lr_grid or (config.learning_rate,):
-            model, loss = run(protocol, rate, config.seed)
-            key = dev_key(protocol, rate, config)
-            if chosen_on_dev:
-                dev_accuracy[key] = accuracy(model, "dev")
-            if best is None or dev_accuracy.get(key, 0.0) > best[0]:
-                best = (dev_accuracy.get(key, 0.0), protocol, rate, model, loss)
-            del model
-    _, protocol, rate, model, loss = best
-    accuracies, losses = [accuracy(model, "test")], [loss]
-    for seed in range(config.seed + 1, config.seed + config.seeds):
-        model, loss = run(protocol, rate, seed)
-        accuracies.append(accuracy(model, "test"))
-        losses.append(loss)
-    return Arm(rate, dev_accuracy, accuracies, float(np.mean(losses)), protocol)
+    if bool(config.lr_grid) or len(config.protocols) > 1:  # chosen on dev: the first best in grid order
+        results = list(run(_fine_tune, [(source, p, r, config.seed, config, "dev", True) for p, r in grid]))
+        dev_accuracy = {dev_key(p, r, config): acc for (p, r), (acc, _, _) in zip(grid, results)}
+        best = max(range(len(grid)), key=lambda i: results[i][0])
+        (protocol, rate), (_, loss, weights) = grid[best], results[best]
+        model = source.make(config.seed)
+        model.load_state_dict(weights)
+        first = (_accuracy(model, "test", config.batch_size), loss)
+        del model, results
+    else:
+        (protocol, rate), = grid
+        first = next(iter(run(_fine_tune, [(source, protocol, rate, config.seed, config, "test", False)])))[:2]
+    others = run(_fine_tune, [(source, protocol, rate, seed, config, "test", False)
+                              for seed in range(config.seed + 1, config.seed + config.seeds)])
+    accuracies, losses = zip(first, *((acc, loss) for acc, loss, _ in others))
+    return Arm(rate, dev_accuracy, list(accuracies), float(np.mean(losses)), protocol)
 
 
 def _frozen(model_dir: str, model_config, ids: dict[str, list], labels: dict[str, list[int]], pad_id: int,
@@ -265,8 +327,7 @@ def _intrinsic(model_dir: str, generator_dir: str, architectures: Sequence[str],
 
 def _probe(model_dir: str, generator_dir: str | None, train: Split, dev: Split, test: Split, config: ProbeConfig,
            start: float) -> ProbeResult:
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, ElectraForSequenceClassification
+    from transformers import AutoConfig, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -281,16 +342,9 @@ def _probe(model_dir: str, generator_dir: str | None, train: Split, dev: Split, 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     architectures = model_config.architectures or []
 
-    def pretrained_model(seed: int):
-        torch.manual_seed(seed)  # the classifier head starts the same in both arms
-        return ElectraForSequenceClassification.from_pretrained(model_dir, config=model_config)
-
-    def random_model(seed: int):
-        torch.manual_seed(seed)
-        return ElectraForSequenceClassification(model_config)
-
-    pretrained = _arm(pretrained_model, ids, labels, pad_id, config)
-    random_init = _arm(random_model, ids, labels, pad_id, config) if config.random_init else None
+    with _runner(Rows(ids, labels, pad_id), config) as run:
+        pretrained = _arm(ModelSource(model_dir, model_config, True), run, config)
+        random_init = _arm(ModelSource(model_dir, model_config, False), run, config) if config.random_init else None
     frozen = _frozen(model_dir, model_config, ids, labels, pad_id, config) if config.frozen else None
     gen_dir = _generator_dir(model_dir, architectures, generator_dir) if config.intrinsic else None
     measured = _intrinsic(model_dir, gen_dir, architectures, tokenizer, ids, config) if gen_dir else None
@@ -377,6 +431,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction, help="share of the steps warming up")
     p.add_argument("--seed", type=int, default=d.seed, help="fine-tuning seed (the first, with --seeds)")
     p.add_argument("--num-threads", type=int, default=d.num_threads, help="PyTorch intra-op threads")
+    p.add_argument("--jobs", type=int, default=d.jobs,
+                   help="fine-tunes at once, each in its own process (e.g. the number of cores)")
     p.add_argument("--frozen", action=argparse.BooleanOptionalAction, default=d.frozen,
                    help="linear probe on frozen features")
     p.add_argument("--intrinsic", action=argparse.BooleanOptionalAction, default=d.intrinsic,

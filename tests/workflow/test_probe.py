@@ -342,3 +342,18 @@ def test_the_dev_rows_choose_the_protocol_with_the_rate(folders, sentiment_dir):
         probe.ProbeConfig(protocols=("sgd",))
     with pytest.raises(UserError, match="need dev_rows > 0"):
         probe.ProbeConfig(protocols=("plain", "llrd"))
+
+
+def test_fine_tunes_in_worker_processes_give_what_one_process_gives(folders, sentiment_dir):
+    """--jobs 2 runs the grid and the seeds in two spawned processes: every accuracy, loss and choice is
+    the same as one after another in this process (each fine-tune seeds its own model)."""
+    untrained, _ = folders
+    config = dataclasses.replace(FAST, max_train_rows=64, dev_rows=64, max_test_rows=50, epochs=1, seeds=3,
+                                 lr_grid=(1e-3, 3e-3), protocols=("plain", "llrd"), frozen=False, intrinsic=False)
+    files = (str(sentiment_dir / "train.tsv"), str(sentiment_dir / "test.tsv"))
+    alone = probe.run_probe(untrained, *files, config)
+    parallel = probe.run_probe(untrained, *files, dataclasses.replace(config, jobs=2))
+    assert len(alone.pretrained["dev_accuracy"]) == 4 and len(alone.random_init["accuracies"]) == 3
+    assert parallel._replace(seconds=0) == alone._replace(seconds=0)
+    with pytest.raises(UserError, match="jobs must be >= 1"):
+        probe.ProbeConfig(jobs=0)
