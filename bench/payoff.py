@@ -333,12 +333,51 @@ def record(work: Path, points: list[dict], settings: dict) -> None:
     write_fragment(results / "payoff.md", report(points, settings, excluded))
 
 
+CLEAR = 0.02  # a clear gain: at least 2 points beyond two standard deviations (the issue's bar)
+
+
+def margin(p: dict) -> float:
+    """The gain less two standard deviations of a pretrained-minus-random difference (seed to seed): a point
+    clears the bar when this is >= CLEAR."""
+    return p["gain"] - 2 * math.hypot(p["pretrained_std"], p["random_init_std"])
+
+
+def trends(points: list[dict]) -> list[str]:
+    """Per (objective, train rows): the first budget that clears the bar, else the least-squares line of the
+    margin against log10 FLOPs (two budgets or more) and the FLOPs where it would reach CLEAR."""
+    lines = []
+    for objective, rows in sorted({(p["objective"], p["train_rows"]) for p in points}):
+        pts = sorted((p for p in points if (p["objective"], p["train_rows"]) == (objective, rows)),
+                     key=lambda p: p["flops"])
+        head = f"- {objective}, {rows:,} train rows: "
+        clear = [p for p in pts if margin(p) >= CLEAR]
+        if clear:
+            lines.append(head + f"first clear gain at {clear[0]['flops']:.1e} FLOPs "
+                                f"({100 * clear[0]['gain']:+.1f} points, margin {100 * margin(clear[0]):+.1f})")
+            continue
+        if len(pts) < 2:
+            lines.append(head + f"no clear gain at {pts[0]['flops']:.1e} FLOPs (margin {100 * margin(pts[0]):+.1f}); "
+                                "one budget: no trend yet")
+            continue
+        x = [math.log10(p["flops"]) for p in pts]
+        y = [margin(p) for p in pts]
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+        where = (f"it would reach +{100 * CLEAR:.0f} at ~{10 ** (mx + (CLEAR - my) / slope):.0e} FLOPs"
+                 if slope > 0 else "it does not rise")
+        lines.append(head + f"no clear gain up to {pts[-1]['flops']:.1e} FLOPs; the margin moves "
+                            f"{100 * slope:+.1f} points per tenfold compute over {len(pts)} budgets: {where} "
+                            "(a straight-line extrapolation)")
+    return lines
+
+
 def report(points: list[dict], settings: dict, excluded: dict | None) -> str:
     rows = [f"| {p['objective']} | {p['budget_flops']:.0e} | {p['branch_step']:,} -> {p['step']:,} | {p['flops']:.2e} | "
             f"{p['train_rows']:,} | {p['pretrained_mean']:.3f} +- {p['pretrained_std']:.3f} "
             f"({p['pretrained_protocol']}, {p['pretrained_lr']:g}) | "
             f"{p['random_init_mean']:.3f} +- {p['random_init_std']:.3f} "
             f"({p['random_init_protocol']}, {p['random_init_lr']:g}) | {100 * p['gain']:+.1f} | "
+            f"{100 * margin(p):+.1f} | "
             f"{p['frozen_pretrained']:.3f} vs {p['frozen_random_init_mean']:.3f} | "
             f"{p['heldout_generator_accuracy']:.3f} vs {p['unigram_baseline_accuracy']:.3f} | "
             + (f"{p['heldout_discriminator_auc']:.3f} vs {p['token_only_auc']:.3f} |"
@@ -358,9 +397,15 @@ def report(points: list[dict], settings: dict, excluded: dict | None) -> str:
         "architecture, fine-tuned with the same protocol once per row count. " + corpus,
         "",
         "| objective | budget | steps (branch -> end) | FLOPs | train rows | pretrained (protocol, lr) "
-        "| random init (protocol, lr) | gain (pts) | frozen probe | gen top-1 vs unigram | disc AUC vs token-only |",
-        "|---|---:|---:|---:|---:|---|---|---:|---|---|---|",
+        "| random init (protocol, lr) | gain (pts) | margin (pts) | frozen probe | gen top-1 vs unigram "
+        "| disc AUC vs token-only |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---|",
         *rows,
+        "",
+        f"Margin: the gain less two standard deviations of a pretrained-minus-random difference, "
+        f"2 x sqrt(s_pretrained^2 + s_random^2); a clear gain is a margin of at least +{100 * CLEAR:.0f} points.",
+        "",
+        *trends(points),
         "",
         "![payoff](bench/results/payoff.png)",
         "",

@@ -37,3 +37,25 @@ def test_bench_precision_reads_the_trainers_rate_from_its_log_lines():
            "I1206 trainer.py:427] step 60/246 (epoch 0.10): loss 7.2 gen 7.2 disc 0.0 gen_acc 0.05 "
            "disc_auc 0.51 lr 1.67e-04 728.5 ex/s\n")
     assert bench_precision.rates(log) == [503.2, 728.5]
+
+
+def _point(flops, gain, std, objective="rtd", rows=4000):
+    return {"objective": objective, "train_rows": rows, "flops": flops, "gain": gain, "pretrained_std": std,
+            "random_init_std": std}
+
+
+def test_a_clear_gain_is_two_points_beyond_two_standard_deviations():
+    assert payoff.margin(_point(1e14, 0.05, 0.006)) == pytest.approx(0.05 - 2 * 0.006 * 2 ** 0.5)
+    first, = payoff.trends([_point(1e14, 0.01, 0.0), _point(3e14, 0.03, 0.005), _point(1e15, 0.05, 0.0)])
+    assert first.startswith("- rtd, 4,000 train rows: first clear gain at 1.0e+15 FLOPs (+5.0 points")
+
+
+def test_the_trend_extrapolates_the_margin_to_the_bar_in_log_flops():
+    # margin -4 points at 1e14, -2 at 1e15: +2 points per decade, reaching +2 at 1e17
+    line, = payoff.trends([_point(1e14, -0.04, 0.0), _point(1e15, -0.02, 0.0)])
+    assert "+2.0 points per tenfold compute over 2 budgets: it would reach +2 at ~1e+17 FLOPs" in line
+    single, falling = payoff.trends([_point(1e14, -0.01, 0.0), _point(1e15, -0.03, 0.0),
+                                     _point(1e14, 0.0, 0.01, objective="mlm")])  # sorted: mlm first
+    assert single.startswith("- mlm, 4,000 train rows: no clear gain at 1.0e+14 FLOPs (margin -2.8)")
+    assert single.endswith("one budget: no trend yet")
+    assert "-2.0 points per tenfold compute over 2 budgets: it does not rise" in falling
