@@ -222,6 +222,13 @@ def _use_rows(rows: Rows, threads: int) -> None:
     transformers.logging.set_verbosity_error()
 
 
+def _start_worker(rows: Rows, threads: int) -> None:
+    """A worker's set-up: no per-step bars (the parent shows one line per finished fine-tune); tqdm reads
+    TQDM_DISABLE when imported, which is after this in a spawned process."""
+    os.environ["TQDM_DISABLE"] = "1"
+    _use_rows(rows, threads)
+
+
 def _accuracy(model, split: str, batch_size: int) -> float:
     predictions = finetune.predict(model, _ROWS.ids[split], _ROWS.pad_id, batch_size)
     return float(np.mean(predictions == np.asarray(_ROWS.labels[split])))
@@ -244,10 +251,11 @@ def _runner(rows: Rows, config: ProbeConfig) -> Iterator[Callable]:
         _use_rows(rows, config.num_threads)
         yield map
         return
-    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_use_rows,
+    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                              initargs=(rows, config.num_threads)) as pool:
         _use_rows(rows, config.num_threads)  # the chosen model's test accuracy is taken here
-        yield pool.map
+        yield lambda fn, tasks: console.progress(pool.map(fn, tasks), total=len(tasks), unit="fine-tune", leave=False,
+                                                 desc=f"probe fine-tunes, {config.jobs} at once")
 
 
 def _arm(source: ModelSource, run: Callable, config: ProbeConfig) -> Arm:
