@@ -233,9 +233,9 @@ def probe(folder: Path, rows: int, out: Path, random_init: bool, settings: dict,
 
 
 def atomic_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    from foundation import fileio
+
+    fileio.write_text(str(path), json.dumps(value, indent=2) + "\n")
 
 
 def export(work: Path, name: str, objective: str, step: int) -> Path:

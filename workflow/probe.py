@@ -66,7 +66,7 @@ class ProbeConfig:
     # threads wait on each other: 1 thread ran 6x faster than 2 under load here.
     num_threads: int = 1
     # fine-tunes at once, each in its own process with `num_threads` threads: the protocol's runs (rates x
-    # protocols, then seeds) are independent, so 2 on 2 cores take half the time of one after another
+    # protocols, then seeds) are independent, so they can run side by side on several cores
     jobs: int = 1
     frozen: bool = True  # linear probe on frozen mean-pooled features
     intrinsic: bool = True  # held-out generator top-1 / discriminator AUC against their baselines
