@@ -59,10 +59,24 @@ RECIPE = {
 }
 # The control: BERT's MLM at the discriminator's size (its generator is what gets probed), no discriminator.
 OBJECTIVES = {"mlm": {"disc_weight": 0.0, "generator_hidden_size": 1.0}, "rtd": {}}
-# ELECTRA variants measured at the largest budget only (one long run each, after the curve): a smaller
-# generator (the paper's best range is 1/4-1/2 of the discriminator; a weaker generator's replacements
-# are easier, which may suit a small budget)
-VARIANTS = {"rtd-gen0.25": {"generator_hidden_size": 0.25}}
+
+
+class Variant(NamedTuple):
+    """An ELECTRA variant measured at the largest budget only, after the curve: a run of its own from the weights
+    of `start_from`'s decayed run at the second-largest budget (`--init-discriminator-from-generator`), for the
+    rest of the largest budget's FLOPs, so its point counts both stages' compute."""
+
+    hparams: dict  # over RECIPE
+    start_from: str  # an objective whose generator is the discriminator's size
+    note: str  # what it is, for the report
+
+
+# Chosen after the first budgets: the MLM control paid off at 3e14 while RTD stayed below random init with its
+# half-width generator still on the unigram plateau.
+VARIANTS = {"rtd-from-mlm": Variant(
+    {"generator_hidden_size": 1.0}, "mlm",
+    "two-stage ELECTRA (the paper's section 3.2): RTD with a generator as wide as the discriminator, both "
+    "started from the MLM control's decayed run at the second-largest budget; its FLOPs count both stages")}
 
 
 class Budget(NamedTuple):
@@ -159,7 +173,8 @@ def prepare(work: Path, processes: int, dump: Path = DUMP, train_tsv: Path = SEN
 # --- pretraining ------------------------------------------------------------------------------------
 def objective_hparams(work: Path, objective: str, overrides: dict) -> dict:
     vocab_size = sum(1 for _ in open(work / "data" / "vocab.txt", encoding="utf-8"))
-    return {**RECIPE, **{**OBJECTIVES, **VARIANTS}[objective], **overrides, "vocab_size": vocab_size}
+    own = VARIANTS[objective].hparams if objective in VARIANTS else OBJECTIVES[objective]
+    return {**RECIPE, **own, **overrides, "vocab_size": vocab_size}
 
 
 def flops_per_step(hparams: dict) -> float:
@@ -180,6 +195,21 @@ def budget_hparams(objective: str, hparams: dict, budgets: list[Budget], index: 
     name = f"{objective}-decay-{b.flops:.0e}".replace("+", "")
     return name, {**long_run, "num_train_steps": b.end_step, "decay_steps": b.end_step - b.branch_step}, [
         "--init-from", f"{{models}}/{objective}/ckpt-{b.branch_step}"]
+
+
+def variant_plan(variant: str, hparams: dict, per_step: float, start: Budget, start_flops: float, largest: float
+                 ) -> tuple[Budget, float, dict, list[str]]:
+    """The variant's (budget, FLOPs, hparams, extra flags): its own warmup-stable-decay run from `start` (the
+    first stage's decayed run, `start_flops` spent) to the `largest` budget's FLOPs in all."""
+    steps = math.ceil((largest - start_flops) / per_step)
+    if steps <= 2 * hparams["num_warmup_steps"]:
+        raise SystemExit(f"variant {variant}: {steps} steps after its first stage's {start_flops:.1e} FLOPs, too few "
+                         f"for {hparams['num_warmup_steps']} warm-up steps")
+    decay = max(1, round(steps * DECAY_FRACTION))
+    stage_one = f"{VARIANTS[variant].start_from}-decay-{start.flops:.0e}".replace("+", "")
+    return (Budget(largest, 0, steps), start_flops + steps * per_step,
+            {**hparams, "num_train_steps": steps, "decay_steps": decay},
+            ["--init-checkpoint", f"{{models}}/{stage_one}/ckpt-{start.end_step}", "--init-discriminator-from-generator"])
 
 
 def pretrain(work: Path, name: str, hparams: dict, extra: list[str] = ()) -> None:
@@ -247,9 +277,10 @@ def export(work: Path, name: str, objective: str, step: int) -> Path:
     return out / ("generator" if objective == "mlm" else "discriminator")
 
 
-def score_point(work: Path, objective: str, name: str, budget: Budget, per_step: float, settings: dict,
+def score_point(work: Path, objective: str, name: str, budget: Budget, flops: float, settings: dict,
                 run_missing: bool = True) -> list[dict]:
-    """The point's rows (one per train-row count), probing what is missing; [] while any part is elsewhere."""
+    """The point's rows (one per train-row count; `flops`: its compute), probing what is missing; [] while any
+    part is elsewhere."""
     if not run_missing and not (work / "exports" / f"{name}-{budget.end_step}").exists():
         return []
     folder = export(work, name, objective, budget.end_step)
@@ -272,7 +303,7 @@ def score_point(work: Path, objective: str, name: str, budget: Budget, per_step:
             continue
         points.append({
             "objective": objective, "budget_flops": budget.flops, "branch_step": budget.branch_step,
-            "step": budget.end_step, "flops": per_step * budget.end_step, "train_rows": rows,
+            "step": budget.end_step, "flops": flops, "train_rows": rows,
             "pretrained_mean": r["pretrained_accuracy"], "pretrained_std": r["pretrained_std"],
             "pretrained_lr": r["pretrained"]["learning_rate"],
             "pretrained_protocol": r["pretrained"].get("protocol", "plain"),
@@ -297,19 +328,34 @@ def walk(work: Path, args, train: bool) -> list[dict]:
     overrides = json.loads(args.hparams)
     settings = probe_settings(args)
     points = []
-    runs = [(index, objective, args.budgets) for index in range(len(args.budgets)) for objective in args.objectives]
-    runs += [(0, variant, args.budgets[-1:]) for variant in args.variants]  # the largest budget only
-    for index, objective, asked in runs:
-        hparams = objective_hparams(work, objective, overrides)
-        per_step = flops_per_step(hparams)
-        budgets = plan(per_step, asked, DECAY_FRACTION, hparams["num_warmup_steps"])
-        name, run_hparams, extra = budget_hparams(objective, hparams, budgets, index)
+    for index in range(len(args.budgets)):
+        for objective in args.objectives:
+            hparams = objective_hparams(work, objective, overrides)
+            per_step = flops_per_step(hparams)
+            budgets = plan(per_step, args.budgets, DECAY_FRACTION, hparams["num_warmup_steps"])
+            name, run_hparams, extra = budget_hparams(objective, hparams, budgets, index)
+            if train:
+                if extra:  # the long run up to the branch's checkpoint first (its schedule unchanged)
+                    _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
+                    pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
+                pretrain(work, name, run_hparams, extra)
+            points += score_point(work, objective, name, budgets[index], per_step * budgets[index].end_step,
+                                  settings, run_missing=train)
+            if train:
+                record(work, points, settings)
+    for variant in args.variants:
+        if len(args.budgets) < 2 or VARIANTS[variant].start_from not in args.objectives:
+            raise SystemExit(f"variant {variant} starts from {VARIANTS[variant].start_from}'s second-largest "
+                             "budget: give two budgets or more and that objective, or --variants with no name")
+        first = objective_hparams(work, VARIANTS[variant].start_from, overrides)
+        first_per_step = flops_per_step(first)
+        start = plan(first_per_step, args.budgets, DECAY_FRACTION, first["num_warmup_steps"])[-2]
+        hparams = objective_hparams(work, variant, overrides)
+        budget, flops, run_hparams, extra = variant_plan(variant, hparams, flops_per_step(hparams), start,
+                                                         first_per_step * start.end_step, args.budgets[-1])
         if train:
-            if extra:  # the long run up to the branch's checkpoint first (its schedule unchanged)
-                _, long_hparams, _ = budget_hparams(objective, hparams, budgets, len(budgets) - 1)
-                pretrain(work, objective, long_hparams, ["--stop-at-step", str(budgets[index].branch_step)])
-            pretrain(work, name, run_hparams, extra)
-        points += score_point(work, objective, name, budgets[index], per_step, settings, run_missing=train)
+            pretrain(work, variant, run_hparams, extra)
+        points += score_point(work, variant, variant, budget, flops, settings, run_missing=train)
         if train:
             record(work, points, settings)
     return points
@@ -406,6 +452,7 @@ def report(points: list[dict], settings: dict, excluded: dict | None) -> str:
         f"2 x sqrt(s_pretrained^2 + s_random^2); a clear gain is a margin of at least +{100 * CLEAR:.0f} points.",
         "",
         *trends(points),
+        *[f"- {v}: {VARIANTS[v].note}" for v in sorted({p["objective"] for p in points} & set(VARIANTS))],
         "",
         "![payoff](bench/results/payoff.png)",
         "",

@@ -213,7 +213,10 @@ def tf1_size_differences(stored: Mapping[str, list[int]], cfg: PretrainConfig) -
     return out
 
 
-def _load_tf1(model, prefix: str) -> str:
+_NO_GENERATOR = "--init-checkpoint {path} holds no generator, which --init-discriminator-from-generator copies"
+
+
+def _load_tf1(model, prefix: str, need_generator: bool = False) -> str:
     from foundation.quiet_tf import tf
 
     unreadable = (tf.errors.OpError, ValueError, IndexError)
@@ -230,6 +233,8 @@ def _load_tf1(model, prefix: str) -> str:
     parts: list[hf_format.Part] = ["discriminator"]
     if TF1_GENERATOR_MARKER in stored:
         parts.insert(0, "generator")
+    elif need_generator:
+        raise UserError(_NO_GENERATOR.format(path=prefix))
     used: set[str] = set()
 
     def lookup_for(part: hf_format.Part) -> Callable[[str], np.ndarray | None]:
@@ -265,21 +270,24 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def init_from_external(model, path: str) -> str:
+def init_from_external(model, path: str, need_generator: bool = False) -> str:
     """Load released ELECTRA weights into `model`; a one-line description of what was loaded.
 
     `model` is this project's RTD model (`discriminator_weights()`, `generator_weights()`,
     `cfg`). Raises `UserError` for a path that is neither format, a size that differs from
-    the model's, or a variable of the wrong shape; nothing is assigned in those cases.
+    the model's, a variable of the wrong shape, or (`need_generator`) no generator in it;
+    nothing is assigned in those cases.
     """
     if not fileio.exists(path) and not fileio.exists(path + ".index"):
         raise UserError(f"--init-checkpoint not found: {path}")
     folders = _hf_folders(path) if fileio.isdir(path) else {}
     if folders:
+        if need_generator and "generator" not in folders:
+            raise UserError(_NO_GENERATOR.format(path=path))
         return _load_hf(model, folders)
     prefix = _tf1_checkpoint(path)
     if prefix is not None:
-        return _load_tf1(model, prefix)
+        return _load_tf1(model, prefix, need_generator)
     raise UserError(
         f"--init-checkpoint {path}: neither a Hugging Face ELECTRA folder (config.json) "
         "nor an original ELECTRA TF1 checkpoint (model.ckpt-N.index)")

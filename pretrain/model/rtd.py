@@ -231,6 +231,19 @@ class RtdModel(keras.Model):
         })
         return out
 
+    def discriminator_from_generator(self) -> int:
+        """ELECTRA's two-stage start (paper, section 3.2): the discriminator's encoder takes the generator's
+        values (the embeddings are shared already), its head is left as it is, so replaced-token detection
+        starts from an MLM-trained encoder. The caller checks the two are the same size. Returns the count."""
+        generator = self.generator_weights()
+        copied = 0
+        for name, variable in self.discriminator_weights().items():
+            source = generator.get(name)
+            if source is not None and source is not variable:
+                variable.assign(source)
+                copied += 1
+        return copied
+
 
 def checkpoint_variables(model: RtdModel) -> dict:
     """Every variable of the model once, by stable readable name (the checkpoint's object graph).

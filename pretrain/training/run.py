@@ -14,7 +14,7 @@ import os
 import sys
 
 from foundation import console, fileio
-from foundation.errors import run_cli
+from foundation.errors import UserError, run_cli
 from foundation.tpu_host import check_tpu_paths
 
 
@@ -30,6 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-checkpoint", default=None,
                    help="start from these weights only (a run dir/checkpoint of ours, a Hugging Face folder, "
                         "or an original TF1 ELECTRA checkpoint); optimiser and step start fresh")
+    p.add_argument("--init-discriminator-from-generator", action="store_true",
+                   help="with --init-checkpoint: the discriminator's encoder starts as the loaded generator's "
+                        "(ELECTRA's two-stage training: replaced-token detection from an MLM model; the generator "
+                        "must be the discriminator's size)")
     p.add_argument("--init-from", default=None,
                    help="branch: start from this checkpoint's whole state (weights, optimiser, step), e.g. "
                         "DATA_DIR/models/LONG/ckpt-5000 (sets hparam branch_from); with lr_schedule wsd and "
@@ -53,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.init_discriminator_from_generator and not args.init_checkpoint:
+        raise UserError("--init-discriminator-from-generator needs --init-checkpoint (the model whose generator "
+                        "the discriminator starts from)")
     from pretrain.config import fill_from_data, from_hparams, layer_hparams
 
     given = layer_hparams(args.hparams or [])
@@ -81,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 args.data_dir})
     if cfg.do_train:
         run = training.check_inputs(cfg, fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
-        training.train(run, model_dir, init_checkpoint=args.init_checkpoint, stop_at_step=args.stop_at_step)
+        training.train(run, model_dir, init_checkpoint=args.init_checkpoint, stop_at_step=args.stop_at_step,
+                       discriminator_from_generator=args.init_discriminator_from_generator)
     if cfg.do_eval:
         run = training.check_inputs(cfg, args.eval_data_dir or fileio.join(args.data_dir, "pretrain_tfrecords"), vocab)
         result = training.evaluate(run, model_dir)

@@ -309,17 +309,31 @@ def make_trainer(run: Run, strategy=None) -> Trainer:
     return Trainer(run.cfg, strategy, run.vocab, compute.precision, compute.jit_compile)
 
 
-def init_weights(trainer: Trainer, path: str) -> str:
-    """`--init-checkpoint`: weights only, from a Hugging Face folder, an original TF1 checkpoint or a run of ours."""
+def init_weights(trainer: Trainer, path: str, discriminator_from_generator: bool = False) -> str:
+    """`--init-checkpoint`: weights only, from a Hugging Face folder, an original TF1 checkpoint or a run of ours;
+    with `discriminator_from_generator`, the discriminator's encoder then starts as the loaded generator's."""
+    cfg = trainer.model.cfg
+    if discriminator_from_generator:
+        gen, disc = cfg.generator_dims(), cfg.discriminator_dims()
+        differ = [f"{k} {getattr(gen, k)} vs {getattr(disc, k)}" for k in ("hidden_size", "num_hidden_layers",
+                  "intermediate_size", "num_attention_heads") if getattr(gen, k) != getattr(disc, k)]
+        if differ:
+            raise UserError(f"--init-discriminator-from-generator needs the generator the discriminator's size "
+                            f"(generator_hidden_size 1.0, generator_layers 1.0); generator vs discriminator: "
+                            f"{', '.join(differ)}")
     if not fileio.exists(fileio.join(path, "config.json")) and checkpoints.is_own_checkpoint(path):
-        return checkpoints.restore_weights(trainer.model, path)
-    from pretrain.conversion.importing import init_from_external
+        loaded = checkpoints.restore_weights(trainer.model, path)
+    else:
+        from pretrain.conversion.importing import init_from_external
 
-    return init_from_external(trainer.model, path)
+        loaded = init_from_external(trainer.model, path, need_generator=discriminator_from_generator)
+    if discriminator_from_generator:
+        loaded += f"; discriminator encoder from the generator ({trainer.model.discriminator_from_generator()} weights)"
+    return loaded
 
 
 def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strategy=None,
-          stop_at_step: int | None = None) -> TrainResult:
+          stop_at_step: int | None = None, discriminator_from_generator: bool = False) -> TrainResult:
     """Train to `num_train_steps`, resuming from the latest usable checkpoint in `model_dir` if there is one.
 
     A fresh run with `branch_from` starts from that checkpoint's whole state instead (its step too).
@@ -334,11 +348,12 @@ def train(run: Run, model_dir: str, *, init_checkpoint: str | None = None, strat
     # the chief (the one writer of model_dir) holds its lease: a second run into it is refused
     with lease.hold(model_dir) if is_chief else contextlib.nullcontext() as held, \
             multiworker.checkpoint_dir(model_dir, info) as save_dir:
-        return _train(run, model_dir, save_dir, held, init_checkpoint, strategy, stop_at_step)
+        return _train(run, model_dir, save_dir, held, init_checkpoint, strategy, stop_at_step,
+                      discriminator_from_generator)
 
 
 def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, init_checkpoint: str | None,
-           strategy, stop_at_step: int | None = None) -> TrainResult:
+           strategy, stop_at_step: int | None = None, discriminator_from_generator: bool = False) -> TrainResult:
     cfg = run.cfg
     checkpoints.check_model_dir(model_dir, cfg, run.vocab_path)
     trainer = make_trainer(run, strategy)
@@ -357,7 +372,7 @@ def _train(run: Run, model_dir: str, save_dir: str, held: lease.Lease | None, in
                             f"num_train_steps {cfg.num_train_steps}: set num_train_steps to its step plus the decay")
         logging.info("branched from %s at step %d", source, int(trainer.step))
     elif init_checkpoint:
-        logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint))
+        logging.info("initialised weights from %s", init_weights(trainer, init_checkpoint, discriminator_from_generator))
     if held is not None:
         checkpoints.write_run_files(model_dir, cfg, run.vocab_path, run.manifest)
         # the manager's keep-limit rotation counts the checkpoints on disk, less the damaged newer ones it redoes

@@ -59,3 +59,17 @@ def test_the_trend_extrapolates_the_margin_to_the_bar_in_log_flops():
     assert single.startswith("- mlm, 4,000 train rows: no clear gain at 1.0e+14 FLOPs (margin -2.8)")
     assert single.endswith("one budget: no trend yet")
     assert "-2.0 points per tenfold compute over 2 budgets: it does not rise" in falling
+
+
+def test_the_two_stage_variant_spends_the_rest_of_the_largest_budget_after_its_first_stage():
+    first = payoff.plan(1e11, (1e14, 1e15, 2e15), decay_fraction=0.15, warmup=500)[-2]
+    assert first == payoff.Budget(1e15, 8500, 10000)
+    hparams = {"learning_rate": 1e-3, "num_warmup_steps": 500}
+    budget, flops, run, extra = payoff.variant_plan("rtd-from-mlm", hparams, 2e11, first, 1e11 * 10000, 2e15)
+    assert budget == payoff.Budget(2e15, 0, 5000) and flops == pytest.approx(2e15)  # 1e15 + 5,000 x 2e11
+    assert (run["num_train_steps"], run["decay_steps"], run["learning_rate"]) == (5000, 750, 1e-3)
+    assert extra == ["--init-checkpoint", "{models}/mlm-decay-1e15/ckpt-10000", "--init-discriminator-from-generator"]
+    with pytest.raises(SystemExit, match="variant rtd-from-mlm: 1000 steps after its first stage's 1.8e\\+15 FLOPs"):
+        payoff.variant_plan("rtd-from-mlm", hparams, 2e11, first, 1.8e15, 2e15)
+    assert payoff.VARIANTS["rtd-from-mlm"].hparams["generator_hidden_size"] == 1.0  # the generator fits the copy
+    assert payoff.OBJECTIVES[payoff.VARIANTS["rtd-from-mlm"].start_from]["generator_hidden_size"] == 1.0

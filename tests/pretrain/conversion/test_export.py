@@ -228,6 +228,21 @@ def test_import_of_a_discriminator_only_tf1_checkpoint(tmp_path, source_model, b
     assert_close(fresh.discriminator_logits(*batch).numpy(), source_model.discriminator_logits(*batch).numpy())
 
 
+def test_import_for_the_two_stage_start_refuses_a_source_without_generator(tmp_path, exported, source_model):
+    """--init-discriminator-from-generator copies the loaded generator: a discriminator-only source is refused
+    before anything is assigned (else the copy would be of the fresh generator)."""
+    write_tf1_checkpoint(source_model, str(tmp_path / "model.ckpt"), generator=False)
+    fresh = perturbed_model(seed=9)
+    before = fresh.discriminator_weights()["electra.embeddings.word_embeddings.weight"].numpy()
+    for path, named in ((os.path.join(exported, "discriminator"), os.path.join(exported, "discriminator")),
+                        (str(tmp_path), str(tmp_path / "model.ckpt-1000"))):
+        with pytest.raises(UserError, match=f"--init-checkpoint {named} holds no generator, which "
+                                            "--init-discriminator-from-generator copies"):
+            importing.init_from_external(fresh, path, need_generator=True)
+    np.testing.assert_array_equal(fresh.discriminator_weights()["electra.embeddings.word_embeddings.weight"], before)
+    assert "generator: " in importing.init_from_external(fresh, exported, need_generator=True)
+
+
 def test_import_refuses_a_wrong_shape_and_assigns_nothing(tmp_path, source_model):
     name = "electra/encoder/layer_1/intermediate/dense/kernel"
     write_tf1_checkpoint(source_model, str(tmp_path / "model.ckpt"), reshape=name)

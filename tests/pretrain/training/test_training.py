@@ -104,6 +104,44 @@ def test_seeded_runs_are_reproducible_and_write_summaries_config_and_vocab(data_
     assert 0 < np.abs(w1 - w0).max() < 0.01  # started from the run's weights, then one small step
 
 
+def test_two_stage_start_the_discriminator_from_an_mlm_runs_generator(data_dir):
+    """--init-discriminator-from-generator: an RTD run whose discriminator encoder starts as an MLM run's generator
+    (ELECTRA's two-stage training); a generator of another size, or no --init-checkpoint, is refused first."""
+    from pretrain.config import from_hparams
+    from pretrain.training import trainer as training
+    from pretrain.training.checkpoints import restore_model
+
+    same_size = {"generator_hidden_size": 1.0, "intermediate_size": 128, "num_warmup_steps": 0}
+    run_main(data_dir, "mlm_stage", hp(num_train_steps=3, disc_weight=0.0, **same_size))
+    mlm, _, _ = restore_model(str(data_dir / "models" / "mlm_stage"))
+    run = training.check_inputs(from_hparams(json.loads(hp(**same_size))), str(data_dir / "pretrain_tfrecords"),
+                                str(data_dir / "vocab.txt"))
+    trainer = training.make_trainer(run)
+    text = training.init_weights(trainer, str(data_dir / "models" / "mlm_stage"), discriminator_from_generator=True)
+    disc, gen = trainer.model.discriminator_weights(), mlm.generator_weights()
+    encoder = [n for n in disc if n.startswith(("electra.encoder.", "electra.embeddings_project."))]
+    assert len(encoder) == 18 and text.endswith(f"; discriminator encoder from the generator ({len(encoder)} weights)")
+    for name in encoder + ["electra.embeddings.word_embeddings.weight"]:
+        np.testing.assert_array_equal(disc[name].numpy(), gen[name].numpy(), err_msg=name)
+    query = "electra.encoder.layer.0.attention.self.query.weight"  # not the MLM run's own, never-trained discriminator
+    assert np.abs(disc[query].numpy() - mlm.discriminator_weights()[query].numpy()).max() > 0.01
+    head = "discriminator_predictions.dense.weight"  # left as loaded: the MLM run's own (untrained) head
+    np.testing.assert_array_equal(disc[head].numpy(), mlm.discriminator_weights()[head].numpy())
+
+    run_main(data_dir, "rtd_stage", hp(num_train_steps=1, **same_size), "--init-checkpoint",
+             str(data_dir / "models" / "mlm_stage"), "--init-discriminator-from-generator")
+    rtd, _, step = restore_model(str(data_dir / "models" / "rtd_stage"))
+    assert step == 1 and 0 < np.abs(rtd.discriminator_weights()[query].numpy() - gen[query].numpy()).max() < 0.01
+
+    with pytest.raises(UserError, match=r"needs the generator the discriminator's size \(generator_hidden_size 1.0, "
+                                        r"generator_layers 1.0\); generator vs discriminator: hidden_size 16 vs 32$"):
+        run_main(data_dir, "half_gen", hp(num_warmup_steps=0), "--init-checkpoint",
+                 str(data_dir / "models" / "mlm_stage"), "--init-discriminator-from-generator")
+    assert not (data_dir / "models" / "half_gen" / "run_config.json").exists()
+    with pytest.raises(UserError, match="--init-discriminator-from-generator needs --init-checkpoint"):
+        run_main(data_dir, "no_source", hp(**same_size), "--init-discriminator-from-generator")
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir):
     _train(data_dir, "nan", num_train_steps=3, save_checkpoints_steps=3)
     with pytest.raises(UserError, match=r"non-finite loss at step \d+; training stopped, last good checkpoint: .*ckpt-3"):
