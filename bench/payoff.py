@@ -76,7 +76,8 @@ class Variant(NamedTuple):
 VARIANTS = {"rtd-from-mlm": Variant(
     {"generator_hidden_size": 1.0}, "mlm",
     "two-stage ELECTRA (the paper's section 3.2): RTD with a generator as wide as the discriminator, both "
-    "started from the MLM control's decayed run at the second-largest budget; its FLOPs count both stages")}
+    "started from the MLM control's decayed run at the second-largest budget and then trained jointly (the paper "
+    "froze the generator); its FLOPs count both stages")}
 
 
 class Budget(NamedTuple):
