@@ -193,9 +193,14 @@ def budget_hparams(objective: str, hparams: dict, budgets: list[Budget], index: 
     if index == len(budgets) - 1:
         return objective, long_run, []
     b = budgets[index]
-    name = f"{objective}-decay-{b.flops:.0e}".replace("+", "")
+    name = branch_name(objective, b.flops)
     return name, {**long_run, "num_train_steps": b.end_step, "decay_steps": b.end_step - b.branch_step}, [
         "--init-from", f"{{models}}/{objective}/ckpt-{b.branch_step}"]
+
+
+def branch_name(objective: str, flops: float) -> str:
+    """The model name of `objective`'s decayed run at the budget `flops`, e.g. mlm-decay-1e15."""
+    return f"{objective}-decay-{flops:.0e}".replace("+", "")
 
 
 def variant_plan(variant: str, hparams: dict, per_step: float, start: Budget, start_flops: float, largest: float
@@ -207,7 +212,7 @@ def variant_plan(variant: str, hparams: dict, per_step: float, start: Budget, st
         raise SystemExit(f"variant {variant}: {steps} steps after its first stage's {start_flops:.1e} FLOPs, too few "
                          f"for {hparams['num_warmup_steps']} warm-up steps")
     decay = max(1, round(steps * DECAY_FRACTION))
-    stage_one = f"{VARIANTS[variant].start_from}-decay-{start.flops:.0e}".replace("+", "")
+    stage_one = branch_name(VARIANTS[variant].start_from, start.flops)
     return (Budget(largest, 0, steps), start_flops + steps * per_step,
             {**hparams, "num_train_steps": steps, "decay_steps": decay},
             ["--init-checkpoint", f"{{models}}/{stage_one}/ckpt-{start.end_step}", "--init-discriminator-from-generator"])
