@@ -394,18 +394,30 @@ def margin(p: dict) -> float:
     return p["gain"] - 2 * math.hypot(p["pretrained_std"], p["random_init_std"])
 
 
+def gain_and_margin(p: dict) -> str:
+    return f"{100 * p['gain']:+.1f} points, margin {100 * margin(p):+.1f}"
+
+
 def trends(points: list[dict]) -> list[str]:
     """Per (objective, train rows): the first budget that clears the bar, else the least-squares line of the
-    margin against log10 FLOPs (two budgets or more) and the FLOPs where it would reach CLEAR."""
+    margin against log10 FLOPs (two budgets or more) and the FLOPs where it would reach CLEAR. A variant's one
+    point is set beside the curve's objectives at its budget instead."""
     lines = []
     for objective, rows in sorted({(p["objective"], p["train_rows"]) for p in points}):
         pts = sorted((p for p in points if (p["objective"], p["train_rows"]) == (objective, rows)),
                      key=lambda p: p["flops"])
         head = f"- {objective}, {rows:,} train rows: "
+        if objective in VARIANTS:
+            point = pts[-1]
+            peers = sorted((p for p in points if p["objective"] in OBJECTIVES and p["train_rows"] == rows
+                            and p["budget_flops"] == point["budget_flops"]), key=lambda p: p["objective"])
+            lines.append(head + ("clear gain" if margin(point) >= CLEAR else "no clear gain")
+                         + f" at {point['flops']:.1e} FLOPs ({gain_and_margin(point)}); at the same budget "
+                         + (", ".join(f"{p['objective']} {gain_and_margin(p)}" for p in peers) or "nothing else scored"))
+            continue
         clear = [p for p in pts if margin(p) >= CLEAR]
         if clear:
-            lines.append(head + f"first clear gain at {clear[0]['flops']:.1e} FLOPs "
-                                f"({100 * clear[0]['gain']:+.1f} points, margin {100 * margin(clear[0]):+.1f})")
+            lines.append(head + f"first clear gain at {clear[0]['flops']:.1e} FLOPs ({gain_and_margin(clear[0])})")
             continue
         if len(pts) < 2:
             lines.append(head + f"no clear gain at {pts[0]['flops']:.1e} FLOPs (margin {100 * margin(pts[0]):+.1f}); "

@@ -39,9 +39,9 @@ def test_bench_precision_reads_the_trainers_rate_from_its_log_lines():
     assert bench_precision.rates(log) == [503.2, 728.5]
 
 
-def _point(flops, gain, std, objective="rtd", rows=4000):
-    return {"objective": objective, "train_rows": rows, "flops": flops, "gain": gain, "pretrained_std": std,
-            "random_init_std": std}
+def _point(flops, gain, std, objective="rtd", rows=4000, budget=None):
+    return {"objective": objective, "train_rows": rows, "flops": flops, "budget_flops": budget or flops, "gain": gain,
+            "pretrained_std": std, "random_init_std": std}
 
 
 def test_a_clear_gain_is_two_points_beyond_two_standard_deviations():
@@ -73,3 +73,15 @@ def test_the_two_stage_variant_spends_the_rest_of_the_largest_budget_after_its_f
         payoff.variant_plan("rtd-from-mlm", hparams, 2e11, first, 1.8e15, 2e15)
     assert payoff.VARIANTS["rtd-from-mlm"].hparams["generator_hidden_size"] == 1.0  # the generator fits the copy
     assert payoff.OBJECTIVES[payoff.VARIANTS["rtd-from-mlm"].start_from]["generator_hidden_size"] == 1.0
+
+
+def test_the_variants_one_point_is_set_beside_the_objectives_at_its_budget():
+    curve = [_point(1e15, 0.05, 0.0, "mlm"), _point(2e15, 0.052, 0.005, "mlm"), _point(2e15, -0.06, 0.03),
+             _point(2e15, 0.06, 0.0, "mlm", rows=1000)]
+    variant = _point(2.0004e15, 0.071, 0.004, "rtd-from-mlm", budget=2e15)
+    line = [t for t in payoff.trends(curve + [variant]) if t.startswith("- rtd-from-mlm")]
+    assert line == ["- rtd-from-mlm, 4,000 train rows: clear gain at 2.0e+15 FLOPs (+7.1 points, margin +6.0); at "
+                    "the same budget mlm +5.2 points, margin +3.8, rtd -6.0 points, margin -14.5"]
+    alone, = [t for t in payoff.trends([_point(2e15, 0.0, 0.01, "rtd-from-mlm", rows=1000)]) if "rtd-from-mlm" in t]
+    assert alone.endswith("no clear gain at 2.0e+15 FLOPs (+0.0 points, margin -2.8); at the same budget nothing "
+                          "else scored")
