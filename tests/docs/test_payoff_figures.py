@@ -1,10 +1,13 @@
 """docs/payoff.md's figures are the recorded points': the curve takes hours, so its prose is checked against
 bench/results/payoff*.json instead of by a rerun; a point rescored or a sentence left behind fails here."""
 import json
-import math
 import re
+import sys
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import payoff  # noqa: E402
 
 DOC = (ROOT / "docs" / "payoff.md").read_text(encoding="utf-8")
 RESULTS = ROOT / "bench" / "results"
@@ -26,8 +29,7 @@ def test_every_decayed_figure_and_margin_is_a_recorded_point():
     figures = SPREAD.findall(DECAYED)
     assert len(figures) >= 10, "the section's figures were not found: has its wording changed?"
     assert set(figures) <= recorded(points)
-    margins = {f"{100 * (p['gain'] - 2 * math.hypot(p['pretrained_std'], p['random_init_std'])):+.1f}"
-               for p in points}
+    margins = {f"{100 * payoff.margin(p):+.1f}" for p in points}
     written = MARGIN.findall(DECAYED)
     assert written and set(written) <= margins
     scored = re.search(r"\((\d+) points\)", DECAYED)
