@@ -386,6 +386,7 @@ def record(work: Path, points: list[dict], settings: dict) -> None:
 
 
 CLEAR = 0.02  # a clear gain: at least 2 points beyond two standard deviations (the bar)
+EXTRAPOLATE_DECADES = 2  # a straight line read further than 100x past its last point says nothing
 
 
 def margin(p: dict) -> float:
@@ -427,8 +428,10 @@ def trends(points: list[dict]) -> list[str]:
         y = [margin(p) for p in pts]
         mx, my = sum(x) / len(x), sum(y) / len(y)
         slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-        where = (f"it would reach +{100 * CLEAR:.0f} at ~{10 ** (mx + (CLEAR - my) / slope):.0e} FLOPs"
-                 if slope > 0 else "it does not rise")
+        reach = mx + (CLEAR - my) / slope if slope > 0 else math.inf  # log10 FLOPs where the line meets the bar
+        where = ("it does not rise" if slope <= 0 else
+                 f"it would reach +{100 * CLEAR:.0f} at ~{10 ** reach:.0e} FLOPs" if reach <= x[-1] + EXTRAPOLATE_DECADES
+                 else f"it would not reach +{100 * CLEAR:.0f} within {10 ** EXTRAPOLATE_DECADES:,}x the largest budget")
         lines.append(head + f"no clear gain up to {pts[-1]['flops']:.1e} FLOPs; the margin moves "
                             f"{100 * slope:+.1f} points per tenfold compute over {len(pts)} budgets: {where} "
                             "(a straight-line extrapolation)")

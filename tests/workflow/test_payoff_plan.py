@@ -59,6 +59,9 @@ def test_the_trend_extrapolates_the_margin_to_the_bar_in_log_flops():
     assert single.startswith("- mlm, 4,000 train rows: no clear gain at 1.0e+14 FLOPs (margin -2.8)")
     assert single.endswith("one budget: no trend yet")
     assert "-2.0 points per tenfold compute over 2 budgets: it does not rise" in falling
+    far, = payoff.trends([_point(1e14, -0.100, 0.0), _point(1e15, -0.095, 0.0)])  # +0.5 per decade: ~1e37
+    assert far.endswith("+0.5 points per tenfold compute over 2 budgets: it would not reach +2 within 100x the "
+                        "largest budget (a straight-line extrapolation)")
 
 
 def test_the_two_stage_variant_spends_the_rest_of_the_largest_budget_after_its_first_stage():
