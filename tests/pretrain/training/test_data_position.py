@@ -155,7 +155,7 @@ def records_read(monkeypatch):
     return read
 
 
-def test_a_resume_reads_less_than_one_shard_and_the_shuffle_buffer(tmp_path, records_read):
+def test_a_resume_reads_at_most_a_shard_and_three_windows_not_the_skipped_records(tmp_path, records_read):
     """Resume at example 530 of 6 shards x 40 records (epoch 3): by the first batch and its read-ahead,
     the records read are the start of one shard + the shuffle buffer (its window + the window read
     ahead) + at most one more window, not the 530 skipped (the old `ds.skip` read and parsed every one).
