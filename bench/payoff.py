@@ -428,10 +428,13 @@ def trends(points: list[dict]) -> list[str]:
         y = [margin(p) for p in pts]
         mx, my = sum(x) / len(x), sum(y) / len(y)
         slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-        reach = mx + (CLEAR - my) / slope if slope > 0 else math.inf  # log10 FLOPs where the line meets the bar
-        where = ("it does not rise" if slope <= 0 else
-                 f"it would reach +{100 * CLEAR:.0f} at ~{10 ** reach:.0e} FLOPs" if reach <= x[-1] + EXTRAPOLATE_DECADES
-                 else f"it would not reach +{100 * CLEAR:.0f} within {10 ** EXTRAPOLATE_DECADES:,}x the largest budget")
+        reach = mx + (CLEAR - my) / slope if slope > 0 else None  # log10 FLOPs where the line meets the bar
+        if reach is None:
+            where = "it does not rise"
+        elif reach <= x[-1] + EXTRAPOLATE_DECADES:
+            where = f"it would reach +{100 * CLEAR:.0f} at ~{10 ** reach:.0e} FLOPs"
+        else:
+            where = f"it would not reach +{100 * CLEAR:.0f} within {10 ** EXTRAPOLATE_DECADES:,}x the largest budget"
         lines.append(head + f"no clear gain up to {pts[-1]['flops']:.1e} FLOPs; the margin moves "
                             f"{100 * slope:+.1f} points per tenfold compute over {len(pts)} budgets: {where} "
                             "(a straight-line extrapolation)")

@@ -39,3 +39,12 @@ def test_every_decayed_figure_and_margin_is_a_recorded_point():
 def test_every_earlier_figure_is_a_recorded_point():
     figures = SPREAD.findall(EARLIER)
     assert len(figures) >= 3 and set(figures) <= recorded(json.loads((RESULTS / "payoff_2h.json").read_text()))
+
+
+def test_the_demos_last_line_quotes_recorded_gains():
+    """The demo ends with the curve's answer (workflow/pipeline.py PAYOFF): its signed figures are points' gains."""
+    from workflow.pipeline import PAYOFF
+
+    gains = {f"{100 * p['gain']:+.1f}" for p in json.loads((RESULTS / "payoff.json").read_text())["points"]}
+    quoted = re.findall(r"[+-]\d+\.\d\b", PAYOFF)
+    assert len(quoted) >= 3 and set(quoted) <= gains, (quoted, gains)

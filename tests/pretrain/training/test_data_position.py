@@ -168,7 +168,7 @@ def test_a_resume_reads_at_most_a_shard_and_three_windows_not_the_skipped_record
     first = next(iter(dataset(files, resume, window=window, counts=counts)))["input_ids"].numpy()
     time.sleep(1.0)  # let the pipeline's read-ahead run: it counts too
     read = len(records_read)
-    print(f"records read before the first batch: {read}")
+    print(f"records read by the first batch and its read-ahead: {read}")
     assert window <= read <= max(counts) + 3 * window, read  # one shard + shuffle_buffer + the read-ahead
     records_read.clear()
     fresh = dataset(files, 0, window=window, counts=counts).unbatch().skip(resume)
